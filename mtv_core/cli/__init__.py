@@ -1,0 +1,45 @@
+"""`python -m mtv_core <command>`: each command lives in its own module with `add_arguments` and `run`."""
+
+import argparse
+import importlib
+import sys
+
+from ..errors import MTVError
+
+COMMANDS = {
+    "convert": ("mtv_core.cli.convert", "convert an official MTV .pt or SAT 3d-vae.pt to safetensors"),
+    "bench": ("mtv_core.cli.bench", "time and measure memory of the model"),
+    "demix": ("mtv_core.cli.demix", "split audio into speech / effects / music stems"),
+    "convert-demixer": ("mtv_core.cli.convert_demixer", "convert an HTDemucs .th file to safetensors"),
+    "features": ("mtv_core.cli.features", "encode stems with wav2vec2 as MTV expects"),
+    "generate": ("mtv_core.cli.generate", "make a video from audio and a prompt"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mtv_core", description="MTV audio-synchronized video tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except MTVError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
