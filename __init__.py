@@ -1,0 +1,13 @@
+"""ComfyUI entry point: ComfyUI imports this file by path from custom_nodes/<pack>/."""
+
+import os
+import sys
+
+# mtv_core sits beside this file; make it importable when the pack is not pip-installed.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
