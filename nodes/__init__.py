@@ -1,4 +1,50 @@
-"""ComfyUI nodes: thin wrappers over mtv_core. Defined with the classic node API."""
+"""ComfyUI nodes: thin wrappers over mtv_core, defined with the classic node API.
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+Importing this package does no heavy work: torch, diffusers and the models load when a node runs.
+A node whose optional dependency is missing is left out, with a message saying what to install.
+"""
+
+import importlib.util
+import logging
+
+from . import comfy_adapter
+from .audio import MTVDemixStems, MTVEncodeWav2Vec, MTVLoadAudio, MTVStemsFromAudio
+from .conditioning import MTVApply, MTVSceneTransition, MTVTextEncode
+from .loaders import MTVDemixerLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
+from .sampling import MTVChainSegments, MTVDecode, MTVSampler
+
+_NODES = {
+    "MTVModelLoader": (MTVModelLoader, "MTV Model Loader"),
+    "MTVVAEAndT5Loader": (MTVVAEAndT5Loader, "MTV VAE + T5 Loader"),
+    "MTVWav2VecLoader": (MTVWav2VecLoader, "MTV wav2vec2 Loader"),
+    "MTVDemixerLoader": (MTVDemixerLoader, "MTV Demixer Loader"),
+    "MTVLoadAudio": (MTVLoadAudio, "Load Audio (MTV)"),
+    "MTVDemixStems": (MTVDemixStems, "Demix Stems"),
+    "MTVStemsFromAudio": (MTVStemsFromAudio, "Stems From Audio"),
+    "MTVEncodeWav2Vec": (MTVEncodeWav2Vec, "Encode wav2vec"),
+    "MTVTextEncode": (MTVTextEncode, "MTV Text Encode"),
+    "MTVSceneTransition": (MTVSceneTransition, "Scene Transition"),
+    "MTVApply": (MTVApply, "MST-ControlNet Apply"),
+    "MTVSampler": (MTVSampler, "MTV Sampler"),
+    "MTVChainSegments": (MTVChainSegments, "Chain Segments"),
+    "MTVDecode": (MTVDecode, "MTV Decode"),
+}
+# node id -> (python package it needs, what to install)
+_OPTIONAL = {
+    "MTVDemixerLoader": ("demucs", "pip install demucs (no torchaudio needed)"),
+}
+
+
+def _available(node_id: str) -> bool:
+    if node_id not in _OPTIONAL:
+        return True
+    package, hint = _OPTIONAL[node_id]
+    if importlib.util.find_spec(package) is not None:
+        return True
+    logging.warning("[MTV] node %s is disabled: the package '%s' is missing; %s", node_id, package, hint)
+    return False
+
+
+comfy_adapter.register_model_folders()
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items() if _available(node_id)}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items() if node_id in NODE_CLASS_MAPPINGS}

@@ -1,0 +1,142 @@
+"""Conditioning nodes: MTV Text Encode, Scene Transition, MST-ControlNet Apply."""
+
+from __future__ import annotations
+
+from . import comfy_adapter as comfy
+from .audio import node_error
+from .payloads import MTVConditioning, TextConditioning
+
+CONVERSATIONS = ["one", "two", "none", "custom"]
+OFFICIAL_GUIDANCE = 3.5
+
+
+class MTVTextEncode:
+    DESCRIPTION = "Writes the MTV structured caption (conversation type, persons, active speaker, scene) and encodes it with T5 (226 tokens)."
+    CATEGORY = "MTV/conditioning"
+    RETURN_TYPES = ("MTV_TEXT", "STRING")
+    RETURN_NAMES = ("text", "caption")
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "t5": ("MTV_T5", {"tooltip": "From MTV VAE + T5 Loader."}),
+                "conversation": (CONVERSATIONS, {"default": "one", "tooltip": "one / two person conversation, none (effects or music scenes), or custom (the scene text is the whole caption)."}),
+                "scene": ("STRING", {"multiline": True, "default": "", "tooltip": "What the video shows."}),
+                "person1": ("STRING", {"default": "", "tooltip": "Person1's appearance and position (one/two)."}),
+                "person2": ("STRING", {"default": "", "tooltip": "Person2's appearance and position (two)."}),
+                "speaker": ("INT", {"default": 1, "min": 1, "max": 2, "tooltip": "Who is speaking (the caption says 'PersonN is speaking.')."}),
+            }
+        }
+
+    def encode(self, t5, conversation, scene, person1, person2, speaker):
+        from mtv_core.pipeline.captions import build_caption
+        from mtv_core.pipeline.prompt_schedule import PromptSchedule
+
+        try:
+            caption = scene.strip() if conversation == "custom" else build_caption(conversation, scene, person1, person2, speaker)
+            schedule = PromptSchedule.single(caption)
+            embeddings = _encode_released(t5, [caption])
+        except Exception as error:
+            raise node_error("MTV Text Encode", "scene", error)
+        return (TextConditioning(schedule, embeddings), caption)
+
+
+def _encode_released(t5, prompts):
+    """Encode on the compute device, then move T5 back to the CPU so it holds no GPU memory."""
+    from mtv_core.pipeline.memory import on_device
+
+    with on_device(t5.encoder, comfy.torch_device(), offload=True):
+        return t5.encode(prompts)
+
+
+class MTVSceneTransition:
+    DESCRIPTION = "Switches to another prompt at a time, blending the two text embeddings across the transition. Chain several for more scenes."
+    CATEGORY = "MTV/conditioning"
+    RETURN_TYPES = ("MTV_TEXT",)
+    RETURN_NAMES = ("text",)
+    FUNCTION = "schedule"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text": ("MTV_TEXT", {"tooltip": "The prompt (or schedule) so far."}),
+                "next_text": ("MTV_TEXT", {"tooltip": "The prompt that takes over."}),
+                "start_seconds": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 1e5, "step": 0.1, "tooltip": "When the next prompt starts to take over."}),
+                "transition_seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 60.0, "step": 0.1, "tooltip": "How long the blend lasts (0: a cut)."}),
+            }
+        }
+
+    def schedule(self, text, next_text, start_seconds, transition_seconds):
+        import torch
+
+        from mtv_core.pipeline.prompt_schedule import PromptSchedule, ScheduledPrompt
+
+        added = [ScheduledPrompt(e.prompt, start_seconds + e.start, transition_seconds if i == 0 else e.transition)
+                 for i, e in enumerate(next_text.schedule.entries)]
+        try:
+            schedule = PromptSchedule(tuple(text.schedule.entries) + tuple(added))
+        except Exception as error:
+            raise node_error("MTV Scene Transition", "start_seconds", error)
+        return (TextConditioning(schedule, torch.cat([text.embeddings, next_text.embeddings])),)
+
+
+class MTVApply:
+    DESCRIPTION = ("MST-ControlNet Apply: joins text and audio features for the MTV model. Strengths scale each stream "
+                   "between its null features (0) and full (1); guidance pushes text, lip sync (speech), event timing "
+                   "(effects) and mood (music) separately. All guidance at 3.5 is the official joint guidance.")
+    CATEGORY = "MTV/conditioning"
+    RETURN_TYPES = ("MTV_CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        strength = lambda what: ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": f"How strongly {what} drives the video (0 = not at all)."})
+        guidance = lambda what: ("FLOAT", {"default": OFFICIAL_GUIDANCE, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": f"Guidance for {what} (1 = none; official: 3.5 for all)."})
+        return {
+            "required": {
+                "mtv_model": ("MTV_MODEL", {"tooltip": "The model these features are for (checks that the streams fit it)."}),
+                "text": ("MTV_TEXT", {"tooltip": "From MTV Text Encode or Scene Transition."}),
+                "audio_features": ("MTV_AUDIO_FEATURES", {"tooltip": "From MTV Encode wav2vec."}),
+                "speech_strength": strength("speech (lips)"),
+                "effects_strength": strength("effects (event timing)"),
+                "music_strength": strength("music (mood)"),
+                "text_guidance": guidance("the text"),
+                "speech_guidance": guidance("speech"),
+                "effects_guidance": guidance("effects"),
+                "music_guidance": guidance("music"),
+            }
+        }
+
+    def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,
+              text_guidance, speech_guidance, effects_guidance, music_guidance):
+        from mtv_core.errors import ConfigError
+        from mtv_core.pipeline.guidance import GuidanceScales
+
+        features = audio_features.features
+        needed = set(mtv_model.model.audio_streams)
+        missing = needed - set(features.per_stream)
+        if missing:
+            raise ConfigError(
+                f"MST-ControlNet Apply: input 'audio_features' has no {sorted(missing)} stream but the {mtv_model.model.config.variant} "
+                "model needs it; for the multi model give 'speaker_ranges' or a 'second_speaker' in Demix Stems")
+        if "speech2" in features.per_stream and "speech2" not in needed:
+            raise ConfigError(
+                "MST-ControlNet Apply: input 'mtv_model' is a single-speaker model but the audio features have a second speaker; "
+                "load the multi model, or clear 'speaker_ranges' / 'second_speaker' in Demix Stems")
+        strengths = {"speech": speech_strength, "speech2": speech_strength, "effects": effects_strength, "music": music_strength}
+        scaled = _scale_streams(features, {name: strengths[name] for name in needed})
+        try:
+            scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance).validate()
+        except Exception as error:
+            raise node_error("MST-ControlNet Apply", "text_guidance", error)
+        return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)
+
+
+def _scale_streams(features, strengths: dict):
+    from dataclasses import replace
+
+    return replace(features, per_stream={name: features.per_stream[name] * strengths[name] for name in strengths})

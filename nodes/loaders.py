@@ -1,0 +1,154 @@
+"""Loaders: MTV model, VAE + T5, wav2vec2, demixer. Files come from ComfyUI's model folders."""
+
+from __future__ import annotations
+
+import torch
+
+from . import comfy_adapter as comfy
+from .payloads import ModelHandle
+
+DTYPES = ["auto", "bf16", "fp16", "fp32"]
+ATTENTION = ["sdpa", "xformers", "sage", "math"]
+NONE = "none"
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def file_stamp(folder: str, *names: str) -> str:
+    """What IS_CHANGED returns: a loader re-runs only when one of its files changes."""
+    parts = []
+    for name in names:
+        if name and name != NONE:
+            path = comfy.model_path(folder, name)
+            stat = path.stat()
+            parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+class MTVModelLoader:
+    DESCRIPTION = "Loads a converted MTV transformer (single, multi or accm) from models/diffusion_models."
+    CATEGORY = "MTV/loaders"
+    RETURN_TYPES = ("MTV_MODEL",)
+    RETURN_NAMES = ("mtv_model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (comfy.list_model_files("diffusion_models"), {"tooltip": "An MTV .safetensors made by `python -m mtv_core convert` or the trainer."}),
+                "weight_dtype": (DTYPES, {"default": "auto", "tooltip": "Compute dtype. auto: bf16 on a GPU that has it, else fp32."}),
+                "attention": (ATTENTION, {"default": "sdpa", "tooltip": "Attention kernel. xformers and sage need their package and a CUDA GPU."}),
+                "block_swap": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Transformer blocks kept in CPU memory and streamed to the GPU when needed (saves VRAM, costs speed)."}),
+                "fp8_weights": ("BOOLEAN", {"default": False, "tooltip": "Store the transformer blocks' linear weights in fp8 (half the memory of bf16); compute stays in the weight dtype."}),
+                "offload": ("BOOLEAN", {"default": False, "tooltip": "Keep the model in CPU memory between runs and move it to the GPU only while it samples."}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, **_):
+        return file_stamp("diffusion_models", model_name)
+
+    def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload):
+        from mtv_core.checkpoints import load_mtv_model
+        from mtv_core.pipeline.generate import MemoryOptions, prepare_model
+
+        device = comfy.torch_device()
+        path = comfy.model_path("diffusion_models", model_name)
+        model = load_mtv_model(path, dtype=resolve_dtype(weight_dtype, device), device="cpu")
+        model.select_attention_backend(attention)
+        memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=block_swap, fp8=fp8_weights)
+        swap = prepare_model(model, memory)
+        return (ModelHandle(model, memory, swap, model_name),)
+
+
+class MTVVAEAndT5Loader:
+    DESCRIPTION = "Loads the CogVideoX VAE (models/vae) and the T5 v1.1 XXL text encoder folder (models/text_encoders)."
+    CATEGORY = "MTV/loaders"
+    RETURN_TYPES = ("MTV_VAE", "MTV_T5")
+    RETURN_NAMES = ("vae", "t5")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae_name": (comfy.list_model_files("vae"), {"tooltip": "A diffusers AutoencoderKLCogVideoX folder or the .safetensors converted from SAT 3d-vae.pt."}),
+                "t5_name": (comfy.list_model_files("text_encoders"), {"tooltip": "A Hugging Face T5 encoder folder (config.json, weights and tokenizer)."}),
+                "t5_dtype": (DTYPES, {"default": "auto", "tooltip": "dtype of T5 (official: bf16). T5 is released from memory after encoding."}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, vae_name, t5_name, **_):
+        return file_stamp("vae", vae_name) + "|" + file_stamp("text_encoders", t5_name)
+
+    def load(self, vae_name, t5_name, t5_dtype):
+        from mtv_core.pipeline.text import load_text_encoder
+        from mtv_core.pipeline.vae import load_vae
+
+        vae = load_vae(comfy.model_path("vae", vae_name), device="cpu")
+        t5 = load_text_encoder(comfy.model_path("text_encoders", t5_name), device="cpu",
+                               dtype=resolve_dtype(t5_dtype, comfy.torch_device()))
+        return (vae, t5)
+
+
+class MTVWav2VecLoader:
+    DESCRIPTION = "Loads wav2vec2 (base-960h for the official weights) from models/audio_encoders."
+    CATEGORY = "MTV/loaders"
+    RETURN_TYPES = ("MTV_WAV2VEC",)
+    RETURN_NAMES = ("wav2vec",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wav2vec_name": (comfy.list_model_files("audio_encoders"), {"tooltip": "A Hugging Face wav2vec2 folder or a single .safetensors file."})}}
+
+    @classmethod
+    def IS_CHANGED(cls, wav2vec_name):
+        return file_stamp("audio_encoders", wav2vec_name)
+
+    def load(self, wav2vec_name):
+        from mtv_core.audio import load_wav2vec2
+
+        return (load_wav2vec2(comfy.model_path("audio_encoders", wav2vec_name)),)
+
+
+class MTVDemixerLoader:
+    DESCRIPTION = "Loads one HTDemucs model, or several of one layout to average (MVSEP-CDX23 cinematic: music / effect / dialog), from models/demucs."
+    CATEGORY = "MTV/loaders"
+    RETURN_TYPES = ("MTV_DEMIXER",)
+    RETURN_NAMES = ("demixer",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy.list_model_files(comfy.DEMUCS_FOLDER)
+        tip = "An HTDemucs model converted with `python -m mtv_core convert-demixer` (.safetensors) or a demucs .th file."
+        return {
+            "required": {
+                "model_1": (files, {"tooltip": tip}),
+                "overlap": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 0.9, "step": 0.05, "tooltip": "Overlap between demixing windows (official data preparation: 0.8; slower)."}),
+            },
+            "optional": {
+                "model_2": ([NONE] + files, {"default": NONE, "tooltip": "A second model of the same layout; the outputs are averaged."}),
+                "model_3": ([NONE] + files, {"default": NONE, "tooltip": "A third model of the same layout; the outputs are averaged."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, model_1, overlap, model_2=NONE, model_3=NONE):
+        return file_stamp(comfy.DEMUCS_FOLDER, model_1, model_2, model_3) + f"|{overlap}"
+
+    def load(self, model_1, overlap, model_2=NONE, model_3=NONE):
+        from mtv_core.audio import load_demixer
+
+        names = [n for n in (model_1, model_2, model_3) if n and n != NONE]
+        paths = [str(comfy.model_path(comfy.DEMUCS_FOLDER, n)) for n in names]
+        return (load_demixer(paths, overlap=overlap, device=comfy.torch_device()),)

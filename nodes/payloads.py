@@ -1,0 +1,42 @@
+"""What travels on the pack's custom sockets (MTV_MODEL, MTV_TEXT, ...): small dataclasses over mtv_core objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ModelHandle:
+    """MTV_MODEL: a loaded transformer with the memory options it was prepared for."""
+
+    model: torch.nn.Module
+    memory: object  # mtv_core.pipeline.generate.MemoryOptions
+    swap: object | None
+    name: str
+
+
+@dataclass
+class TextConditioning:
+    """MTV_TEXT: one prompt or a prompt schedule, with T5 embeddings (N prompts, 226, D)."""
+
+    schedule: object  # mtv_core.pipeline.prompt_schedule.PromptSchedule
+    embeddings: torch.Tensor
+
+
+@dataclass
+class EncodedAudio:
+    """MTV_AUDIO_FEATURES: wav2vec2 features per stream plus the audio's duration."""
+
+    features: object  # mtv_core.audio.AudioFeatures
+    duration: float
+
+
+@dataclass
+class MTVConditioning:
+    """MTV_CONDITIONING: text + audio features (scaled by the stream strengths) + guidance scales."""
+
+    text: TextConditioning
+    audio: EncodedAudio
+    guidance: object  # mtv_core.pipeline.guidance.GuidanceScales

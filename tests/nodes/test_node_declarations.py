@@ -1,0 +1,152 @@
+"""Node declarations and shipped workflows are valid without a ComfyUI checkout."""
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+import nodes
+from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = json.loads((ROOT / "nodes" / "core_node_inputs.json").read_text())
+CORE_IDS = {"LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "SaveImage", "VAEDecode", "CreateVideo", "SaveVideo", "KSampler"}
+WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+FILE_CHOICES = {"model_name", "vae_name", "t5_name", "wav2vec_name", "model_1", "model_2", "model_3", "audio", "image"}
+API_WORKFLOWS = sorted((ROOT / "workflows" / "api").glob("*.json"))
+
+
+def declared_inputs(cls) -> dict:
+    types = cls.INPUT_TYPES()
+    return {**types.get("required", {}), **types.get("optional", {})}
+
+
+@pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))
+def test_node_declaration_is_valid(node_id):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    assert node_id.startswith("MTV") and node_id not in CORE_IDS
+    assert cls.CATEGORY.startswith("MTV/") and cls.DESCRIPTION
+    assert node_id in NODE_DISPLAY_NAME_MAPPINGS
+    assert isinstance(cls.RETURN_TYPES, tuple) and len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+    for kind in cls.RETURN_TYPES:
+        assert kind in {"AUDIO", "IMAGE", "LATENT", "STRING"} or kind.startswith("MTV_"), kind
+    method = getattr(cls, cls.FUNCTION)
+    parameters = inspect.signature(method).parameters
+    types = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for name, spec in types.get(section, {}).items():
+            kind, options = spec[0], spec[1]
+            assert isinstance(kind, list) or kind in WIDGETS or kind in {"AUDIO", "IMAGE", "LATENT"} or kind.startswith("MTV_"), (name, kind)
+            assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+            assert name in parameters, f"{node_id}.{cls.FUNCTION} does not take {name}"
+            if section == "optional":
+                assert parameters[name].default is not inspect.Parameter.empty
+    for hook in ("IS_CHANGED", "VALIDATE_INPUTS"):
+        if hasattr(cls, hook):
+            hook_parameters = inspect.signature(getattr(cls, hook)).parameters
+            accepts_all = any(p.kind == p.VAR_KEYWORD for p in hook_parameters.values())
+            assert accepts_all or set(declared_inputs(cls)) <= set(hook_parameters)
+
+
+def test_importing_the_pack_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, nodes; print('diffusers' in sys.modules, 'transformers' in sys.modules, 'demucs' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
+
+
+def test_missing_optional_dependency_disables_only_its_node(monkeypatch, caplog):
+    import importlib
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "demucs" else real(name, *a))
+    reloaded = importlib.reload(nodes)
+    try:
+        assert "MTVDemixerLoader" not in reloaded.NODE_CLASS_MAPPINGS
+        assert "MTVDemixStems" in reloaded.NODE_CLASS_MAPPINGS
+        assert "pip install demucs" in caplog.text
+    finally:
+        monkeypatch.undo()
+        importlib.reload(nodes)
+
+
+def spec_of(class_type):
+    if class_type in CORE:
+        core = CORE[class_type]
+        return {name: (kind, name in core["optional"]) for name, kind in core["inputs"].items()}, [o[1] for o in core["outputs"]]
+    cls = NODE_CLASS_MAPPINGS[class_type]
+    types = cls.INPUT_TYPES()
+    inputs = {name: (spec[0], section == "optional") for section in ("required", "optional") for name, spec in types.get(section, {}).items()}
+    return inputs, list(cls.RETURN_TYPES)
+
+
+def test_there_are_seven_workflows_in_both_formats():
+    names = {p.stem for p in API_WORKFLOWS}
+    assert len(names) == 7
+    assert names == {p.stem for p in (ROOT / "workflows").glob("*.json")}
+
+
+@pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.stem)
+def test_api_workflow_uses_only_existing_nodes_and_inputs(path):
+    graph = json.loads(path.read_text())
+    for node_id, node in graph.items():
+        inputs, _ = spec_of(node["class_type"])
+        unknown = set(node["inputs"]) - set(inputs)
+        assert not unknown, f"node {node_id} ({node['class_type']}) has unknown inputs {unknown}"
+        missing = {name for name, (_, optional) in inputs.items() if not optional} - set(node["inputs"])
+        assert not missing, f"node {node_id} ({node['class_type']}) lacks required inputs {missing}"
+        for name, value in node["inputs"].items():
+            kind = inputs[name][0]
+            if isinstance(value, list):
+                source_id, slot = value
+                assert source_id in graph, f"node {node_id}.{name} links to missing node {source_id}"
+                source_outputs = spec_of(graph[source_id]["class_type"])[1]
+                assert source_outputs[slot] == kind, f"node {node_id}.{name} wants {kind}, gets {source_outputs[slot]}"
+            elif isinstance(kind, list) and name not in FILE_CHOICES:  # file lists depend on the user's folders
+                assert value in kind, (node_id, name, value)
+            elif kind == "COMBO" and name not in FILE_CHOICES:
+                assert value in CORE[node["class_type"]]["combo_options"][name], (node_id, name, value)
+
+
+def ui_to_api(ui: dict) -> dict:
+    """Rebuild the API graph from a UI workflow using the node declarations (widget order)."""
+    links = {link[0]: link for link in ui["links"]}
+    api = {}
+    for node in ui["nodes"]:
+        class_type = node["type"]
+        values = list(node["widgets_values"])
+        inputs = {}
+        if class_type in CORE:
+            widget_names = CORE[class_type]["widgets"]
+            controls = set()
+        else:
+            declared = declared_inputs(NODE_CLASS_MAPPINGS[class_type])
+            widget_names = [n for n, s in declared.items() if isinstance(s[0], list) or s[0] in WIDGETS]
+            controls = {n for n in widget_names if declared[n][1].get("control_after_generate")}
+        for name in widget_names:
+            inputs[name] = values.pop(0)
+            if name in controls:
+                assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
+        for socket in node["inputs"]:
+            if socket["link"] is not None:
+                link = links[socket["link"]]
+                assert link[3] == node["id"]
+                inputs[socket["name"]] = [str(link[1]), link[2]]
+        api[str(node["id"])] = {"class_type": class_type, "inputs": inputs}
+    return api
+
+
+@pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.stem)
+def test_ui_and_api_formats_describe_the_same_graph(path):
+    api = json.loads(path.read_text())
+    ui = json.loads((ROOT / "workflows" / f"{path.stem}.json").read_text())
+    rebuilt = ui_to_api(ui)
+    assert rebuilt.keys() == api.keys()
+    for node_id in api:
+        assert rebuilt[node_id]["class_type"] == api[node_id]["class_type"]
+        for name, value in api[node_id]["inputs"].items():
+            assert rebuilt[node_id]["inputs"][name] == value, (path.stem, node_id, name)
