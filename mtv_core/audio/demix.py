@@ -1,0 +1,306 @@
+"""Demixing into speech / effects / music with HTDemucs models, in streamed overlapping chunks.
+
+Chunking reproduces `demucs.apply.apply_model(model, mix, shifts=0, split=True, overlap=overlap)`:
+segments of the model's training length at a stride of (1 - overlap) of it, triangular cross-fade
+weights, and the last, short segments padded with their real neighbours. So a streamed run equals
+a whole-file run to float tolerance while holding only a few segments in memory. The official MTV
+data preparation used shifts=1 (a random time shift); shifts are left out here to stay deterministic.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Iterable, Iterator, Optional
+
+import torch
+
+from ..errors import ConfigError, ModelFileError
+from .io import Waveform, to_stereo, write_atomically
+from .resample import resample
+from .stems import Stems, content_hash
+
+CINEMATIC_SOURCES = ("music", "effect", "dialog")  # MVSEP-CDX23 output order
+_CINEMATIC_TRACKS = {"dialog": "speech", "effect": "effects", "music": "music"}
+_SAFETENSORS_FORMAT = "mtv-demixer-htdemucs"
+_SUPPORTED_CLASSES = ("HTDemucs",)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class DemixerFile:
+    """What a demixer file holds: the HTDemucs constructor arguments and its float32 weights."""
+
+    args: list
+    kwargs: dict
+    state: dict
+
+
+def read_demixer_file(path) -> DemixerFile:
+    """Reads a converted .safetensors file, or a demucs .th package without running any pickled code."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: demixer file not found; give the path of an HTDemucs .th or converted .safetensors file.")
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path)
+    return _read_demucs_package(path)
+
+
+def convert_demixer(input_path, output_path) -> DemixerFile:
+    """Converts a demucs .th package to safetensors once; the weights are checked by building the model."""
+    demixer_file = read_demixer_file(input_path)
+    build_model(demixer_file, input_path)
+    write_demixer_file(demixer_file, output_path)
+    return demixer_file
+
+
+def write_demixer_file(demixer_file: DemixerFile, output_path) -> None:
+    """Writes the constructor arguments (as JSON metadata) and weights as one safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": _SAFETENSORS_FORMAT, "args": _to_json(demixer_file.args), "kwargs": _to_json(demixer_file.kwargs)}
+    tensors = {name: tensor.contiguous() for name, tensor in demixer_file.state.items()}
+    write_atomically(output_path, lambda temp: save_file(tensors, temp, metadata=metadata))
+
+
+def build_model(demixer_file: DemixerFile, path="demixer"):
+    try:
+        from demucs.htdemucs import HTDemucs
+    except ImportError as error:
+        raise ConfigError("demixing needs the demucs package: pip install demucs (it needs no torchaudio).") from error
+    import inspect
+
+    accepted = inspect.signature(HTDemucs).parameters
+    kwargs = {name: value for name, value in demixer_file.kwargs.items() if name in accepted}
+    try:
+        model = HTDemucs(*demixer_file.args, **kwargs)
+        model.load_state_dict(demixer_file.state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the weights do not fit an HTDemucs built from the file's own arguments ({error}); the file is damaged or not an HTDemucs model.") from error
+    return model.eval()
+
+
+class Demixer:
+    """One HTDemucs model, or the mean of several of one layout, mapped to MTV's stems.
+
+    Layouts: "cinematic" (sources music, effect, dialog as in MVSEP-CDX23) and "music" (a standard
+    4- or 6-stem htdemucs: vocals -> speech, every other source -> music, effects empty and flagged).
+    """
+
+    def __init__(self, models: list, overlap: float = 0.25, device="cpu"):
+        if not models:
+            raise ConfigError("a Demixer needs at least one model.")
+        if not 0 <= overlap < 1:
+            raise ConfigError(f"overlap {overlap} is out of range; use 0 <= overlap < 1 (demucs default 0.25, official MTV 0.8).")
+        first = models[0]
+        for model in models[1:]:
+            if list(model.sources) != list(first.sources) or model.samplerate != first.samplerate:
+                raise ConfigError(f"demixer models disagree: sources {model.sources} at {model.samplerate} Hz vs {first.sources} at {first.samplerate} Hz; average only models of one layout.")
+            if int(model.segment * model.samplerate) != int(first.segment * first.samplerate):
+                raise ConfigError("demixer models have different segment lengths; run them separately.")
+        self.models = [model.to(device).eval() for model in models]
+        self.device = torch.device(device)
+        self.sources = list(first.sources)
+        self.sample_rate = int(first.samplerate)
+        self.segment_length = int(first.segment * first.samplerate)
+        self.stride = max(1, int((1 - overlap) * self.segment_length))
+        self.layout, self._track_sources = track_mapping(self.sources)
+
+    @property
+    def flags(self) -> dict:
+        return {} if self.layout == "cinematic" else {"effects": "not separated: a standard music model has no effects stem"}
+
+    def separate(self, waveform: Waveform, progress: Optional[ProgressCallback] = None, block_seconds: float = 30.0) -> Stems:
+        """Demixes a whole waveform; stems come at the model's rate (44.1 kHz for HTDemucs), stereo."""
+        source_id = content_hash(waveform.samples, waveform.sample_rate)
+        mix = resample(to_stereo(waveform).samples, waveform.sample_rate, self.sample_rate)
+        total = mix.shape[1]
+        tracks = {name: torch.empty(2, total) for name in ("speech", "effects", "music")}
+        block = max(1, int(block_seconds * self.sample_rate))
+        position = 0
+        for stem_block in self.separate_stream((mix[:, i:i + block] for i in range(0, total, block)), total, progress):
+            length = next(iter(stem_block.values())).shape[1]
+            for name, samples in stem_block.items():
+                tracks[name][:, position:position + length] = samples
+            position += length
+        return Stems(tracks, self.sample_rate, source_id, self.flags)
+
+    def separate_stream(self, blocks: Iterable[torch.Tensor], expected_total: int = 0, progress: Optional[ProgressCallback] = None) -> Iterator[dict]:
+        """Demixes stereo blocks at `sample_rate` as they come; yields {track: [2, n]} blocks in order."""
+        for sources_block in self._overlap_add(blocks, expected_total, progress):
+            yield self._to_tracks(sources_block)
+
+    def _overlap_add(self, blocks, expected_total, progress) -> Iterator[torch.Tensor]:
+        length, stride = self.segment_length, self.stride
+        weight = _transition_weight(length)
+        num_sources = len(self.sources)
+        buffer, buffer_start = torch.zeros(2, 0), 0  # input samples [buffer_start, buffer_start + len)
+        accumulated = torch.zeros(num_sources, 2, 0)  # weighted sums for output samples from next_output
+        weights = torch.zeros(0)
+        next_offset = next_output = 0
+        total = 0
+        for block in blocks:
+            buffer = torch.cat([buffer, block.to(torch.float32)], dim=1)
+            total += block.shape[1]
+            while next_offset + length <= total:
+                chunk = buffer[:, next_offset - buffer_start:next_offset - buffer_start + length]
+                accumulated, weights = _accumulate(accumulated, weights, self._run(chunk), weight, next_offset - next_output)
+                next_offset += stride
+                self._report(progress, next_offset, max(expected_total, total))
+            ready = next_offset - next_output
+            if ready > 0:
+                yield accumulated[..., :ready] / weights[:ready]
+                accumulated, weights, next_output = accumulated[..., ready:], weights[ready:], next_offset
+            keep_from = max(0, next_offset - length)
+            buffer, buffer_start = buffer[:, keep_from - buffer_start:], keep_from
+        while next_offset < total:
+            chunk_length = total - next_offset
+            chunk = _padded_chunk(buffer, buffer_start, next_offset, chunk_length, length, total)
+            delta = length - chunk_length
+            output = self._run(chunk)[..., delta // 2:delta // 2 + chunk_length]
+            accumulated, weights = _accumulate(accumulated, weights, output, weight[:chunk_length], next_offset - next_output)
+            next_offset += stride
+        self._report(progress, total, total)
+        if total > next_output:
+            yield accumulated[..., : total - next_output] / weights[: total - next_output]
+
+    @torch.no_grad()
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk[None].to(self.device)
+        outputs = sum(model(chunk)[0].float() for model in self.models)
+        return (outputs / len(self.models)).cpu()
+
+    def _to_tracks(self, sources_block: torch.Tensor) -> dict:
+        tracks = {}
+        for track, indices in self._track_sources.items():
+            tracks[track] = sources_block[indices].sum(dim=0) if indices else torch.zeros_like(sources_block[0])
+        return tracks
+
+    @staticmethod
+    def _report(progress, done, total):
+        if progress is not None:
+            progress(min(done, total), total)
+
+
+def track_mapping(sources) -> tuple:
+    """Maps model source names to MTV tracks: returns (layout, {track: [source indices]})."""
+    names = [str(name).lower() for name in sources]
+    if set(names) == set(CINEMATIC_SOURCES) or (len(names) == 3 and "vocals" not in names):
+        order = names if set(names) == set(CINEMATIC_SOURCES) else list(CINEMATIC_SOURCES)
+        return "cinematic", {_CINEMATIC_TRACKS[name]: [index] for index, name in enumerate(order)}
+    if "vocals" in names:
+        speech = names.index("vocals")
+        return "music", {"speech": [speech], "effects": [], "music": [i for i in range(len(names)) if i != speech]}
+    raise ConfigError(f"demixer sources {list(sources)} match no known layout; use a cinematic (music, effect, dialog) or a standard htdemucs (with vocals) model.")
+
+
+def load_demixer(paths, overlap: float = 0.25, device="cpu") -> Demixer:
+    """Loads one or several HTDemucs files (.safetensors converted here, or demucs .th) of one layout."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise ConfigError("no demixer model given; pass at least one HTDemucs file (--model PATH).")
+    models = [build_model(read_demixer_file(path), path) for path in paths]
+    return Demixer(models, overlap=overlap, device=device)
+
+
+def _transition_weight(length: int) -> torch.Tensor:
+    weight = torch.cat([torch.arange(1, length // 2 + 1), torch.arange(length - length // 2, 0, -1)]).float()
+    return weight / weight.max()
+
+
+def _accumulate(accumulated, weights, output, weight, at):
+    """Adds `weight * output` at position `at` of the accumulators, growing them as needed."""
+    end = at + output.shape[-1]
+    if end > weights.shape[0]:
+        grow = end - weights.shape[0]
+        accumulated = torch.cat([accumulated, accumulated.new_zeros(*accumulated.shape[:-1], grow)], dim=-1)
+        weights = torch.cat([weights, weights.new_zeros(grow)])
+    accumulated[..., at:end] += weight * output
+    weights[at:end] += weight
+    return accumulated, weights
+
+
+def _padded_chunk(buffer, buffer_start, offset, chunk_length, length, total):
+    """The model input for a final short chunk: centred in `length` with real neighbours, zeros past the ends."""
+    start = offset - (length - chunk_length) // 2
+    real_start, real_end = max(0, start), min(total, start + length)
+    real = buffer[:, real_start - buffer_start:real_end - buffer_start]
+    return torch.nn.functional.pad(real, (real_start - start, start + length - real_end))
+
+
+def _read_safetensors(path) -> DemixerFile:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error}); convert the .th again.") from error
+    if metadata.get("format") != _SAFETENSORS_FORMAT:
+        raise ModelFileError(f"{path}: not a demixer converted by `python -m mtv_core convert-demixer` (metadata format {metadata.get('format')!r}).")
+    return DemixerFile(_from_json(json.loads(metadata["args"])), _from_json(json.loads(metadata["kwargs"])), state)
+
+
+def _read_demucs_package(path) -> DemixerFile:
+    """Unpickles with torch's weights-only loader; only HTDemucs's class reference and Fraction are allowed."""
+    import pickle
+
+    allowed = [Fraction]
+    try:
+        from demucs.htdemucs import HTDemucs
+
+        allowed.append(HTDemucs)
+    except ImportError as error:
+        raise ConfigError("reading a demucs .th file needs the demucs package: pip install demucs.") from error
+    try:
+        with torch.serialization.safe_globals(allowed):
+            package = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ModelFileError(
+            f"{path}: refused to load: the file holds objects other than tensors and model arguments "
+            f"({str(error).splitlines()[0][:300]}). Only demucs HTDemucs packages are accepted; do not load files you do not trust."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable PyTorch file ({error}); the download may be truncated, fetch it again.") from error
+    return _package_contents(package, path)
+
+
+def _package_contents(package, path) -> DemixerFile:
+    if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
+        raise ModelFileError(f"{path}: not a demucs model package (expected keys klass, args, kwargs, state); give a demucs .th model file.")
+    klass_name = getattr(package["klass"], "__name__", str(package["klass"]))
+    if klass_name not in _SUPPORTED_CLASSES:
+        raise ModelFileError(f"{path}: model class {klass_name} is not supported; only HTDemucs (Demucs v4) models are.")
+    state = package["state"]
+    if state.get("__quantized"):
+        raise ModelFileError(f"{path}: quantized demucs models are not supported; use the unquantized release of the model.")
+    state = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+    return DemixerFile(list(package["args"]), dict(package["kwargs"]), state)
+
+
+def _to_json(value) -> str:
+    def encode(item):
+        if isinstance(item, Fraction):
+            return {"__fraction__": [item.numerator, item.denominator]}
+        if isinstance(item, dict):
+            return {str(key): encode(val) for key, val in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [encode(val) for val in item]
+        if item is None or isinstance(item, (bool, int, float, str)):
+            return item
+        raise ModelFileError(f"model argument {item!r} of type {type(item).__name__} cannot be stored; this demixer file is not supported.")
+
+    return json.dumps(encode(value))
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if set(value) == {"__fraction__"}:
+            return Fraction(*value["__fraction__"])
+        return {key: _from_json(val) for key, val in value.items()}
+    if isinstance(value, list):
+        return [_from_json(val) for val in value]
+    return value

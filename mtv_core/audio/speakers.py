@@ -1,0 +1,73 @@
+"""A second speaker: its own file, or the speech stem split by time ranges ("0-2.5:1, 2.5-5:2")."""
+
+import re
+from dataclasses import replace
+
+import torch
+
+from ..errors import AudioInputError, ConfigError
+from .io import load_audio
+from .stems import Stems, align_tracks
+
+RAMP_SECONDS = 0.005  # short fades at range edges, so a cut does not become a click
+_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*:\s*([12])\s*$")
+
+
+def parse_speaker_ranges(text: str) -> list:
+    """Parses "start-end:speaker, ..." (seconds; speaker 1 or 2) into sorted (start, end, speaker) tuples."""
+    ranges = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        match = _RANGE.match(part)
+        if not match:
+            raise ConfigError(f"speaker range {part!r} is not of the form 'start-end:speaker' (e.g. '0-2.5:1, 2.5-5:2').")
+        start, end, speaker = float(match[1]), float(match[2]), int(match[3])
+        if end <= start:
+            raise ConfigError(f"speaker range {part!r} ends before it starts; write start-end with end > start.")
+        ranges.append((start, end, speaker))
+    ranges.sort()
+    for (_, end, _), (start, _, _) in zip(ranges, ranges[1:]):
+        if start < end:
+            raise ConfigError(f"speaker ranges overlap at {start} s; give each moment to one speaker.")
+    return ranges
+
+
+def split_speakers(stems: Stems, ranges) -> Stems:
+    """Moves the speech inside speaker-2 ranges to "speech2"; everything else stays with speaker 1."""
+    if isinstance(ranges, str):
+        ranges = parse_speaker_ranges(ranges)
+    if stems.flags.get("speech"):
+        raise AudioInputError(f"cannot split speakers: the speech stem is {stems.flags['speech']}.")
+    speech = stems.tracks["speech"]
+    mask = _speaker_two_mask(ranges, speech.shape[-1], stems.sample_rate)
+    tracks = dict(stems.tracks, speech=speech * (1 - mask), speech2=speech * mask)
+    return replace(stems, tracks=tracks)
+
+
+def add_second_speaker(stems: Stems, path) -> Stems:
+    """Adds speaker 2 from its own file (resampled; a length off by up to 50 ms is padded or cut)."""
+    second = load_audio(path, sample_rate=stems.sample_rate).samples
+    channels = stems.tracks["speech"].shape[0]
+    if second.shape[0] != channels:
+        second = second.mean(dim=0, keepdim=True).expand(channels, -1)
+    tracks = {name: track for name, track in stems.tracks.items() if name != "speech2"}
+    sources = {name: "stems" for name in tracks}
+    sources["speech2"] = str(path)
+    aligned = align_tracks(dict(tracks, speech2=second), stems.sample_rate, sources)
+    return replace(stems, tracks=aligned.tracks)
+
+
+def _speaker_two_mask(ranges, num_samples: int, sample_rate: int) -> torch.Tensor:
+    mask = torch.zeros(num_samples)
+    ramp = max(1, round(RAMP_SECONDS * sample_rate))
+    for start, end, speaker in ranges:
+        if speaker != 2:
+            continue
+        first, last = round(start * sample_rate), min(num_samples, round(end * sample_rate))
+        if first >= num_samples:
+            raise ConfigError(f"speaker range {start}-{end} s starts after the audio ends ({num_samples / sample_rate:.3f} s).")
+        mask[first:last] = 1.0
+        fade = torch.linspace(0, 1, ramp + 2)[1:-1]
+        edge = min(ramp, last - first)
+        mask[first:first + edge] *= fade[:edge]
+        mask[last - edge:last] *= fade.flip(0)[-edge:]
+    return mask

@@ -1,0 +1,122 @@
+"""`Stems`: the named tracks MTV is conditioned on, at one sample rate and one length."""
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..errors import AudioInputError
+from .io import Waveform, load_audio
+from .levels import DEFAULT_SILENCE_DBFS, measure
+
+TRACK_NAMES = ("speech", "speech2", "effects", "music")
+REQUIRED_TRACKS = ("speech", "effects", "music")
+
+
+@dataclass
+class Stems:
+    """Tracks [C, T] keyed by "speech", "speech2", "effects", "music".
+
+    `flags` explains tracks that are not real content (e.g. {"effects": "not separated: 4-stem model"});
+    such tracks are all zeros and `present` is False for them. `source_id` is the content hash of the
+    audio the stems came from, so a consumer can tell stems of another file apart.
+    """
+
+    tracks: dict
+    sample_rate: int
+    source_id: str = ""
+    flags: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = set(self.tracks) - set(TRACK_NAMES)
+        if unknown:
+            raise AudioInputError(f"unknown stem names {sorted(unknown)}; use {list(TRACK_NAMES)}.")
+        lengths = {name: track.shape[-1] for name, track in self.tracks.items()}
+        if len(set(lengths.values())) > 1:
+            raise AudioInputError(f"stems have different lengths {lengths} (samples at {self.sample_rate} Hz); use align_tracks or stems_from_files to match them.")
+
+    @property
+    def num_samples(self) -> int:
+        return next(iter(self.tracks.values())).shape[-1] if self.tracks else 0
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    @property
+    def present(self) -> dict:
+        return {name: name in self.tracks and name not in self.flags for name in TRACK_NAMES}
+
+    def levels(self, silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> dict:
+        return {name: measure(track, self.sample_rate, silence_dbfs) for name, track in self.tracks.items()}
+
+    def silent_tracks(self, silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> set:
+        return {name for name, report in self.levels(silence_dbfs).items() if report.silent}
+
+    def waveform(self, name: str) -> Waveform:
+        return Waveform(self.tracks[name], self.sample_rate)
+
+
+class ContentHasher:
+    """Hashes [C, n] blocks in time-major order, so blocks hashed one by one match the whole signal."""
+
+    def __init__(self, sample_rate: int):
+        self._digest = hashlib.sha256(str(int(sample_rate)).encode())
+
+    def update(self, block: torch.Tensor) -> None:
+        self._digest.update(block.detach().to("cpu", torch.float32).T.contiguous().numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:16]
+
+
+def content_hash(samples: torch.Tensor, sample_rate: int) -> str:
+    """A short hash of the audio content (float32 samples [C, T] and rate), independent of file names."""
+    hasher = ContentHasher(sample_rate)
+    hasher.update(samples)
+    return hasher.hexdigest()
+
+
+def stems_from_files(speech=None, effects=None, music=None, speech2=None, sample_rate: Optional[int] = None) -> Stems:
+    """Pre-separated stems, one file per track; missing tracks become flagged silence.
+
+    Tracks are resampled to one rate (the first file's unless `sample_rate` is given). Lengths may differ
+    by up to 50 ms (codec padding) and are then padded or cut to the speech (else the first) track;
+    larger differences are an error.
+    """
+    paths = {name: path for name, path in (("speech", speech), ("speech2", speech2), ("effects", effects), ("music", music)) if path}
+    if not paths:
+        raise AudioInputError("no stem files given; pass at least one of speech, effects, music.")
+    waveforms = {}
+    for name, path in paths.items():
+        rate = sample_rate or (next(iter(waveforms.values())).sample_rate if waveforms else None)
+        waveforms[name] = load_audio(path, sample_rate=rate)
+    return align_tracks({name: w.samples for name, w in waveforms.items()}, next(iter(waveforms.values())).sample_rate, {n: str(p) for n, p in paths.items()})
+
+
+def align_tracks(tracks: dict, sample_rate: int, sources: Optional[dict] = None, tolerance_seconds: float = 0.05) -> Stems:
+    """Builds `Stems` from tracks of nearly equal length; absent required tracks become flagged silence."""
+    sources = sources or {name: name for name in tracks}
+    reference_name = "speech" if "speech" in tracks else next(iter(tracks))
+    length = tracks[reference_name].shape[-1]
+    channels = max(track.shape[0] for track in tracks.values())
+    aligned = {}
+    for name, track in tracks.items():
+        difference = track.shape[-1] - length
+        if abs(difference) > tolerance_seconds * sample_rate:
+            raise AudioInputError(
+                f"stem {name} ({sources[name]}) is {track.shape[-1] / sample_rate:.3f} s long but {reference_name} "
+                f"({sources[reference_name]}) is {length / sample_rate:.3f} s; give stems cut from the same audio."
+            )
+        track = torch.nn.functional.pad(track, (0, -difference)) if difference < 0 else track[:, :length]
+        aligned[name] = track.expand(channels, -1).contiguous() if track.shape[0] == 1 < channels else track
+    if len({t.shape[0] for t in aligned.values()}) > 1:
+        raise AudioInputError(f"stems have incompatible channel counts { {n: t.shape[0] for n, t in aligned.items()} }; give mono or stereo files.")
+    flags = {}
+    for name in REQUIRED_TRACKS:
+        if name not in aligned:
+            aligned[name] = torch.zeros(channels, length)
+            flags[name] = "not given"
+    mix = sum(track for name, track in aligned.items() if name not in flags)
+    return Stems(aligned, sample_rate, content_hash(mix, sample_rate), flags)

@@ -1,0 +1,246 @@
+"""wav2vec2 at the video frame rate, as the official MTV pipeline computes it (mtv-official.md §2.3).
+
+The CNN features (50 Hz) are linearly interpolated (align_corners=True) to the frame count before the
+transformer, through a forward hook on `model.feature_extractor`; the stock forward then runs with
+`output_hidden_states=True`. This works on transformers 4.x and 5.x alike.
+"""
+
+import hashlib
+import json
+import math
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, ModelFileError
+
+WAV2VEC_SAMPLE_RATE = 16000
+NORMALIZE_EPS = 1e-7
+_TOP_LEVEL_NAMES = ("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed", "adapter.")
+_WRAPPER_PREFIXES = ("wav2vec2.", "model.", "audio_encoder.")
+_STANDARD_STRIDES = {10: 5, 3: 2, 2: 2}
+
+
+def frame_count(num_samples: int, fps: float, sample_rate: int = WAV2VEC_SAMPLE_RATE) -> int:
+    """ceil(duration * fps), computed as the official code does (float division, then ceil)."""
+    return math.ceil(num_samples / sample_rate * fps)
+
+
+def padded_frame_count(num_frames: int, clip_length: int = 49) -> int:
+    """The next count of the form 1 + k * (clip_length - 1) at or above `num_frames`."""
+    step = clip_length - 1
+    remainder = (num_frames - 1) % step
+    return num_frames if remainder == 0 else num_frames + step - remainder
+
+
+def normalize_waveform(samples: torch.Tensor) -> torch.Tensor:
+    """Per-file zero mean, unit variance: (x - mean) / sqrt(var + 1e-7), as Wav2Vec2FeatureExtractor."""
+    samples64 = samples.double()
+    return ((samples64 - samples64.mean()) / torch.sqrt(samples64.var(unbiased=False) + NORMALIZE_EPS)).float()
+
+
+def pad_for_clips(normalized: torch.Tensor, num_frames: int, fps: float, clip_length: int = 49) -> tuple:
+    """Appends zeros so the frame count becomes 1 + k*(clip_length-1); returns (waveform, padded count).
+
+    Like the official code, each added frame adds `16000 // fps` zero samples to the normalised waveform.
+    """
+    padded = padded_frame_count(num_frames, clip_length)
+    extra = (padded - num_frames) * (WAV2VEC_SAMPLE_RATE // int(fps))
+    return F.pad(normalized, (0, extra)), padded
+
+
+class Wav2Vec2Encoder:
+    """A Hugging Face Wav2Vec2Model that returns every transformer layer at the video frame rate."""
+
+    def __init__(self, model, name: str = "wav2vec2", device="cpu"):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.name = name
+        self._fingerprint = None
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the configuration and weights, part of the feature cache key."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(self.model.config.to_json_string().encode())
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    @torch.no_grad()
+    def encode(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Hidden states of all transformer layers for a prepared 16 kHz waveform [T]: (num_frames, layers, width)."""
+        handle = self.model.feature_extractor.register_forward_hook(_interpolate_to(num_frames))
+        try:
+            output = self.model(waveform[None].to(self.device, torch.float32), output_hidden_states=True)
+        finally:
+            handle.remove()
+        if output.hidden_states is None:
+            raise ConfigError("the wav2vec2 model returned no hidden states; this transformers version is not supported.")
+        return torch.stack(output.hidden_states[1:], dim=2)[0].float().cpu()
+
+    @torch.no_grad()
+    def conv_features(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The CNN features interpolated to `num_frames`, (num_frames, conv width): what the transformer sees."""
+        features = self.model.feature_extractor(waveform[None].to(self.device, torch.float32))
+        return _interpolate_to(num_frames)(None, None, features)[0].T.float().cpu()
+
+
+def _interpolate_to(num_frames: int):
+    def hook(module, inputs, output):
+        return F.interpolate(output, size=num_frames, mode="linear", align_corners=True)
+
+    return hook
+
+
+def load_wav2vec2(path, device="cpu") -> Wav2Vec2Encoder:
+    """Loads a local Hugging Face folder (config.json + weights) or a single .safetensors file."""
+    path = str(path)
+    if os.path.isdir(path):
+        return Wav2Vec2Encoder(_load_folder(path), os.path.basename(path.rstrip("/")), device)
+    if os.path.isfile(path) and path.endswith(".safetensors"):
+        return Wav2Vec2Encoder(_load_safetensors(path), os.path.basename(path), device)
+    raise ModelFileError(f"{path}: not a wav2vec2 model folder or .safetensors file; give e.g. a local copy of facebook/wav2vec2-base-960h.")
+
+
+def _load_folder(path):
+    from transformers import Wav2Vec2Model
+
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelFileError(f"{path}: the folder has no config.json; give a Hugging Face wav2vec2 model folder.")
+    try:
+        return Wav2Vec2Model.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: could not load the wav2vec2 model ({error}).") from error
+
+
+def _load_safetensors(path):
+    from safetensors import SafetensorError, safe_open
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {_strip_prefix(name): handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error}).") from error
+    state = {name: tensor.float() for name, tensor in state.items() if not name.startswith(("lm_head.", "project_", "quantizer."))}
+    if "config" in metadata:
+        try:
+            config = Wav2Vec2Config(**json.loads(metadata["config"]))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ModelFileError(f"{path}: the 'config' metadata is not a valid wav2vec2 config ({error}).") from error
+    else:
+        config = Wav2Vec2Config(**infer_config(state, path))
+    model = Wav2Vec2Model(config)
+    state = _match_weight_norm_names(state, set(model.state_dict()))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [name for name in missing if name != "masked_spec_embed"]
+    if missing or unexpected:
+        raise ModelFileError(f"{path}: the weights do not match a wav2vec2 model (missing {missing[:5]}, unexpected {unexpected[:5]}); give a Hugging Face wav2vec2 checkpoint.")
+    return model
+
+
+def _strip_prefix(name: str) -> str:
+    """Drops wrapper prefixes such as Wav2Vec2ForCTC's "wav2vec2." from checkpoint keys."""
+    if name.startswith(_TOP_LEVEL_NAMES):
+        return name
+    for prefix in _WRAPPER_PREFIXES:
+        if name.startswith(prefix):
+            return _strip_prefix(name[len(prefix):])
+    return name
+
+
+def infer_config(state: dict, path="wav2vec2") -> dict:
+    """Rebuilds a Wav2Vec2Config from tensor shapes; heads are assumed 64 wide, as in every released model."""
+    try:
+        conv_weights = [state[f"feature_extractor.conv_layers.{i}.conv.weight"] for i in range(_count(state, "feature_extractor.conv_layers."))]
+        hidden = state["feature_projection.projection.weight"].shape[0]
+        pos_weight = _pos_conv_weight(state)
+    except KeyError as error:
+        raise ModelFileError(f"{path}: no 'config' metadata and tensor {error} is missing, so the model shape cannot be inferred; give a Hugging Face folder with config.json.") from None
+    kernels = [weight.shape[2] for weight in conv_weights]
+    if hidden % 64 or any(kernel not in _STANDARD_STRIDES for kernel in kernels):
+        raise ModelFileError(f"{path}: unusual shapes (width {hidden}, conv kernels {kernels}); add a 'config' JSON string to the safetensors metadata.")
+    layer_norm_everywhere = "feature_extractor.conv_layers.1.layer_norm.weight" in state
+    return {
+        "hidden_size": hidden,
+        "num_hidden_layers": _count(state, "encoder.layers."),
+        "num_attention_heads": hidden // 64,
+        "intermediate_size": state["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
+        "conv_dim": [weight.shape[0] for weight in conv_weights],
+        "conv_kernel": kernels,
+        "conv_stride": [_STANDARD_STRIDES[kernel] for kernel in kernels],
+        "conv_bias": "feature_extractor.conv_layers.0.conv.bias" in state,
+        "feat_extract_norm": "layer" if layer_norm_everywhere else "group",
+        "do_stable_layer_norm": layer_norm_everywhere,
+        "num_conv_pos_embeddings": pos_weight.shape[2],
+        "num_conv_pos_embedding_groups": hidden // pos_weight.shape[1],
+    }
+
+
+def _count(state, prefix) -> int:
+    indices = {int(name[len(prefix):].split(".")[0]) for name in state if name.startswith(prefix)}
+    return max(indices) + 1 if indices else 0
+
+
+def _pos_conv_weight(state):
+    for name in ("encoder.pos_conv_embed.conv.weight_v", "encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv_embed.conv.weight"):
+        if name in state:
+            return state[name]
+    raise KeyError("encoder.pos_conv_embed.conv.weight")
+
+
+def _match_weight_norm_names(state: dict, expected: set) -> dict:
+    """Old checkpoints name the weight-norm parts weight_g/weight_v, newer torch parametrizations.original0/1."""
+    renames = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+    result = {}
+    for name, tensor in state.items():
+        for old, new in renames.items():
+            if name.endswith(old) and name not in expected:
+                candidate = name[: -len(old)] + new
+                name = candidate if candidate in expected else name
+            elif name.endswith(new) and name not in expected:
+                candidate = name[: -len(new)] + old
+                name = candidate if candidate in expected else name
+        result[name] = tensor
+    return result
+
+
+def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: float, clip_length: int = 49, max_pass_seconds: Optional[float] = 300.0, context_seconds: float = 10.0) -> tuple:
+    """Features (padded frames, layers, width) and the real frame count for a mono 16 kHz waveform [T].
+
+    Up to `max_pass_seconds` the whole file is one pass, exactly as the official code. Longer files are
+    encoded in passes with `context_seconds` of audio on each side (memory stays bounded; attention no
+    longer spans the whole file, which the official code would need hundreds of GB for).
+    """
+    num_frames = frame_count(samples_16k.shape[-1], fps)
+    waveform, padded = pad_for_clips(normalize_waveform(samples_16k), num_frames, fps, clip_length)
+    max_frames = None if max_pass_seconds is None else max(1, int(max_pass_seconds * fps))
+    if max_frames is None or padded <= max_frames:
+        return encoder.encode(waveform, padded), num_frames
+    return _encode_in_passes(encoder, waveform, padded, max_frames, round(context_seconds * fps)), num_frames
+
+
+def _encode_in_passes(encoder, waveform, num_frames, max_frames, context_frames) -> torch.Tensor:
+    samples_per_frame = waveform.shape[-1] / num_frames
+    parts = []
+    for first in range(0, num_frames, max_frames):
+        last = min(first + max_frames, num_frames)
+        begin, end = max(0, first - context_frames), min(num_frames, last + context_frames)
+        piece = waveform[round(begin * samples_per_frame):round(end * samples_per_frame)]
+        features = encoder.encode(piece, end - begin)
+        parts.append(features[first - begin:last - begin])
+    return torch.cat(parts)

@@ -1,0 +1,98 @@
+"""`python -m mtv_core features INPUT_OR_STEMS_DIR --wav2vec PATH --fps 24 --out FILE.safetensors`.
+
+INPUT is a stems folder (speech / effects / music [/ speech2] audio files; the official names dialog
+and effect are accepted too), or one audio/video file that is demixed first (--demixer) or used as a
+single stem (--stem).
+"""
+
+import argparse
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mov", ".mkv", ".webm")
+STEM_FILE_NAMES = {"speech": ("speech", "dialog", "vocals"), "speech2": ("speech2",), "effects": ("effects", "effect"), "music": ("music",)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="stems folder, or an audio/video file")
+    parser.add_argument("--wav2vec", required=True, help="wav2vec2 Hugging Face folder or .safetensors file")
+    parser.add_argument("--out", required=True, help="features .safetensors file to write")
+    parser.add_argument("--fps", type=float, default=24.0, help="video frame rate of the features (MTV: 24)")
+    parser.add_argument("--demixer", action="append", default=None, help="demix INPUT with this HTDemucs file first (repeat to average)")
+    parser.add_argument("--stem", choices=("speech", "effects", "music"), help="use a single INPUT file as this stem; the others are silent")
+    parser.add_argument("--speaker2", help="audio file with the second speaker")
+    parser.add_argument("--speaker-ranges", help="split the speech stem by time, e.g. '0-2.5:1, 2.5-5:2'")
+    parser.add_argument("--silence-dbfs", type=float, default=-45.0, help="stems quieter than this are encoded from silence")
+    parser.add_argument("--keep-silent", action="store_true", help="encode quiet stems as they are (the official code does)")
+    parser.add_argument("--cache", help="folder for cached features (keyed by audio content and settings)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+
+
+def run(args) -> int:
+    import os
+    import time
+
+    from ..audio.features import encode_stems
+    from ..audio.speakers import add_second_speaker, split_speakers
+    from ..audio.wav2vec import load_wav2vec2
+
+    began = time.perf_counter()
+    stems = _read_stems(args)
+    if args.speaker2 and args.speaker_ranges:
+        from ..errors import ConfigError
+
+        raise ConfigError("give either --speaker2 or --speaker-ranges, not both.")
+    if args.speaker2:
+        stems = add_second_speaker(stems, args.speaker2)
+    if args.speaker_ranges:
+        stems = split_speakers(stems, args.speaker_ranges)
+    encoder = load_wav2vec2(args.wav2vec, device=args.device)
+    features = encode_stems(
+        stems, encoder, fps=args.fps, silence_dbfs=args.silence_dbfs, encode_silent_as_silence=not args.keep_silent, cache_dir=args.cache
+    )
+    features.save(args.out)
+    elapsed = time.perf_counter() - began
+    shapes = {name: tuple(tensor.shape) for name, tensor in features.per_stream.items()}
+    print(f"wrote {os.path.abspath(args.out)}: {features.num_frames} frames at {args.fps} fps (padded {features.num_padded_frames}), {shapes}")
+    for name, reason in features.flags.items():
+        print(f"  {name}: {reason}")
+    print(f"{elapsed:.2f} s for {stems.duration:.2f} s of audio (real-time factor {elapsed / stems.duration:.3f})")
+    return 0
+
+
+def _read_stems(args):
+    import os
+
+    from ..audio.demix import load_demixer
+    from ..audio.io import load_audio
+    from ..audio.stems import stems_from_files
+    from ..errors import AudioInputError, ConfigError
+
+    if os.path.isdir(args.input):
+        return stems_from_files(**_find_stem_files(args.input))
+    if not os.path.isfile(args.input):
+        raise AudioInputError(f"{args.input}: no such file or folder.")
+    if args.demixer:
+        return load_demixer(args.demixer, device=args.device).separate(load_audio(args.input))
+    if args.stem:
+        return stems_from_files(**{args.stem: args.input})
+    raise ConfigError(f"{args.input} is a single file: pass --demixer MODEL to split it, or --stem NAME to use it as one stem.")
+
+
+def _find_stem_files(folder):
+    import os
+
+    from ..errors import AudioInputError
+
+    found = {}
+    for file_name in sorted(os.listdir(folder)):
+        base, suffix = os.path.splitext(file_name)
+        if suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        label = base.lower().rsplit("_", 1)[-1]
+        for stem, labels in STEM_FILE_NAMES.items():
+            if label in labels or base.lower() in labels:
+                if stem in found:
+                    raise AudioInputError(f"{folder}: two files for the {stem} stem ({found[stem]} and {file_name}); keep one.")
+                found[stem] = os.path.join(folder, file_name)
+    if not found:
+        raise AudioInputError(f"{folder}: no stem files found; name them speech / effects / music (.wav, .flac, ...).")
+    return found
