@@ -1,0 +1,109 @@
+"""`python -m mtv_core generate`: audio + prompt -> mp4. Heavy imports happen inside `run`."""
+
+import argparse
+
+MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--audio", required=True, help="soundtrack (any audio or video file)")
+    io.add_argument("--prompt", help="text prompt (a structured MTV caption works best)")
+    io.add_argument("--prompt-schedule", help='JSON list of {"prompt", "start", "transition"} for scene changes')
+    io.add_argument("--out", required=True, help="output .mp4")
+    io.add_argument("--start-image", help="first frame (resized and centre-cropped to the model's size)")
+    io.add_argument("--mux", default="mix", help="audio in the mp4: 'mix' or stems, e.g. speech,music")
+    io.add_argument("--work-dir", help="folder for finished segments (default: <out>.segments); reruns resume")
+    io.add_argument("--keep-segments", action="store_true", help="keep the segment files after the mp4 is written")
+
+    models = parser.add_argument_group("model files (local; nothing is downloaded)")
+    models.add_argument("--model", help="converted MTV transformer .safetensors")
+    models.add_argument("--vae", help="CogVideoX VAE: converted .safetensors or diffusers folder")
+    models.add_argument("--t5", help="T5 v1.1 XXL folder (encoder + tokenizer)")
+    models.add_argument("--wav2vec", help="wav2vec2-base-960h folder or .safetensors")
+    models.add_argument("--demixer", nargs="+", default=[], help="HTDemucs file(s); or pass stems below")
+    for stem in ("speech", "speech2", "effects", "music"):
+        models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (instead of --demixer)")
+
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=30, help="sampler steps (official: 20, 30 or 50)")
+    sampling.add_argument("--seed", type=int, default=0)
+    sampling.add_argument("--sampler", default="dpm", help="dpm (official) or ddim")
+    sampling.add_argument("--guidance", type=float, default=3.5, help="joint guidance scale (official 3.5)")
+    for name in ("text", "speech", "effects", "music"):
+        sampling.add_argument(f"--{name}-guidance", type=float, help=f"{name} scale (nested; default: --guidance)")
+    sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
+
+    memory = parser.add_argument_group("memory")
+    memory.add_argument("--device", default="auto", help="cuda, cpu, ... (default: cuda when present)")
+    memory.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    memory.add_argument("--offload", action="store_true", help="keep each component on the device only while it runs")
+    memory.add_argument("--block-swap", type=int, default=0, help="transformer blocks kept in CPU memory")
+    memory.add_argument("--fp8", action="store_true", help="store transformer-block weights as float8_e4m3fn")
+    memory.add_argument("--vae-tile", type=int, help="decode the VAE in spatial tiles of this many latents")
+
+
+def _schedule(args):
+    from ..errors import ConfigError
+    from ..pipeline.prompt_schedule import PromptSchedule, load_prompt_schedule
+
+    if bool(args.prompt) == bool(args.prompt_schedule):
+        raise ConfigError("give exactly one of --prompt TEXT or --prompt-schedule FILE.json")
+    return load_prompt_schedule(args.prompt_schedule) if args.prompt_schedule else PromptSchedule.single(args.prompt)
+
+
+def _require_model_files(args) -> None:
+    from ..errors import ConfigError
+
+    missing = [f"--{name}" for name in MODEL_ARGUMENTS if not getattr(args, name)]
+    if missing:
+        raise ConfigError(f"missing model files: {' '.join(missing)}. There is no built-in demo model yet; pass "
+                          "--model (converted MTV .safetensors), --vae (CogVideoX VAE), --t5 (T5 v1.1 XXL folder), "
+                          "--wav2vec (wav2vec2-base-960h) and --demixer (HTDemucs) or --speech/--effects/--music")
+
+
+def build_job(args):
+    import torch
+
+    from ..pipeline.generate import GenerationConfig, MemoryOptions
+    from ..pipeline.guidance import GuidanceScales
+    from ..pipeline.job import GenerationJob, ModelFiles
+
+    _require_model_files(args)
+    scale = args.guidance
+    guidance = GuidanceScales(*(getattr(args, f"{name}_guidance") if getattr(args, f"{name}_guidance") is not None
+                                else scale for name in ("text", "speech", "effects", "music")))
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+    stems = {name: getattr(args, name) for name in ("speech", "speech2", "effects", "music") if getattr(args, name)}
+    return GenerationJob(
+        audio=args.audio, schedule=_schedule(args), out=args.out,
+        files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stems),
+        config=GenerationConfig(steps=args.steps, seed=args.seed, guidance=guidance, sampler=args.sampler,
+                                colour_match=not args.no_colour_match),
+        memory=MemoryOptions(device=device, offload_components=args.offload, block_swap=args.block_swap,
+                             fp8=args.fp8, vae_tile_latents=args.vae_tile),
+        start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
+        work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments)
+
+
+def _print_progress(step: int, total: int) -> None:
+    import sys
+
+    print(f"\rstep {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..pipeline.job import run_job
+
+    job = build_job(args)
+    try:
+        path = run_job(job, progress=_print_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished segments are in {job.segment_folder}. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    print(path)
+    return 0

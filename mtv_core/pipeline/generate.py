@@ -1,0 +1,186 @@
+"""The generation job: segments of 49 frames, each sampled with guidance and clean prefixes, decoded, colour
+matched, streamed to disk, and joined to exactly the audio's length.
+
+Reproducibility: segment k draws its initial noise, its scheduler noise and its VAE posterior sample from CPU
+generators seeded with (seed + k), so a resumed job repeats an uninterrupted one exactly.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError, GenerationError
+from .guidance import GuidanceScales, GuidedModel
+from .memory import BlockSwap, convert_linears_to_fp8, on_device
+from .prompt_schedule import PromptSchedule
+from .sampling import MAX_STEPS, MIN_STEPS, SAMPLERS, sample
+from .segments import (PREFIX_FRAMES, SEGMENT_FRAMES, Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
+                       to_uint8)
+from .vae import decode_latents, encode_frames, latent_channels
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class GenerationConfig:
+    steps: int = 30
+    seed: int = 0
+    guidance: GuidanceScales = field(default_factory=GuidanceScales)
+    sampler: str = "dpm"
+    fps: float = 24.0
+    colour_match: bool = True
+
+    def validate(self) -> "GenerationConfig":
+        if not isinstance(self.steps, int) or not MIN_STEPS <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps {self.steps!r} is out of range; use {MIN_STEPS}..{MAX_STEPS} "
+                              "(official: 20, 30 or 50)")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED - 100000:
+            raise ConfigError(f"seed {self.seed!r} must be a non-negative integer below 2**63 - 100000")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {SAMPLERS}")
+        if self.fps != 24.0:
+            raise ConfigError(f"fps {self.fps!r} is not supported; the MTV models work at 24 fps")
+        self.guidance.validate()
+        return self
+
+    def as_dict(self) -> dict:
+        return {"steps": self.steps, "seed": self.seed, "guidance": vars(self.guidance), "sampler": self.sampler,
+                "fps": self.fps, "colour_match": self.colour_match}
+
+
+@dataclass
+class MemoryOptions:
+    """Where weights live. Every option computes the same numbers as the plain path (fp8: within its rounding)."""
+
+    device: str = "cpu"
+    offload_components: bool = False  # transformer and VAE on the device only while they run
+    offload_audio_projection: bool = True  # audio encoders back to the CPU once a segment's tokens exist
+    block_swap: int = 0  # transformer blocks kept in CPU memory and streamed in
+    fp8: bool = False  # transformer-block Linear weights stored as float8_e4m3fn
+    vae_tile_latents: int | None = None  # spatial VAE tiles (approximate; None = plain decode)
+
+
+def check_compatible(model, vae) -> None:
+    """Fail before any computation when the VAE's latents are not what the model takes."""
+    if latent_channels(vae) != model.config.out_channels:
+        raise ConfigError(f"the VAE makes {latent_channels(vae)}-channel latents but the model takes "
+                          f"{model.config.out_channels}; pass the CogVideoX VAE that belongs to this model")
+
+
+def prepare_model(model, memory: MemoryOptions) -> BlockSwap | None:
+    """Apply the one-time memory options (fp8, block swap) to a loaded model; returns the swap to exclude."""
+    if memory.fp8:
+        convert_linears_to_fp8(model.transformer_blocks)
+    if memory.block_swap:
+        return BlockSwap(model, memory.block_swap, memory.device)
+    return None
+
+
+@dataclass
+class SegmentInputs:
+    text: torch.Tensor  # (1, 226, D)
+    features: dict  # stream -> (1, 49, feature_dim)
+    prefix_pixels: torch.Tensor | None  # (3, P, H, W) in [-1, 1]
+
+
+class SegmentGenerator:
+    """Samples and decodes single segments with one model, VAE and set of options."""
+
+    def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
+                 progress=None, interrupt=None):
+        check_compatible(model, vae)
+        self.model, self.vae, self.config, self.memory = model, vae, config.validate(), memory
+        self.swap = swap
+        self.progress, self.interrupt = progress, interrupt
+        self.last_prefix_latents = None
+
+    def latent_shape(self) -> tuple:
+        c = self.model.config
+        frames = (c.sample_frames - 1) // c.temporal_compression_ratio + 1
+        return (1, frames, c.out_channels, c.sample_height, c.sample_width)
+
+    def project_audio(self, features: dict):
+        model, memory = self.model, self.memory
+        # The small non-block parts (e.g. speaker embeddings) come along; the transformer blocks stay where they are.
+        small_parts = on_device(model, memory.device, memory.offload_components,
+                                exclude=(*model.transformer_blocks, model.audio_encoders))
+        with torch.no_grad(), small_parts, on_device(model.audio_encoders, memory.device,
+                                                     memory.offload_audio_projection):
+            param = next(model.audio_encoders.parameters())
+            cond = {name: value.to(param.device, param.dtype) for name, value in features.items()}
+            null = {name: torch.zeros_like(value) for name, value in cond.items()}
+            return model.project_audio(cond), model.project_audio(null)
+
+    def encode_prefix(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with on_device(self.vae, self.memory.device, self.memory.offload_components):
+            return encode_frames(self.vae, pixels[None], generator)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        with on_device(self.vae, self.memory.device, self.memory.offload_components):
+            return decode_latents(self.vae, latents, self.memory.vae_tile_latents)[0]
+
+    def run(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
+        """One segment -> decoded pixels (3, 49, H, W) in [-1, 1]."""
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn(self.latent_shape(), generator=generator)
+        prefix = None if inputs.prefix_pixels is None else self.encode_prefix(inputs.prefix_pixels, generator)
+        self.last_prefix_latents = prefix
+        tokens, null_tokens = self.project_audio(inputs.features)
+        clean_mask = torch.zeros(noise.shape[:2], dtype=torch.bool)
+        if prefix is not None:
+            clean_mask[:, :prefix.shape[1]] = True
+        exclude = (self.model.audio_encoders, *(self.swap.blocks if self.swap else ()))
+        with on_device(self.model, self.memory.device, self.memory.offload_components, exclude):
+            guided = GuidedModel(self.model, inputs.text, tokens, null_tokens, self.config.guidance, clean_mask)
+            latents = sample(self.config.sampler, guided, noise, self.config.steps, generator=generator,
+                             prefix=prefix, progress=self._progress(step_offset, total_steps),
+                             interrupt=self.interrupt)
+        return self.decode(latents)
+
+    def _progress(self, offset: int, total: int | None):
+        if self.progress is None:
+            return None
+        return lambda step, steps: self.progress(offset + step, total or steps)
+
+
+def segment_features(features, segment: Segment) -> dict:
+    """Feature windows (1, 49, dim) per stream for one segment; zero past the padded end of the audio."""
+    return {name: window[None].float() for name, window in features.flat_window(segment.start_frame,
+                                                                                   SEGMENT_FRAMES).items()}
+
+
+def job_fingerprint(model, config: GenerationConfig, memory: MemoryOptions, text_embeddings, schedule,
+                    features, plan: SegmentPlan, start_image, *extra) -> str:
+    """Identifies the job's pixels; `extra` adds what the caller knows (e.g. the model file's name and size)."""
+    windows = [segment_features(features, s) for s in plan.segments]
+    tensors = [w[name] for w in windows for name in sorted(w)]
+    return fingerprint(dict(model.config), config.as_dict(), memory.fp8, memory.vae_tile_latents,
+                       [vars(e) for e in schedule.entries], plan.total_frames, text_embeddings,
+                       start_image if start_image is not None else "no start image", *extra, *tensors)
+
+
+def generate_frames(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
+                    features, plan: SegmentPlan, store: SegmentStore | None = None,
+                    start_image: torch.Tensor | None = None, stop_after: int | None = None) -> torch.Tensor:
+    """All segments of a plan -> (plan.total_frames, H, W, 3) uint8. Finished segments found in `store` are
+    reused; new ones are saved there as they finish. stop_after=n stops after n segments (returns what exists)."""
+    if text_embeddings.shape[0] != len(schedule.entries):
+        raise GenerationError(f"{text_embeddings.shape[0]} text embeddings for {len(schedule.entries)} prompts")
+    kept, tail = [], None
+    steps = generator.config.steps
+    for segment in plan.segments[:stop_after]:
+        stored = store.load(segment.index) if store is not None else None
+        if stored is None:
+            prefix = tail if segment.has_prefix else start_image
+            inputs = SegmentInputs(schedule.embedding_at(text_embeddings, segment.centre_time(generator.config.fps)),
+                                   segment_features(features, segment), prefix)
+            pixels = generator.run(inputs, generator.config.seed + segment.index, segment.index * steps,
+                                   len(plan.segments) * steps)
+            if segment.has_prefix and generator.config.colour_match:
+                pixels = match_colour(pixels, tail)
+            stored = to_uint8(pixels[:, segment.keep_from:]), pixels[:, -PREFIX_FRAMES:].clone()
+            if store is not None:
+                store.save(segment.index, *stored)
+        kept.append(stored[0])
+        tail = stored[1]
+    return torch.cat(kept)[:plan.total_frames]

@@ -1,0 +1,129 @@
+"""Memory options: per-component offload, block swap, fp8 weight storage.
+
+All three change where or how weights are stored, never the computation: each is tested against the plain path.
+"""
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+
+def _tensors(module: nn.Module, exclude: tuple[nn.Module, ...] = ()):
+    skipped = {id(t) for m in exclude for t in (*m.parameters(), *m.buffers())}
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) not in skipped:
+            yield tensor
+
+
+def move_module(module: nn.Module, device, exclude: tuple[nn.Module, ...] = ()) -> None:
+    """Move a module's weights to a device in place, leaving the excluded submodules where they are."""
+    device = torch.device(device)
+    for tensor in _tensors(module, exclude):
+        if tensor.device != device:
+            tensor.data = tensor.data.to(device)
+
+
+def release_cached_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextmanager
+def on_device(module: nn.Module, device, offload: bool = True, exclude: tuple[nn.Module, ...] = ()):
+    """Model offload per component: the module sits on `device` only inside the block (if offload is on)."""
+    move_module(module, device, exclude)
+    try:
+        yield module
+    finally:
+        if offload:
+            move_module(module, "cpu", exclude)
+            release_cached_memory()
+
+
+class BlockSwap:
+    """Keep the first N of `model.transformer_blocks` in CPU memory and stream each one to the compute device just
+    before it runs (forward pre-hook); after it runs its weights point back at the CPU copy (no copy back: inference
+    does not change them). The CPU copies are pinned when a CUDA device is used so uploads can overlap."""
+
+    def __init__(self, model: nn.Module, blocks_on_cpu: int, device):
+        blocks = getattr(model, "transformer_blocks", None)
+        if not isinstance(blocks, nn.ModuleList):
+            raise ConfigError(f"block swap needs a model with a `transformer_blocks` ModuleList; "
+                              f"{type(model).__name__} has none. Turn block swap off (0)")
+        if not isinstance(blocks_on_cpu, int) or not 0 <= blocks_on_cpu <= len(blocks):
+            raise ConfigError(f"block swap count {blocks_on_cpu!r} is out of range; use 0..{len(blocks)} "
+                              "(the number of transformer blocks)")
+        self.device = torch.device(device)
+        self.blocks = tuple(blocks[:blocks_on_cpu])
+        self.uploads = 0
+        self._handles = []
+        self._cpu_copies = {}
+        for block in self.blocks:
+            self._keep_on_cpu(block)
+            self._handles.append(block.register_forward_pre_hook(self._upload))
+            self._handles.append(block.register_forward_hook(self._release))
+
+    def _keep_on_cpu(self, block: nn.Module) -> None:
+        pin = self.device.type == "cuda"
+        for tensor in _tensors(block):
+            cpu = tensor.data.to("cpu")
+            self._cpu_copies[id(tensor)] = cpu.pin_memory() if pin else cpu
+            tensor.data = self._cpu_copies[id(tensor)]
+
+    def _upload(self, block, args):
+        for tensor in _tensors(block):
+            tensor.data = self._cpu_copies[id(tensor)].to(self.device, non_blocking=True)
+        self.uploads += 1
+
+    def _release(self, block, args, output):
+        for tensor in _tensors(block):
+            tensor.data = self._cpu_copies[id(tensor)]
+        return output
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class FP8Linear(nn.Module):
+    """A Linear whose weight is stored as float8_e4m3fn with one scale per output row, upcast to the input's dtype
+    at every forward. Halves weight memory against bf16; the matmul runs in the input's precision."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / FP8_MAX
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_fp8", (weight / scale).to(FP8_DTYPE))
+        self.register_buffer("weight_scale", scale.to(linear.weight.dtype))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_fp8.to(self.weight_scale.dtype) * self.weight_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight_fp8.to(x.dtype) * self.weight_scale.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, weight, bias)
+
+
+def convert_linears_to_fp8(module: nn.Module) -> int:
+    """Replace every nn.Linear inside `module` by an FP8Linear; returns how many were replaced.
+    Do this after any dtype cast of the model: a later `.to(dtype)` would upcast the fp8 buffers again."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(module, name, FP8Linear(child))
+            count += 1
+        else:
+            count += convert_linears_to_fp8(child)
+    return count

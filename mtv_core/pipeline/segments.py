@@ -1,0 +1,171 @@
+"""Long audio as chained 49-frame segments, colour matching at the joins, and an on-disk store for resuming.
+
+Segment k covers output frames [44k, 44k + 49). For k > 0 its first 5 frames repeat the previous segment's last
+5 frames: those are VAE-encoded into 2 clean prefix latents, and only frames 5..48 are kept. The output is cut to
+exactly round(audio duration x fps) frames.
+"""
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import GenerationError
+
+SEGMENT_FRAMES = 49
+SEGMENT_STRIDE = 44
+PREFIX_FRAMES = SEGMENT_FRAMES - SEGMENT_STRIDE  # 5 pixel frames -> 2 latents
+PREFIX_LATENTS = 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start_frame: int  # first output frame this segment generates (its prefix included)
+    keep_from: int  # frames before this index repeat the previous segment
+
+    @property
+    def has_prefix(self) -> bool:
+        return self.keep_from > 0
+
+    def centre_time(self, fps: float) -> float:
+        return (self.start_frame + (SEGMENT_FRAMES - 1) / 2) / fps
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    total_frames: int
+    segments: tuple[Segment, ...]
+
+
+def output_frame_count(duration_seconds: float, fps: float) -> int:
+    return int(round(duration_seconds * fps))
+
+
+def plan_segments(total_frames: int) -> SegmentPlan:
+    """The fewest segments whose kept frames cover total_frames output frames."""
+    if total_frames < 1:
+        raise GenerationError(f"the audio gives {total_frames} video frames; it needs at least 1 frame of sound")
+    count = 1 + max(0, math.ceil((total_frames - SEGMENT_FRAMES) / SEGMENT_STRIDE))
+    segments = tuple(Segment(k, k * SEGMENT_STRIDE, PREFIX_FRAMES if k else 0) for k in range(count))
+    return SegmentPlan(total_frames, segments)
+
+
+_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def _to_ycbcr(frames: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,j...->i...", _RGB_TO_YCBCR, frames)
+
+
+def _from_ycbcr(frames: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,j...->i...", torch.linalg.inv(_RGB_TO_YCBCR), frames)
+
+
+def match_colour(frames: torch.Tensor, reference: torch.Tensor, overlap: int = PREFIX_FRAMES) -> torch.Tensor:
+    """Shift and scale each YCbCr channel of frames (3, F, H, W) so that its first `overlap` frames get the mean and
+    std of reference (3, overlap, H, W), the previous segment's tail. Measured on the overlap, applied to all frames."""
+    source, target = _to_ycbcr(frames.float()), _to_ycbcr(reference.float())
+    dims = (1, 2, 3)
+    src_mean, src_std = source[:, :overlap].mean(dims), source[:, :overlap].std(dims)
+    ref_mean, ref_std = target.mean(dims), target.std(dims)
+    gain = ref_std / src_std.clamp_min(1e-5)
+    matched = (source - src_mean[:, None, None, None]) * gain[:, None, None, None] + ref_mean[:, None, None, None]
+    return _from_ycbcr(matched).clamp(-1, 1)
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """(3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+
+
+def fingerprint(*parts) -> str:
+    """A stable hash of everything that decides a job's pixels (tensors by their bytes, the rest as JSON)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            digest.update(str((tuple(part.shape), str(part.dtype))).encode())
+            digest.update(part.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+class SegmentStore:
+    """Finished segments on disk, one safetensors file each, written atomically. A manifest holds the job's
+    fingerprint; segments of a different job found in the folder are removed with a warning, never reused."""
+
+    def __init__(self, folder, job_fingerprint: str):
+        self.folder = Path(folder)
+        self.job = job_fingerprint
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise GenerationError(f"cannot create the segment folder {str(self.folder)!r}: {error}; "
+                                  "choose a writable work folder") from error
+        self._claim()
+
+    def _manifest(self) -> Path:
+        return self.folder / "job.json"
+
+    def _claim(self) -> None:
+        manifest = self._manifest()
+        if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == self.job:
+            return
+        stale = sorted(self.folder.glob("segment_*.safetensors"))
+        if stale:
+            warnings.warn(f"{len(stale)} segments in {str(self.folder)!r} belong to a different job; starting over",
+                          stacklevel=3)
+            for path in stale:
+                path.unlink()
+        _atomic_write_bytes(manifest, json.dumps({"fingerprint": self.job}).encode())
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"segment_{index:04d}.safetensors"
+
+    def save(self, index: int, kept: torch.Tensor, tail: torch.Tensor) -> None:
+        """kept: (F, H, W, 3) uint8 output frames; tail: (3, 5, H, W) float32 last frames for the next prefix."""
+        from safetensors.torch import save_file
+
+        temporary = self.path(index).with_suffix(".tmp")
+        save_file({"kept": kept.contiguous(), "tail": tail.float().contiguous()}, str(temporary),
+                  metadata={"fingerprint": self.job})
+        os.replace(temporary, self.path(index))
+
+    def load(self, index: int):
+        from safetensors import safe_open
+
+        path = self.path(index)
+        if not path.is_file():
+            return None
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("fingerprint") != self.job:
+                return None
+            return handle.get_tensor("kept"), handle.get_tensor("tail")
+
+    def completed(self) -> int:
+        """How many segments from the first on are finished."""
+        count = 0
+        while self.path(count).is_file():
+            count += 1
+        return count
+
+    def remove(self) -> None:
+        for path in self.folder.glob("segment_*.safetensors"):
+            path.unlink()
+        self._manifest().unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # the folder holds other files: leave it
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

@@ -1,0 +1,143 @@
+"""The CogVideoX VAE: loading, encoding to scaled latents, decoding in temporal slices and optional spatial tiles.
+
+Latent layout here is the transformer's: (B, T, C, h, w), frames before channels. Pixels are (B, 3, F, H, W)
+in [-1, 1]. Decoding runs in temporal slices of 2 latents with the causal-conv cache (diffusers `_decode`,
+the same slicing as the official sampler, exact). Spatial tiles are our own: each tile is decoded whole,
+placed at its exact pixel position and blended with linear ramps across the overlap, so any size works.
+Tiles are NOT bit-exact with a plain decode (the VAE's GroupNorm sees per-tile statistics); use them only
+when a plain decode does not fit in memory.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFileError
+
+LATENT_SCALE = 0.7  # official MTV / CogVideoX-5B scale_factor
+SPATIAL_FACTOR = 8
+
+
+def load_vae(path, device="cpu", dtype=torch.float32):
+    """AutoencoderKLCogVideoX from a diffusers folder or one converted safetensors file (config in metadata)."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelFileError(f"VAE folder {str(path)!r} has no config.json; pass a diffusers "
+                                 "AutoencoderKLCogVideoX folder or a converted .safetensors file")
+        vae = AutoencoderKLCogVideoX.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+    elif path.is_file() and path.suffix == ".safetensors":
+        vae = AutoencoderKLCogVideoX.from_config(_config_from_safetensors(path))
+        _load_state(vae, path)
+    else:
+        raise ModelFileError(f"VAE {str(path)!r} is neither a diffusers folder nor a .safetensors file; "
+                             "convert 3d-vae.pt with `python -m mtv_core convert` first")
+    return vae.to(device=device, dtype=dtype).eval()
+
+
+def _config_from_safetensors(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "config" not in metadata:
+        raise ModelFileError(f"VAE file {str(path)!r} has no 'config' metadata; it was not written by "
+                             "`python -m mtv_core convert`. Convert the VAE again or pass a diffusers folder")
+    return json.loads(metadata["config"])
+
+
+def _load_state(vae, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    missing, unexpected = vae.load_state_dict(load_file(str(path)), strict=False)
+    if missing or unexpected:
+        raise ModelFileError(f"VAE file {str(path)!r} does not match its config: {len(missing)} missing keys "
+                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
+                             "convert it again with `python -m mtv_core convert`")
+
+
+def latent_channels(vae) -> int:
+    return vae.config.latent_channels
+
+
+@torch.no_grad()
+def encode_frames(vae, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pixels (B, 3, F, H, W) in [-1, 1] -> scaled latents (B, T, C, h, w) float32 on the CPU; a posterior sample
+    as official."""
+    param = next(vae.parameters())
+    posterior = vae.encode(frames.to(param.device, param.dtype)).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=generator, dtype=torch.float32)
+    latents = posterior.mean.float() + posterior.std.float() * noise.to(posterior.mean.device)
+    return (latents * LATENT_SCALE).permute(0, 2, 1, 3, 4).contiguous().cpu()
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor, tile_latents: int | None = None, tile_overlap: int = 4) -> torch.Tensor:
+    """Scaled latents (B, T, C, h, w) -> pixels (B, 3, F, H, W) in [-1, 1], float32 on the CPU."""
+    param = next(vae.parameters())
+    z = (latents / LATENT_SCALE).permute(0, 2, 1, 3, 4).to(param.device, param.dtype)
+
+    def decode(tile):
+        return vae.decode(tile).sample.float().cpu()
+
+    if tile_latents is None or max(z.shape[-2:]) <= tile_latents:
+        return decode(z).clamp(-1, 1)
+    return tiled_decode(decode, z, tile_latents, tile_overlap).clamp(-1, 1)
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, left: int, right: int) -> torch.Tensor:
+    """Blend weights for one axis of a tile: linear ramps over the overlapping borders, 1 elsewhere."""
+    weight = torch.ones(length)
+    if left:
+        weight[:left] = torch.arange(1, left + 1) / (left + 1)
+    if right:
+        weight[length - right:] = torch.arange(right, 0, -1) / (right + 1)
+    return weight
+
+
+def tiled_decode(decode, z: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """Decode z (B, C, T, h, w) tile by tile with `decode` and blend; exact for any decoder without spatial context."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
+    h, w = z.shape[-2:]
+    rows, cols = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+    out = weight_sum = None
+    for top in rows:
+        for left in cols:
+            piece = decode(z[..., top:top + tile, left:left + tile])
+            if out is None:
+                out = torch.zeros(*piece.shape[:-2], h * SPATIAL_FACTOR, w * SPATIAL_FACTOR)
+                weight_sum = torch.zeros(h * SPATIAL_FACTOR, w * SPATIAL_FACTOR)
+            weight = _tile_weight(piece.shape[-2:], top, left, rows, cols, tile)
+            y, x = top * SPATIAL_FACTOR, left * SPATIAL_FACTOR
+            out[..., y:y + piece.shape[-2], x:x + piece.shape[-1]] += piece * weight
+            weight_sum[y:y + piece.shape[-2], x:x + piece.shape[-1]] += weight
+    return out / weight_sum
+
+
+def _overlap_before(start: int, starts: list[int], tile: int) -> int:
+    earlier = [s for s in starts if s < start]
+    return max(0, earlier[-1] + tile - start) if earlier else 0
+
+
+def _overlap_after(start: int, starts: list[int], tile: int) -> int:
+    later = [s for s in starts if s > start]
+    return max(0, start + tile - later[0]) if later else 0
+
+
+def _tile_weight(pixel_shape, top, left, rows, cols, tile) -> torch.Tensor:
+    f = SPATIAL_FACTOR
+    vertical = _ramp(pixel_shape[0], _overlap_before(top, rows, tile) * f, _overlap_after(top, rows, tile) * f)
+    horizontal = _ramp(pixel_shape[1], _overlap_before(left, cols, tile) * f, _overlap_after(left, cols, tile) * f)
+    return vertical[:, None] * horizontal[None, :]

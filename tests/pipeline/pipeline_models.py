@@ -1,0 +1,41 @@
+"""Tiny random models and feature stand-ins shared by the pipeline tests."""
+
+import torch
+
+from mtv_core import tiny
+
+
+class WindowedFeatures:
+    """Per-stream flat features (N, dim) with the `flat_window` contract of mtv_core.audio.AudioFeatures."""
+
+    def __init__(self, per_stream: dict, fps: float = 24.0):
+        self.per_stream = per_stream
+        self.fps = fps
+
+    @property
+    def num_frames(self) -> int:
+        return next(iter(self.per_stream.values())).shape[0]
+
+    def flat_window(self, start: int, length: int) -> dict:
+        windows = {}
+        for name, values in self.per_stream.items():
+            window = torch.zeros(length, values.shape[1])
+            piece = values[start:start + length]
+            window[:piece.shape[0]] = piece
+            windows[name] = window
+        return windows
+
+
+def make_tiny_model(name: str = "tiny-single", seed: int = 0):
+    """A tiny model at a 4x6 latent (32x48 pixels) so that VAE decoding stays fast on two cores."""
+    return tiny.tiny_mtv_model(name, seed=seed, sample_height=4, sample_width=6)
+
+
+def make_tiny_vae(seed: int = 0):
+    return tiny.tiny_vae(seed)
+
+
+def make_features(model, frames: int = 120, seed: int = 1) -> WindowedFeatures:
+    generator = torch.Generator().manual_seed(seed)
+    dim = model.config.audio_feature_dim
+    return WindowedFeatures({name: torch.randn(frames, dim, generator=generator) for name in model.audio_streams})

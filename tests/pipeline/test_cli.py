@@ -1,0 +1,147 @@
+"""End to end from real files through `python -m mtv_core generate`, and the early errors for bad input."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from pipeline_models import make_tiny_model, make_tiny_vae
+from mtv_core.cli import build_parser, main
+from mtv_core.cli.generate import build_job
+from mtv_core.errors import ConfigError, GenerationError, ModelFileError
+from mtv_core.pipeline.job import validate_job
+from mtv_core.pipeline.keyframes import load_start_image
+from mtv_core.tiny import save_mtv_model, save_tiny_wav2vec2, save_vae
+
+
+def _write_wav(path, samples: np.ndarray, rate: int):
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray((samples[None] * 32767).astype(np.int16), format="s16", layout="mono")
+        frame.sample_rate = rate
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, t5_folder):
+    folder = tmp_path_factory.mktemp("job")
+    save_mtv_model(make_tiny_model(), folder / "mtv.safetensors")
+    save_vae(make_tiny_vae(), folder / "vae.safetensors")
+    save_tiny_wav2vec2(folder / "wav2vec")
+    rate, seconds = 16000, 2.5
+    t = np.arange(int(rate * seconds)) / rate
+    speech = 0.4 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+    clicks = np.zeros_like(t)
+    clicks[(np.arange(5) * 0.5 * rate).astype(int)] = 0.9
+    music = 0.2 * np.sin(2 * np.pi * 440 * t)
+    paths = {name: _write_wav(folder / f"{name}.wav", signal.astype(np.float32), rate)
+             for name, signal in (("speech", speech), ("effects", clicks), ("music", music))}
+    paths["mix"] = _write_wav(folder / "mix.wav", ((speech + clicks + music) / 2).astype(np.float32), rate)
+    return {"folder": folder, "model": folder / "mtv.safetensors", "vae": folder / "vae.safetensors", "t5": t5_folder,
+            "wav2vec": folder / "wav2vec", **paths}
+
+
+def _args(files, out, *extra):
+    return ["generate", "--audio", str(files["mix"]), "--prompt", "one man is speaking . a red car", "--out", str(out),
+            "--model", str(files["model"]), "--vae", str(files["vae"]), "--t5", str(files["t5"]),
+            "--wav2vec", str(files["wav2vec"]), "--speech", str(files["speech"]), "--effects", str(files["effects"]),
+            "--music", str(files["music"]), "--steps", "2", "--device", "cpu", *extra]
+
+
+def _probe(path):
+    frames, samples = 0, 0
+    with av.open(str(path)) as container:
+        rate = container.streams.audio[0].rate
+        for packet in container.demux():
+            for frame in packet.decode():
+                if isinstance(frame, av.VideoFrame):
+                    frames += 1
+                else:
+                    samples += frame.samples
+    return frames, samples / rate
+
+
+def test_generate_from_audio_files_to_an_mp4_of_the_audio_length(files, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert main(_args(files, out)) == 0
+    frames, audio_seconds = _probe(out)
+    assert frames == round(2.5 * 24) == 60  # two segments, cut to the audio length
+    assert abs(audio_seconds - 60 / 24) <= 1024 / 16000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # segments removed once the mp4 exists
+    assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_no_model_files_explains_what_to_pass(tmp_path, capsys):
+    assert main(["generate", "--audio", "a.wav", "--prompt", "x", "--out", str(tmp_path / "o.mp4")]) == 1
+    error = capsys.readouterr().err
+    assert "missing model files: --model --vae --t5 --wav2vec" in error and "no built-in demo model" in error
+
+
+def _validate(args):
+    validate_job(build_job(build_parser().parse_args(args)))
+
+
+def test_bad_values_fail_before_any_computation(files, tmp_path):
+    out = tmp_path / "o.mp4"
+    with pytest.raises(ConfigError, match="steps 0 is out of range"):
+        _validate(_args(files, out, "--steps", "0"))
+    with pytest.raises(ConfigError, match="speech guidance scale -2.0 is out of range"):
+        _validate(_args(files, out, "--speech-guidance", "-2"))
+    with pytest.raises(GenerationError, match="does not exist; create it"):
+        _validate(_args(files, tmp_path / "no" / "o.mp4"))
+    with pytest.raises(ConfigError, match="audio to mux 'drums'"):
+        _validate(_args(files, out, "--mux", "drums"))
+
+
+def test_missing_and_mismatched_model_files_are_named(files, tmp_path):
+    out = tmp_path / "o.mp4"
+    args = _args(files, out)
+    args[args.index("--model") + 1] = str(tmp_path / "absent.safetensors")
+    with pytest.raises(ModelFileError, match="absent.safetensors' does not exist; pass the converted MTV"):
+        _validate(args)
+    from diffusers import AutoencoderKLCogVideoX
+    AutoencoderKLCogVideoX(block_out_channels=(8,), down_block_types=("CogVideoXDownBlock3D",),
+                           up_block_types=("CogVideoXUpBlock3D",), latent_channels=8,
+                           norm_num_groups=4).save_pretrained(tmp_path / "vae8")
+    with pytest.raises(ConfigError, match="makes 8-channel latents but the model takes 16"):
+        _validate(_args(files, out, "--vae", str(tmp_path / "vae8")))
+
+
+def test_overlapping_prompt_schedule_is_refused(files, tmp_path):
+    schedule = tmp_path / "schedule.json"
+    schedule.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b", "start": 1, "transition": 2},
+                                    {"prompt": "c", "start": 2}]))
+    args = _args(files, tmp_path / "o.mp4")
+    args[args.index("--prompt"):args.index("--prompt") + 2] = ["--prompt-schedule", str(schedule)]
+    with pytest.raises(ConfigError, match="transition ends at 3s, after entry 2 starts"):
+        build_job(build_parser().parse_args(args))
+
+
+def test_start_image_of_another_size_is_resized_and_centre_cropped(tmp_path):
+    from PIL import Image
+    pixels = np.zeros((50, 200, 3), dtype=np.uint8)
+    pixels[:, 75:125] = 255  # a white band in the middle survives the crop
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    image = load_start_image(tmp_path / "wide.png", 48, 32)
+    assert image.shape == (3, 1, 32, 48)
+    assert image[:, 0, 16, 24].min() > 0.9 and image[:, 0, 16, 0].max() < -0.9
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_start_image(tmp_path / "bad.png", 48, 32)
+
+
+def test_generate_with_the_demixer_and_a_chosen_stem_in_the_mp4(files, tmp_path):
+    pytest.importorskip("demucs")
+    from mtv_core.tiny import save_tiny_demixer
+
+    demixer = save_tiny_demixer(tmp_path / "demixer.safetensors")
+    args = _args(files, tmp_path / "out.mp4", "--demixer", str(demixer), "--mux", "speech,music", "--seed", "7")
+    for stem in ("--speech", "--effects", "--music"):
+        del args[args.index(stem):args.index(stem) + 2]
+    assert main(args) == 0
+    frames, audio_seconds = _probe(tmp_path / "out.mp4")
+    assert frames == 60 and abs(audio_seconds - 60 / 24) <= 1024 / 44100

@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from mtv_core.errors import ConfigError
+from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, generate_frames
+from mtv_core.pipeline.guidance import GuidanceScales
+from mtv_core.pipeline.prompt_schedule import PromptSchedule
+from mtv_core.pipeline.sampling import GenerationInterrupted
+from mtv_core.pipeline.segments import SegmentStore, plan_segments
+from mtv_core.pipeline.vae import encode_frames
+
+TEXT = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(9))
+SCHEDULE = PromptSchedule.single("a")
+
+
+def _generator(model, vae, seed=0, **kwargs):
+    return SegmentGenerator(model, vae, GenerationConfig(steps=2, seed=seed), MemoryOptions(), **kwargs)
+
+
+class Recorder:
+    """Wraps SegmentGenerator.run to record each segment's prefix pixels, prefix latents and output."""
+
+    def __init__(self, generator):
+        self.generator, self.calls = generator, []
+        original = generator.run
+
+        def run(inputs, seed, *args):
+            pixels = original(inputs, seed, *args)
+            self.calls.append((seed, inputs.prefix_pixels, generator.last_prefix_latents, pixels))
+            return pixels
+        generator.run = run
+
+
+def test_same_seed_gives_identical_frames_and_another_seed_does_not(tiny_model, tiny_vae, features):
+    plan = plan_segments(49)
+    first = generate_frames(_generator(tiny_model, tiny_vae, 3), TEXT, SCHEDULE, features, plan)
+    second = generate_frames(_generator(tiny_model, tiny_vae, 3), TEXT, SCHEDULE, features, plan)
+    other = generate_frames(_generator(tiny_model, tiny_vae, 4), TEXT, SCHEDULE, features, plan)
+    assert first.shape == (49, 32, 48, 3) and first.dtype == torch.uint8
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_clean_prefix_of_each_segment_is_the_encoded_tail_of_the_previous(tiny_model, tiny_vae, features):
+    generator = _generator(tiny_model, tiny_vae)
+    recorder = Recorder(generator)
+    frames = generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(100))
+    assert frames.shape[0] == 100 and len(recorder.calls) == 3
+    assert recorder.calls[0][1] is None and recorder.calls[0][2] is None
+    for (_, _, _, previous), (seed, prefix_pixels, prefix_latents, _) in zip(recorder.calls, recorder.calls[1:]):
+        # The tail after colour matching: the previous output's last 5 frames as they were kept.
+        from mtv_core.pipeline.segments import match_colour
+        assert prefix_pixels.shape == (3, 5, 32, 48)
+        assert prefix_latents.shape == (1, 2, 16, 4, 6)
+        g = torch.Generator().manual_seed(seed)
+        torch.randn(generator.latent_shape(), generator=g)  # the segment's noise is drawn first
+        torch.testing.assert_close(prefix_latents, encode_frames(tiny_vae, prefix_pixels[None], g))
+    # Segment 1's prefix equals segment 0's decoded tail; segment 2's equals segment 1's tail after colour matching.
+    assert torch.equal(recorder.calls[1][1], recorder.calls[0][3][:, -5:])
+    torch.testing.assert_close(recorder.calls[2][1], match_colour(recorder.calls[1][3], recorder.calls[1][1])[:, -5:])
+
+
+def test_interrupted_job_resumes_to_the_same_video(tiny_model, tiny_vae, features, tmp_path):
+    plan = plan_segments(150)
+    assert len(plan.segments) == 4
+    reference = generate_frames(_generator(tiny_model, tiny_vae), TEXT, SCHEDULE, features, plan)
+
+    store = SegmentStore(tmp_path / "job", "fingerprint")
+    steps_done = []
+    interrupted = _generator(tiny_model, tiny_vae, progress=lambda step, total: steps_done.append(step),
+                             interrupt=lambda: steps_done and steps_done[-1] >= 2 * 2)  # inside segment 2
+    with pytest.raises(GenerationInterrupted):
+        generate_frames(interrupted, TEXT, SCHEDULE, features, plan, store)
+    assert store.completed() == 2
+
+    resumed = _generator(tiny_model, tiny_vae)
+    recorder = Recorder(resumed)
+    frames = generate_frames(resumed, TEXT, SCHEDULE, features, plan, SegmentStore(tmp_path / "job", "fingerprint"))
+    assert [call[0] for call in recorder.calls] == [2, 3]  # only the missing segments ran
+    assert torch.equal(frames, reference)
+
+
+def test_start_image_becomes_one_clean_latent(tiny_model, tiny_vae, features):
+    image = torch.rand(3, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    generator = _generator(tiny_model, tiny_vae)
+    recorder = Recorder(generator)
+    generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(49), start_image=image)
+    assert recorder.calls[0][2].shape == (1, 1, 16, 4, 6)
+
+
+def test_prompt_schedule_blends_text_by_segment_centre(tiny_model, tiny_vae, features, monkeypatch):
+    from mtv_core.pipeline.prompt_schedule import ScheduledPrompt
+    schedule = PromptSchedule((ScheduledPrompt("a"), ScheduledPrompt("b", 2.0, 2.0)))
+    embeddings = torch.stack([torch.zeros(226, 32), torch.ones(226, 32)])
+    generator = _generator(tiny_model, tiny_vae)
+    texts = []
+    original = generator.run
+    monkeypatch.setattr(generator, "run", lambda inputs, *a: texts.append(inputs.text) or original(inputs, *a))
+    generate_frames(generator, embeddings, schedule, features, plan_segments(100))
+    # centres: 1.0 s, 2.833 s, 4.667 s -> weight of "b": 0, 0.4167, 1
+    assert [round(t.mean().item(), 4) for t in texts] == [0.0, 0.4167, 1.0]
+
+
+@pytest.mark.parametrize("config, fragment", [
+    (GenerationConfig(steps=0), "steps 0 is out of range"),
+    (GenerationConfig(steps=500), "steps 500"),
+    (GenerationConfig(seed=-1), "seed -1"),
+    (GenerationConfig(sampler="euler"), "sampler 'euler'"),
+    (GenerationConfig(guidance=GuidanceScales(text=50)), "text guidance scale 50"),
+])
+def test_bad_generation_values_are_refused(config, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config.validate()
+
+
+def test_a_vae_that_does_not_fit_the_model_is_refused(tiny_model):
+    from diffusers import AutoencoderKLCogVideoX
+    vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=8, layers_per_block=1,
+                                 norm_num_groups=4)
+    with pytest.raises(ConfigError, match="8-channel latents but the model takes 16"):
+        _generator(tiny_model, vae)

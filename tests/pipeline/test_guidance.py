@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from mtv_core.errors import ConfigError
+from mtv_core.pipeline.guidance import GuidanceScales, GuidedModel
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_model, features):
+    window = {name: value[None] for name, value in features.flat_window(0, 49).items()}
+    with torch.no_grad():
+        tokens = tiny_model.project_audio(window)
+        null = tiny_model.project_audio({k: torch.zeros_like(v) for k, v in window.items()})
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 13, 16, 4, 6, generator=g)
+    text = torch.randn(1, 226, 32, generator=g)
+    mask = torch.zeros(1, 13, dtype=torch.bool)
+    mask[:, :2] = True
+    return x, text, tokens, null, mask
+
+
+def _branch(model, x, text, tokens, null, mask, conditions):
+    audio = {name: tokens[name] if name in conditions else null[name] for name in tokens}
+    text_input = text if "text" in conditions else torch.zeros_like(text)
+    with torch.no_grad():
+        return model(x, text_input, torch.tensor([500]), audio_tokens=audio, clean_mask=mask)
+
+
+def _batch_sizes(model):
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+def test_nested_guidance_equals_the_formula_from_separate_forwards(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    e0 = _branch(tiny_model, *inputs, set())
+    e1 = _branch(tiny_model, *inputs, {"text"})
+    e2 = _branch(tiny_model, *inputs, {"text", "speech"})
+    e3 = _branch(tiny_model, *inputs, {"text", "speech", "effects"})
+    e4 = _branch(tiny_model, *inputs, {"text", "speech", "effects", "music"})
+    s_text, s_speech, s_effects, s_music = 2.0, 5.0, 3.0, 1.5
+    expected = e0 + s_text * (e1 - e0) + s_speech * (e2 - e1) + s_effects * (e3 - e2) + s_music * (e4 - e3)
+    assert (e4 - e3).abs().max() > 1e-4 and (e3 - e2).abs().max() > 1e-4  # every stream matters
+
+    sizes, handle = _batch_sizes(tiny_model)
+    guided = GuidedModel(tiny_model, text, tokens, null, GuidanceScales(s_text, s_speech, s_effects, s_music), mask)
+    out = guided(x, 500)
+    handle.remove()
+    assert sizes == [5]  # one batched forward
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_equal_scales_collapse_to_the_official_joint_cfg_in_two_branches(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    e0 = _branch(tiny_model, *inputs, set())
+    e4 = _branch(tiny_model, *inputs, {"text", "speech", "effects", "music"})
+    sizes, handle = _batch_sizes(tiny_model)
+    out = GuidedModel(tiny_model, text, tokens, null, GuidanceScales.joint(3.5), mask)(x, 500)
+    handle.remove()
+    assert sizes == [2]
+    torch.testing.assert_close(out, e0 + 3.5 * (e4 - e0), atol=1e-4, rtol=1e-4)
+
+
+def test_text_scale_one_drops_the_unconditional_branch(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    e1 = _branch(tiny_model, *inputs, {"text"})
+    e4 = _branch(tiny_model, *inputs, {"text", "speech", "effects", "music"})
+    sizes, handle = _batch_sizes(tiny_model)
+    out = GuidedModel(tiny_model, text, tokens, null, GuidanceScales(1.0, 4.0, 4.0, 4.0), mask)(x, 500)
+    handle.remove()
+    assert sizes == [2]
+    torch.testing.assert_close(out, e1 + 4.0 * (e4 - e1), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scales, name", [((-1, 3, 3, 3), "text"), ((3, 31, 3, 3), "speech"),
+                                          ((3, 3, float("nan"), 3), "effects"), ((3, 3, 3, "7"), "music")])
+def test_out_of_range_scales_are_named(scales, name):
+    with pytest.raises(ConfigError, match=f"{name} guidance scale .* out of range"):
+        GuidanceScales(*scales).validate()
+
+
+def test_second_speaker_turns_on_with_speech():
+    from mtv_core.pipeline.guidance import branch_inputs
+    names = ("speech", "speech2", "effects", "music")
+    tokens = {name: torch.full((1,), 1.0) for name in names}
+    null = {name: torch.full((1,), 0.0) for name in names}
+    text = torch.ones(1, 2, 2)
+    conditioned = {level: [n for n in names if branch_inputs(level, text, tokens, null)[1][n].item() == 1.0]
+                   for level in range(5)}
+    assert conditioned == {0: [], 1: [], 2: ["speech", "speech2"], 3: ["speech", "speech2", "effects"], 4: list(names)}
+    assert branch_inputs(0, text, tokens, null)[0].abs().sum() == 0 and torch.equal(branch_inputs(1, text, tokens, null)[0], text)

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from mtv_core.pipeline.sampling import GenerationInterrupted, make_scheduler, sample
+
+
+def test_official_schedule_is_trailing_zero_snr_v_prediction():
+    scheduler = make_scheduler("dpm")
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps.tolist() == list(range(999, 0, -20))
+    assert scheduler.config.prediction_type == "v_prediction"
+    assert scheduler.alphas_cumprod[-1] < 1e-6  # zero terminal SNR (rescaled betas)
+
+
+def _ideal_model(target: torch.Tensor, seen: list | None = None):
+    """The exact v-prediction when every sample is `target`: any sampler must end on it."""
+    alphas = make_scheduler("dpm").alphas_cumprod
+
+    def model_fn(x, t):
+        if seen is not None:
+            seen.append(x.clone())
+        a = alphas[t]
+        eps = (x - a.sqrt() * target) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * target
+    return model_fn
+
+
+@pytest.mark.parametrize("sampler", ["dpm", "ddim"])
+@pytest.mark.parametrize("steps", [20, 30, 50])
+def test_samplers_reach_the_data_of_an_ideal_model(sampler, steps):
+    target = torch.randn(1, 13, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
+    out = sample(sampler, _ideal_model(target), noise, steps, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(out, target, atol=2e-3, rtol=0)
+
+
+def test_same_generator_seed_gives_the_same_sample():
+    model_fn = _ideal_model(torch.zeros(1, 13, 4, 2, 2))
+
+    def run(seed):
+        noise = torch.randn(1, 13, 4, 2, 2, generator=torch.Generator().manual_seed(seed))
+        return sample("dpm", lambda x, t: 0.9 * model_fn(x, t), noise, 5,
+                      generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run(4), run(4))
+    assert not torch.equal(run(4), run(5))
+
+
+def test_clean_prefix_is_pasted_before_every_call_and_at_the_end():
+    target = torch.randn(1, 13, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    prefix = torch.randn(1, 2, 4, 2, 2, generator=torch.Generator().manual_seed(3))
+    seen = []
+    out = sample("dpm", _ideal_model(target, seen), torch.randn(target.shape), 4,
+                 generator=torch.Generator().manual_seed(0), prefix=prefix)
+    assert len(seen) == 4
+    for x in seen:
+        assert torch.equal(x[:, :2], prefix)
+    assert torch.equal(out[:, :2], prefix)
+    torch.testing.assert_close(out[:, 2:], target[:, 2:], atol=1e-2, rtol=0)
+
+
+def test_progress_reports_every_step_and_interrupt_stops_the_loop():
+    calls = []
+    sample("ddim", _ideal_model(torch.zeros(1, 1, 1, 1, 1)), torch.randn(1, 1, 1, 1, 1), 3,
+           progress=lambda step, total: calls.append((step, total)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    seen = []
+    with pytest.raises(GenerationInterrupted, match="step 2 of 5"):
+        sample("dpm", _ideal_model(torch.zeros(1, 1, 1, 1, 1), seen), torch.randn(1, 1, 1, 1, 1), 5,
+               interrupt=lambda: len(seen) == 2)
+    assert len(seen) == 2
