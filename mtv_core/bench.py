@@ -76,7 +76,7 @@ def bench_model(config: dict, batch: int = 2, repeats: int = 3, device: str = "c
     """One CFG-sized forward (batch 2) of MTV with all audio streams, and of the plain backbone."""
     from diffusers import CogVideoXTransformer3DModel
 
-    from .models import MTVTransformer3DModel, backbone_config
+    from .models import backbone_config
 
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
@@ -87,13 +87,8 @@ def bench_model(config: dict, batch: int = 2, repeats: int = 3, device: str = "c
     features = torch.randn(batch, config["sample_frames"], config["audio_feature_dim"], generator=generator)
     results = []
 
-    mtv = MTVTransformer3DModel(**config).to(device, dtype).eval()
-    mtv.select_attention_backend(attention_backend)
     inputs = [t.to(device, dtype) for t in (latents, text)]
-    with torch.no_grad():
-        tokens = mtv.project_audio({name: features.to(device, dtype) for name in mtv.audio_streams})
-        results.append(_time("mtv", lambda: mtv(*inputs, timestep.to(device), audio_tokens=tokens), repeats, device))
-    del mtv, tokens
+    results.append(_bench_mtv(config, inputs, timestep.to(device), features.to(device, dtype), attention_backend, repeats, device, dtype))
 
     plain = CogVideoXTransformer3DModel(**backbone_config(config)).to(device, dtype).eval()
     padded = torch.cat([inputs[0], torch.zeros_like(inputs[0])], dim=2)
@@ -101,6 +96,16 @@ def bench_model(config: dict, batch: int = 2, repeats: int = 3, device: str = "c
     with torch.no_grad():
         results.append(_time("cogvideox", lambda: plain(padded, inputs[1], timestep.to(device), image_rotary_emb=rotary), repeats, device))
     return results
+
+
+def _bench_mtv(config, inputs, timestep, features, attention_backend, repeats, device, dtype) -> BenchResult:
+    from .models import MTVTransformer3DModel
+
+    mtv = MTVTransformer3DModel(**config).to(device, dtype).eval()
+    mtv.select_attention_backend(attention_backend)
+    with torch.no_grad():
+        tokens = mtv.project_audio({name: features for name in mtv.audio_streams})
+        return _time("mtv", lambda: mtv(*inputs, timestep, audio_tokens=tokens), repeats, device)
 
 
 def _rotary(config, frames, device):

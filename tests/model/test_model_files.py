@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from mtv_core.checkpoints import convert_checkpoint, load_mtv_model, save_safetensors
 from mtv_core.errors import ModelFileError
-from mtv_core.models import MTVTransformer3DModel, mtv_config
+from mtv_core.models import mtv_config
 
 from sat_layout import sat_state_dict
 
