@@ -1,19 +1,9 @@
 """Tiny random models and inputs for the pipeline tests. Nothing is downloaded."""
 
 import pytest
-import torch
 
 from mtv_core import tiny
 from pipeline_models import make_features, make_tiny_model, make_tiny_vae
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny tensors run fastest on one thread; two threads on a busy 2-core machine spin and run 5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

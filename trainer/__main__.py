@@ -1,0 +1,120 @@
+"""`python -m trainer prepare ...` builds a dataset; `python -m trainer --stage NAME ...` trains."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mtv_core.errors import MTVError
+
+from .objective import ConditioningDropout
+from .params import TRAIN_MODES
+from .stages import ALL, STAGE_ORDER
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train MTV stage by stage (or `python -m trainer prepare -h`).")
+    parser.add_argument("--stage", required=True, choices=[*STAGE_ORDER, ALL])
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder written by `prepare`")
+    parser.add_argument("--out", required=True, type=Path, help="run folder; stage outputs go to RUN/<stage>/model.safetensors")
+    parser.add_argument("--init", type=Path, help="MTV safetensors to start from (default: the previous stage's output; 'none': random weights of --config)")
+    parser.add_argument("--config", help="named model config (e.g. tiny-single); with --init it must match the checkpoint")
+    parser.add_argument("--config-override", action="append", default=[], metavar="KEY=JSON", help="override one config value")
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95))
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--grad-clip", type=float, default=0.1)
+    parser.add_argument("--warmup", type=float, default=0.01, help="fraction of steps of linear warm-up")
+    parser.add_argument("--lr-schedule", choices=["linear", "constant"], default="linear")
+    parser.add_argument("--text-dropout", type=float, default=0.1)
+    parser.add_argument("--audio-dropout", type=float, default=0.05, help="all streams zeroed together")
+    parser.add_argument("--stream-dropout", type=float, default=0.0, help="each stream zeroed independently (per-stream guidance)")
+    parser.add_argument("--clean-mask-prob", type=float, default=0.25)
+    parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train")
+    parser.add_argument("--lora-rank", type=int, default=64)
+    parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--keep", type=int, default=3, help="step checkpoints kept per stage")
+    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def prepare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer prepare", description="Turn video clips into an MTV training dataset.")
+    parser.add_argument("--clips", required=True, type=Path, help="folder of video files (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="dataset folder")
+    parser.add_argument("--captions", type=Path, help="CSV or JSONL: clip file name, caption and/or structured fields, persons")
+    parser.add_argument("--demixer", type=Path, action="append", help="demixer weights (repeat to ensemble); not needed with pre-separated stems")
+    parser.add_argument("--wav2vec", type=Path, required=True, help="wav2vec2 folder or .safetensors")
+    parser.add_argument("--vae", type=Path, help="CogVideoX VAE: pre-encode latents")
+    parser.add_argument("--t5", type=Path, help="T5 folder: pre-encode captions")
+    parser.add_argument("--size", type=int, nargs=2, default=(480, 720), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--scene-threshold", type=float, default=0.35, help="histogram difference (0..1) that counts as a cut")
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def _overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --config-override {item!r} is not KEY=VALUE (e.g. num_layers=2)")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def run_training(argv: list[str]) -> None:
+    from .train import TrainOptions, run_curriculum
+
+    args = train_parser().parse_args(argv)
+    options = TrainOptions(
+        stage=args.stage, data=args.data, out=args.out, config=args.config,
+        init=None if str(args.init) == "none" else args.init, from_scratch=str(args.init) == "none",
+        config_overrides=_overrides(args.config_override), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        betas=tuple(args.betas), weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup=args.warmup,
+        lr_schedule=args.lr_schedule,
+        dropout=ConditioningDropout(args.text_dropout, args.audio_dropout, args.stream_dropout, args.clean_mask_prob),
+        train=args.train, lora_rank=args.lora_rank, ema=args.ema, mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, keep=args.keep,
+        log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+    )
+    for path in run_curriculum(options):
+        print(path)
+
+
+def run_prepare(argv: list[str]) -> None:
+    from .prepare import PrepareOptions, prepare_dataset
+
+    args = prepare_parser().parse_args(argv)
+    report = prepare_dataset(PrepareOptions(**vars(args)))
+    print(report.summary())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["prepare"]:
+            run_prepare(argv[1:])
+        else:
+            run_training(argv)
+    except MTVError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Which parameters train (`--train`), LoRA on the self-attention, merged export, and EMA."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from .errors import TrainerError
+
+TRAIN_MODES = ("official", "audio", "lora")
+_AUDIO = re.compile(r"audio|music|speaker")
+# The official trainable set (mtv-official.md §1.2): all MTV modules, the backbone self-attention
+# projections (SAT query_key_value/dense) and the post-attention LayerNorm. QK-LayerNorm stays frozen.
+_OFFICIAL_BACKBONE = re.compile(r"attn1\.(to_q|to_k|to_v|to_out)\.|norm2\.norm\.")
+LORA_TARGETS = r".*attn1\.(to_q|to_k|to_v|to_out\.0)"
+
+
+def is_audio_parameter(name: str) -> bool:
+    return bool(_AUDIO.search(name))
+
+
+def select_trainable(model: nn.Module, mode: str, lora_rank: int = 64) -> list[str]:
+    """Set requires_grad per `mode` (adding LoRA adapters for "lora"); return the trained names."""
+    if mode not in TRAIN_MODES:
+        raise TrainerError(f"--train {mode!r} is unknown; choose one of {', '.join(TRAIN_MODES)}")
+    if mode == "lora":
+        add_lora(model, lora_rank)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(_trains(name, mode))
+    names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    if not names:
+        raise TrainerError(f"--train {mode}: no parameter of this model matches; is it an MTV model?")
+    return names
+
+
+def _trains(name: str, mode: str) -> bool:
+    if is_audio_parameter(name):
+        return True
+    if mode == "official":
+        return bool(_OFFICIAL_BACKBONE.search(name))
+    return mode == "lora" and "lora_" in name
+
+
+def add_lora(model: nn.Module, rank: int) -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank < 1:
+        raise TrainerError(f"--lora-rank {rank} is invalid; use a positive rank such as 64")
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights=True), model)
+
+
+def merged_weights(state: dict, lora_scaling: float = 1.0) -> dict:
+    """A plain model state dict: LoRA deltas merged into their base weights (W + s * B @ A)."""
+    merged = {}
+    for key, value in state.items():
+        if ".lora_" in key:
+            continue
+        plain = key.replace(".base_layer.", ".")
+        if ".base_layer.weight" in key:
+            prefix = key[: -len(".base_layer.weight")]
+            down, up = state[f"{prefix}.lora_A.default.weight"], state[f"{prefix}.lora_B.default.weight"]
+            value = value + lora_scaling * (up.float() @ down.float()).to(value.dtype)
+        merged[plain] = value.detach().cpu()
+    return merged
+
+
+class EMA:
+    """Exponential moving average (fp32) of the trained parameters."""
+
+    def __init__(self, model: nn.Module, names: list[str], decay: float):
+        if not 0.0 < decay < 1.0:
+            raise TrainerError(f"--ema {decay} is invalid; use a decay in (0, 1) such as 0.999")
+        self.decay = decay
+        parameters = dict(model.named_parameters())
+        self.shadow = {name: parameters[name].detach().float().clone() for name in names}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, parameter in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(parameter.detach().float(), 1.0 - self.decay)
+
+    def apply_to(self, weights: dict) -> dict:
+        """Model weights with the averaged values in place of the trained ones (before LoRA merging)."""
+        return {key: self.shadow[key].to(value.dtype) if key in self.shadow else value for key, value in weights.items()}

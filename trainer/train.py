@@ -1,0 +1,301 @@
+"""The training loop of one stage, and the curriculum that chains the stages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from mtv_core.checkpoints import load_mtv_model
+from mtv_core.models import MTVTransformer3DModel, mtv_config
+
+from .checkpoints import EMA_FILE, MODEL_FILE, CheckpointFolder, restore_rng_state, rng_state, save_model_files
+from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
+from .errors import TrainerError
+from .objective import ConditioningDropout, DiffusionObjective, drop_conditioning, official_alphas_cumprod, sample_clean_masks, sample_timesteps
+from .params import EMA, merged_weights, select_trainable
+from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
+
+DEFAULT_CONFIG = "official-5b-single"
+log = logging.getLogger("trainer")
+
+
+@dataclass
+class TrainOptions:
+    stage: str
+    data: Path
+    out: Path
+    init: Path | None = None
+    from_scratch: bool = False  # a later stage without --init starts from random weights, not the previous stage
+    config: str | None = None
+    config_overrides: dict = field(default_factory=dict)
+    steps: int = 10000
+    batch_size: int = 1
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    warmup: float = 0.01
+    lr_schedule: str = "linear"
+    dropout: ConditioningDropout = field(default_factory=ConditioningDropout)
+    train: str = "official"
+    lora_rank: int = 64
+    ema: float | None = None
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    save_every: int = 200
+    keep: int = 3
+    log_every: int = 20
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+def run_curriculum(options: TrainOptions) -> list[Path]:
+    """Run `options.stage` (or every stage for "all"); each starts from the previous stage's output."""
+    stages = stages_to_run(options.stage)
+    records = read_manifest(options.data)
+    for stage in stages:  # fail before hours of training, not at the stage that lacks clips
+        select_subset(options.data, records, stage_subset(stage), stage)
+    outputs = []
+    for index, stage in enumerate(stages):
+        init = options.init if index == 0 else outputs[-1]
+        outputs.append(train_stage(options, stage, init if init is not None else _previous_output(options, stage)))
+    return outputs
+
+
+def _previous_output(options: TrainOptions, stage: str) -> Path | None:
+    before = previous_stage(stage)
+    if before is None or options.from_scratch:
+        return None
+    path = Path(options.out) / before / MODEL_FILE
+    if not path.is_file():
+        raise TrainerError(
+            f"stage {stage!r} starts from the {before!r} result {str(path)!r}, which does not exist; "
+            f"run `--stage {before}` first, use `--stage all`, pass --init CKPT, or --init none to start from random weights"
+        )
+    return path
+
+
+def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
+    from accelerate import Accelerator
+
+    stage_dir = Path(options.out) / stage
+    output = stage_dir / MODEL_FILE
+    # cpu=True without CUDA makes processes started by `accelerate launch --multi_gpu` join as MULTI_CPU (gloo).
+    accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=not torch.cuda.is_available())
+    _setup_logging(Path(options.out), accelerator.is_main_process)
+    checkpoints = CheckpointFolder(stage_dir, options.keep)
+    if options.resume and output.is_file() and checkpoints.latest() is not None:
+        log.info("stage %s: already finished (%s), skipped", stage, output)
+        return output
+    if not options.resume and checkpoints.latest() is not None:
+        raise TrainerError(
+            f"{str(stage_dir)!r} already holds checkpoints of an earlier run ({checkpoints.latest().name}); "
+            "pass --resume to continue it, or choose another --out"
+        )
+
+    model = build_model(options, init)
+    dataset = open_dataset(options, stage, model)
+    names = select_trainable(model, options.train, options.lora_rank)
+    if options.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=options.betas, eps=1e-8, weight_decay=options.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(options))
+    sampler = EpochSampler(len(dataset), options.batch_size, options.seed, accelerator.process_index, accelerator.num_processes)
+    ema = EMA(model, names, options.ema) if options.ema else None
+    step = 0
+    if options.resume and checkpoints.latest() is not None:
+        step = _restore(checkpoints.load_state(), model, optimizer, schedule, sampler, ema)
+        log.info("stage %s: resumed at step %d from %s", stage, step, checkpoints.latest())
+
+    objective = DiffusionObjective(model, official_alphas_cumprod())
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %d process(es) on %s, init %s", stage, len(dataset), len(names),
+             options.train, options.steps, accelerator.num_processes, accelerator.device, init or "random")
+    stage_index = STAGE_ORDER.index(stage)
+    bar = _progress_bar(options, accelerator, stage, step)
+    started, first_step = time.perf_counter(), step
+    while step < options.steps:
+        batch = collate([dataset[i] for i in sampler.next_batch()])
+        loss = _train_step(objective, optimizer, schedule, accelerator, batch, options, _step_generator(options.seed, stage_index, step, accelerator.process_index))
+        step += 1
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(objective).model)
+        _report(bar, step, loss, (step - first_step) / (time.perf_counter() - started), options, stage)
+        if step % options.save_every == 0 or step == options.steps:
+            _save_checkpoint(checkpoints, step, accelerator, objective, optimizer, schedule, sampler, ema, options)
+        after_step(stage, step)
+    if bar is not None:
+        bar.close()
+    _save_output(stage_dir, accelerator, objective, ema, options)
+    return output
+
+
+def after_step(stage: str, step: int) -> None:
+    """Called after every optimizer step; tests replace it to simulate a crash mid-run."""
+
+
+def build_model(options: TrainOptions, init: Path | None) -> MTVTransformer3DModel:
+    if init is None:
+        torch.manual_seed(options.seed)
+        return MTVTransformer3DModel(**mtv_config(options.config or DEFAULT_CONFIG, **options.config_overrides))
+    model = load_mtv_model(init)
+    if options.config is not None:
+        _check_same_architecture(init, dict(model.config), mtv_config(options.config, **options.config_overrides), options.config)
+    return model
+
+
+def _check_same_architecture(init: Path, found: dict, wanted: dict, name: str) -> None:
+    different = {key: (found.get(key), value) for key, value in wanted.items() if found.get(key) != value}
+    if different:
+        details = ", ".join(f"{key}: checkpoint {have!r}, config {want!r}" for key, (have, want) in sorted(different.items()))
+        raise TrainerError(
+            f"--init {str(init)!r} is not a {name!r} model ({details}); pass a checkpoint of that variant, "
+            f"or leave out --config to train the checkpoint's own variant {found.get('variant')!r}"
+        )
+
+
+def open_dataset(options: TrainOptions, stage: str, model) -> ClipDataset:
+    records = select_subset(options.data, read_manifest(options.data), stage_subset(stage), stage)
+    dataset = ClipDataset(options.data, records, model.audio_streams)
+    width, expected = dataset.feature_dim(), model.config.audio_feature_dim
+    if width != expected:
+        raise TrainerError(
+            f"dataset features are {width} wide per frame but the model takes {expected} (5 frames x layers x width); "
+            "prepare the dataset with the wav2vec2 model that matches this MTV model"
+        )
+    return dataset
+
+
+def _lr_lambda(options: TrainOptions):
+    """Linear warm-up over `warmup` of the steps, then linear decay to 0 (SAT's default), or constant."""
+    warmup = max(1, round(options.warmup * options.steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if options.lr_schedule == "constant":
+            return 1.0
+        return max(0.0, (options.steps - step) / max(1, options.steps - warmup))
+
+    return factor
+
+
+def _step_generator(seed: int, stage_index: int, step: int, rank: int) -> torch.Generator:
+    # Derived from the step, so a resumed run draws exactly the noise the uninterrupted run drew.
+    return torch.Generator().manual_seed(hash((seed, stage_index, step, rank)) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _train_step(objective, optimizer, schedule, accelerator, batch, options: TrainOptions, generator) -> float:
+    latents = batch["latents"]
+    size, frames = latents.shape[:2]
+    text, features = drop_conditioning(batch["text"], batch["features"], options.dropout, generator)
+    timesteps = sample_timesteps(size, accelerator.process_index, accelerator.num_processes, generator)
+    clean_mask = sample_clean_masks(size, frames, options.dropout.clean_mask, generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    device = accelerator.device
+    with accelerator.autocast():
+        loss = objective(latents.to(device), text.to(device), {k: v.to(device) for k, v in features.items()},
+                         timesteps.to(device), clean_mask.to(device), noise.to(device))
+    accelerator.backward(loss)
+    if options.grad_clip > 0:
+        accelerator.clip_grad_norm_([p for p in objective.parameters() if p.requires_grad], options.grad_clip)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.reduce(loss.detach(), reduction="mean"))
+
+
+def _model_weights(accelerator, objective) -> dict:
+    state = accelerator.get_state_dict(objective)
+    return {key.removeprefix("model."): value for key, value in state.items()}
+
+
+def _model_config(objective, accelerator) -> dict:
+    model = accelerator.unwrap_model(objective).model
+    return {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
+
+
+def _export(weights: dict, ema: EMA | None) -> tuple[dict, dict | None]:
+    return merged_weights(weights), (merged_weights(ema.apply_to(weights)) if ema is not None else None)
+
+
+def _save_checkpoint(checkpoints, step, accelerator, objective, optimizer, schedule, sampler, ema, options) -> None:
+    weights = _model_weights(accelerator, objective)
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(objective).model
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        state = {
+            "step": step,
+            "trainable": {name: value.detach().cpu() for name, value in weights.items() if name in trainable},
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "sampler": sampler.state_dict(),
+            "ema": None if ema is None else {name: value.cpu() for name, value in ema.shadow.items()},
+            "rng": rng_state(),
+            "options": json.loads(json.dumps(asdict(options), default=str)),
+        }
+        model_weights, ema_weights = _export(weights, ema)
+        folder = checkpoints.save(step, model_weights, _model_config(objective, accelerator), ema_weights, state)
+        log.info("step %d: checkpoint %s", step, folder)
+    accelerator.wait_for_everyone()
+
+
+def _restore(state: dict, model, optimizer, schedule, sampler, ema) -> int:
+    missing = set(state["trainable"]) - {name for name, _ in model.named_parameters()}
+    if missing:
+        raise TrainerError(f"the checkpoint trains tensors this model lacks (e.g. {sorted(missing)[0]}); resume with the same --train/--config")
+    model.load_state_dict(state["trainable"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    sampler.load_state_dict(state["sampler"])
+    if ema is not None and state["ema"] is not None:
+        ema.shadow = {name: value.to(ema.shadow[name].device) for name, value in state["ema"].items()}
+    restore_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _save_output(stage_dir: Path, accelerator, objective, ema, options) -> None:
+    weights = _model_weights(accelerator, objective)
+    if accelerator.is_main_process:
+        model_weights, ema_weights = _export(weights, ema)
+        save_model_files(stage_dir, model_weights, _model_config(objective, accelerator), ema_weights)
+        log.info("stage output: %s%s", stage_dir / MODEL_FILE, f" (+ {EMA_FILE})" if ema_weights else "")
+    accelerator.wait_for_everyone()
+
+
+def _setup_logging(out: Path, main: bool) -> None:
+    log.setLevel(logging.INFO)
+    if not main or any(getattr(h, "mtv_run", None) == str(out) for h in log.handlers):
+        return
+    for handler in [h for h in log.handlers if hasattr(h, "mtv_run")]:
+        log.removeHandler(handler)
+        handler.close()
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.mtv_run = str(out)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+
+
+def _progress_bar(options: TrainOptions, accelerator, stage: str, step: int):
+    if not (options.progress and accelerator.is_main_process):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=options.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True)
+
+
+def _report(bar, step: int, loss: float, rate: float, options: TrainOptions, stage: str) -> None:
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss:.4f}", steps_per_s=f"{rate:.2f}")
+        bar.update(1)
+    if step % options.log_every == 0 or step == options.steps:
+        log.info("stage %s step %d loss %.5f steps/s %.3f", stage, step, loss, rate)
