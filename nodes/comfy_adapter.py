@@ -11,7 +11,11 @@ from pathlib import Path
 
 DEMUCS_FOLDER = "demucs"
 MODEL_EXTENSIONS = {".safetensors", ".sft", ".th"}
-_FALLBACK_ROOT = Path(os.environ.get("MTV_MODELS_DIR", "models"))
+
+
+def _fallback(variable: str, default: str) -> Path:
+    """Outside ComfyUI (scripts, tests) folders come from MTV_MODELS_DIR / MTV_INPUT_DIR / MTV_OUTPUT_DIR."""
+    return Path(os.environ.get(variable, default))
 
 
 def _folder_paths():
@@ -34,7 +38,7 @@ def register_model_folders() -> None:
 def folder_roots(folder: str) -> list[Path]:
     fp = _folder_paths()
     if fp is None:
-        return [_FALLBACK_ROOT / folder]
+        return [_fallback("MTV_MODELS_DIR", "models") / folder]
     try:
         return [Path(p) for p in fp.get_folder_paths(folder)]
     except KeyError:
@@ -70,23 +74,23 @@ def model_path(folder: str, name: str) -> Path:
 def input_path(name: str) -> Path:
     """A file from ComfyUI's input folder (as LoadImage/LoadAudio use), or a plain path."""
     fp = _folder_paths()
-    if fp is not None and fp.exists_annotated_filepath(name):
-        return Path(fp.get_annotated_filepath(name))
-    return Path(name)
+    if fp is None:
+        return _fallback("MTV_INPUT_DIR", "input") / name
+    return Path(fp.get_annotated_filepath(name))
 
 
 def input_files(content_types=("audio", "video")) -> list[str]:
     fp = _folder_paths()
-    if fp is None:
+    folder = fp.get_input_directory() if fp is not None else _fallback("MTV_INPUT_DIR", "input")
+    if not os.path.isdir(folder):
         return []
-    folder = fp.get_input_directory()
-    files = [f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f))]
-    return sorted(fp.filter_files_content_types(files, list(content_types)))
+    files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+    return fp.filter_files_content_types(files, list(content_types)) if fp is not None else files
 
 
 def output_directory() -> Path:
     fp = _folder_paths()
-    return Path(fp.get_output_directory()) if fp is not None else Path("output")
+    return Path(fp.get_output_directory()) if fp is not None else _fallback("MTV_OUTPUT_DIR", "output")
 
 
 def progress_callback(total: int):

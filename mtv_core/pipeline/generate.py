@@ -121,6 +121,10 @@ class SegmentGenerator:
 
     def run(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
         """One segment -> decoded pixels (3, 49, H, W) in [-1, 1]."""
+        return self.decode(self.sample_latents(inputs, seed, step_offset, total_steps))
+
+    def sample_latents(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
+        """One segment -> denoised latents (1, 13, C, h, w)."""
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn(self.latent_shape(), generator=generator)
         prefix = None if inputs.prefix_pixels is None else self.encode_prefix(inputs.prefix_pixels, generator)
@@ -132,10 +136,8 @@ class SegmentGenerator:
         exclude = (self.model.audio_encoders, *(self.swap.blocks if self.swap else ()))
         with on_device(self.model, self.memory.device, self.memory.offload_components, exclude):
             guided = GuidedModel(self.model, inputs.text, tokens, null_tokens, self.config.guidance, clean_mask)
-            latents = sample(self.config.sampler, guided, noise, self.config.steps, generator=generator,
-                             prefix=prefix, progress=self._progress(step_offset, total_steps),
-                             interrupt=self.interrupt)
-        return self.decode(latents)
+            return sample(self.config.sampler, guided, noise, self.config.steps, generator=generator,
+                          prefix=prefix, progress=self._progress(step_offset, total_steps), interrupt=self.interrupt)
 
     def _progress(self, offset: int, total: int | None):
         if self.progress is None:

@@ -19,10 +19,11 @@ def load_start_image(path, width: int, height: int) -> torch.Tensor:
             image = image.convert("RGB")
     except (OSError, UnidentifiedImageError) as error:
         raise ConfigError(f"start image {str(path)!r} cannot be read ({error}); give a PNG or JPEG file") from error
-    return image_to_tensor(_cover_crop(image, width, height))
+    return image_to_tensor(fit_image(image, width, height))
 
 
-def _cover_crop(image, width: int, height: int):
+def fit_image(image, width: int, height: int):
+    """Resize to cover width x height (bicubic), then centre-crop: the proportions are kept."""
     from PIL import Image
 
     if image.size == (width, height):
