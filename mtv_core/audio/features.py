@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..errors import ConfigError, ModelFileError
+from ..errors import AudioInputError, ConfigError, ModelFileError
 from .io import Waveform, to_mono, write_atomically
 from .levels import DEFAULT_SILENCE_DBFS, is_silent
 from .resample import resample
@@ -95,6 +95,9 @@ def encode_stems(
     """
     if fps <= 0:
         raise ConfigError(f"fps {fps} is invalid; MTV uses 24.")
+    if stems.duration < 1 / fps:
+        raise AudioInputError(f"the audio lasts {stems.duration:.3f}s, shorter than one video frame (1/{fps:g}s); "
+                              "give at least one frame of sound")
     per_stream, flags, num_frames = {}, {}, None
     names = [name for name in ("speech", "speech2", "effects", "music") if name in stems.tracks]
     for index, name in enumerate(names):

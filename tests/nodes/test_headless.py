@@ -1,0 +1,135 @@
+"""`python -m mtv_core queue` against a stand-in ComfyUI server on loopback that speaks the same
+HTTP API (/prompt, /queue, /history, /view, /upload/image, /object_info)."""
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from mtv_core.errors import ConfigError
+from mtv_core.headless import apply_override, load_api_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / "workflows" / "api" / "mtv_talking_character.json"
+
+
+class FakeComfy(BaseHTTPRequestHandler):
+    received, uploads, polls = [], [], {"count": 0}
+    refuse = False
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, payload, content_type="application/json"):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/upload/image":
+            self.uploads.append(body)
+            return self._send(200, {"name": "song.wav", "subfolder": "", "type": "input"})
+        graph = json.loads(body)["prompt"]
+        if self.refuse:
+            return self._send(400, {"error": {"message": "Prompt outputs failed validation", "details": ""},
+                                    "node_errors": {"1": {"class_type": "MTVModelLoader", "errors": [
+                                        {"message": "Value not in list", "details": "model_name: 'x' not in [...]",
+                                         "extra_info": {"input_name": "model_name"}}]}}})
+        self.received.append(graph)
+        return self._send(200, {"prompt_id": "abc", "number": 1, "node_errors": {}})
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/queue":
+            return self._send(200, {"queue_running": [[0, "abc"]], "queue_pending": []})
+        if url.path == "/history/abc":
+            self.polls["count"] += 1
+            if self.polls["count"] < 2:
+                return self._send(200, {})
+            failed = self.received and self.received[-1]["10"]["inputs"]["seed"] == 666
+            status = {"status_str": "error" if failed else "success", "completed": not failed,
+                      "messages": [["execution_error", {"node_id": "9", "node_type": "MTVApply", "exception_type": "ConfigError",
+                                                         "exception_message": "MST-ControlNet Apply: input 'mtv_model' ..."}]] if failed else []}
+            outputs = {"12": {"images": [{"filename": "talk_00001_.mp4", "subfolder": "mtv", "type": "output"}], "animated": [True]}}
+            return self._send(200, {"abc": {"status": status, "outputs": outputs}})
+        if url.path == "/view":
+            query = parse_qs(url.query)
+            assert query == {"filename": ["talk_00001_.mp4"], "subfolder": ["mtv"], "type": ["output"]}
+            return self._send(200, b"MP4DATA", "video/mp4")
+        if url.path == "/object_info/MTVDemixStems":
+            return self._send(200, {"MTVDemixStems": {"input": {"required": {"audio": [], "demixer": []},
+                                                                "optional": {"speaker_ranges": [], "second_speaker": []}}}})
+        return self._send(404, {})
+
+
+@pytest.fixture
+def server():
+    FakeComfy.received.clear(), FakeComfy.uploads.clear()
+    FakeComfy.polls["count"], FakeComfy.refuse = 0, False
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeComfy)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def queue(server, *args, tmp):
+    return subprocess.run([sys.executable, "-m", "mtv_core", "queue", str(WORKFLOW), "--server", server, "--out", str(tmp), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_queue_submits_overrides_and_downloads(server, tmp_path):
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF....")
+    result = queue(server, "--upload", str(song), "--set", "5.audio=song.wav", "--set", "MTVChainSegments.seed=7",
+                   "--set", "8.scene=A cat talks.", "--set", "6.speaker_ranges=0-1:1", tmp=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    graph = FakeComfy.received[-1]
+    assert graph["5"]["inputs"]["audio"] == "song.wav" and graph["10"]["inputs"]["seed"] == 7
+    assert graph["8"]["inputs"]["scene"] == "A cat talks." and graph["6"]["inputs"]["speaker_ranges"] == "0-1:1"
+    assert b"RIFF...." in FakeComfy.uploads[0]
+    assert (tmp_path / "out" / "talk_00001_.mp4").read_bytes() == b"MP4DATA"
+    assert "running" in result.stdout
+
+
+def test_refused_workflow_lists_node_errors(server, tmp_path):
+    FakeComfy.refuse = True
+    result = queue(server, tmp=tmp_path)
+    assert result.returncode == 1
+    assert "node 1 (MTVModelLoader), input 'model_name': Value not in list" in result.stderr
+
+
+def test_failed_execution_names_the_node(server, tmp_path):
+    result = queue(server, "--set", "10.seed=666", tmp=tmp_path)
+    assert result.returncode == 1
+    assert "node 9 (MTVApply): ConfigError: MST-ControlNet Apply" in result.stderr
+
+
+def test_unreachable_server(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mtv_core", "queue", str(WORKFLOW), "--server", "http://127.0.0.1:9",
+                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1 and "cannot reach the ComfyUI server at http://127.0.0.1:9" in result.stderr
+
+
+def test_override_errors_are_explained():
+    graph = load_api_workflow(WORKFLOW)
+    with pytest.raises(ConfigError, match="node 10 \\(MTVChainSegments\\) has no input 'sead'"):
+        apply_override(graph, "10.sead=3")
+    with pytest.raises(ConfigError, match="no node called 'KSampler'"):
+        apply_override(graph, "KSampler.seed=3")
+    with pytest.raises(ConfigError, match="write NODE.INPUT=VALUE"):
+        apply_override(graph, "seed=3")
+
+
+def test_ui_format_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="UI-format workflow.*workflows/api/"):
+        load_api_workflow(ROOT / "workflows" / "mtv_talking_character.json")
