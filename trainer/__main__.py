@@ -1,4 +1,5 @@
-"""`python -m trainer prepare ...` builds a dataset; `python -m trainer --stage NAME ...` trains."""
+"""`python -m trainer prepare ...` builds a dataset; `python -m trainer --stage NAME ...` trains;
+`python -m trainer vae ...` fits a small VAE for a model trained from scratch."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-dropout", type=float, default=0.05, help="all streams zeroed together")
     parser.add_argument("--stream-dropout", type=float, default=0.0, help="each stream zeroed independently (per-stream guidance)")
     parser.add_argument("--clean-mask-prob", type=float, default=0.25)
-    parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train")
+    parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train: official (audio modules + backbone attention + norm2), audio, lora, or all (training from scratch)")
     parser.add_argument("--lora-rank", type=int, default=64)
     parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["prepare"]:
             run_prepare(argv[1:])
+        elif argv[:1] == ["vae"]:
+            from .vae import run_vae
+
+            run_vae(argv[1:])
         else:
             run_training(argv)
     except MTVError as error:

@@ -9,7 +9,7 @@ from torch import nn
 
 from .errors import TrainerError
 
-TRAIN_MODES = ("official", "audio", "lora")
+TRAIN_MODES = ("official", "audio", "lora", "all")
 _AUDIO = re.compile(r"audio|music|speaker")
 # The official trainable set (mtv-official.md §1.2): all MTV modules, the backbone self-attention
 # projections (SAT query_key_value/dense) and the post-attention LayerNorm. QK-LayerNorm stays frozen.
@@ -36,7 +36,7 @@ def select_trainable(model: nn.Module, mode: str, lora_rank: int = 64) -> list[s
 
 
 def _trains(name: str, mode: str) -> bool:
-    if is_audio_parameter(name):
+    if mode == "all" or is_audio_parameter(name):
         return True
     if mode == "official":
         return bool(_OFFICIAL_BACKBONE.search(name))

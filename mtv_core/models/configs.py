@@ -61,6 +61,10 @@ _TINY_AUDIO = dict(
     audio_interaction_head_dim=16,
 )
 
+# The built-in demo model (trained on the synthetic world): small enough to train and run on a laptop CPU.
+_DEMO = {**_TINY_BACKBONE, **_TINY_AUDIO, "num_attention_heads": 4, "attention_head_dim": 32, "num_layers": 4,
+         "time_embed_dim": 64, "audio_dim": 64, "audio_tokens_per_frame": 8, "audio_intermediate_dim": 128}
+
 MODEL_CONFIGS: dict[str, dict] = {
     "official-5b-single": {**_OFFICIAL_BACKBONE, **_OFFICIAL_AUDIO, "variant": "single"},
     "official-5b-accm": {**_OFFICIAL_BACKBONE, **_OFFICIAL_AUDIO, "variant": "accm"},
@@ -68,6 +72,7 @@ MODEL_CONFIGS: dict[str, dict] = {
     "tiny-single": {**_TINY_BACKBONE, **_TINY_AUDIO, "variant": "single"},
     "tiny-accm": {**_TINY_BACKBONE, **_TINY_AUDIO, "variant": "accm"},
     "tiny-multi": {**_TINY_BACKBONE, **_TINY_AUDIO, "variant": "multi", "multi_speaker": True},
+    "demo-single": {**_DEMO, "variant": "single"},
 }
 # Short names users type: "single" means the official single-speaker model.
 ALIASES = {"single": "official-5b-single", "accm": "official-5b-accm", "multi": "official-5b-multi"}

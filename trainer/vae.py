@@ -1,0 +1,99 @@
+"""`python -m trainer vae`: fit a (small) CogVideoX VAE to your clips, for a model trained from scratch.
+
+The official MTV weights use the released CogVideoX VAE as it is; this is for new, small models such as
+the demo. Loss: pixel MSE + a small KL term, on random 9-frame windows (1 + 4k frames, as the causal VAE
+takes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from .errors import TrainerError
+from .prepare import find_videos
+
+WINDOW_FRAMES = 9
+KL_WEIGHT = 1e-6
+
+
+def vae_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer vae", description="Fit a CogVideoX VAE to video clips.")
+    parser.add_argument("--clips", required=True, type=Path, help="folder of video clips (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="the VAE .safetensors to write (the format the loaders read)")
+    parser.add_argument("--init", type=Path, help="a VAE .safetensors to start from (default: a new small VAE)")
+    parser.add_argument("--widths", type=int, nargs=4, default=(16, 32, 32, 32), help="channels of the 4 resolution levels")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def read_clip(path: Path) -> torch.Tensor:
+    """All frames of a video: (3, N, H, W) in [-1, 1]."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    if len(frames) < WINDOW_FRAMES:
+        raise TrainerError(f"{path} has {len(frames)} frames; the VAE trains on {WINDOW_FRAMES}-frame windows")
+    return torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
+
+
+def new_vae(widths) -> "torch.nn.Module":
+    from diffusers import AutoencoderKLCogVideoX
+
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(w % g == 0 for w in widths))
+    return AutoencoderKLCogVideoX(block_out_channels=tuple(widths), latent_channels=16, layers_per_block=1,
+                                  norm_num_groups=groups, scaling_factor=0.7)
+
+
+def random_batch(clips: list[torch.Tensor], size: int, rng: random.Random) -> torch.Tensor:
+    windows = []
+    for _ in range(size):
+        clip = rng.choice(clips)
+        start = rng.randrange(clip.shape[1] - WINDOW_FRAMES + 1)
+        windows.append(clip[:, start:start + WINDOW_FRAMES])
+    return torch.stack(windows)
+
+
+def vae_loss(vae, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+    posterior = vae.encode(batch).latent_dist
+    reconstruction = vae.decode(posterior.sample()).sample
+    mse = torch.nn.functional.mse_loss(reconstruction, batch)
+    return mse + KL_WEIGHT * posterior.kl().mean(), float(mse)
+
+
+def train_vae(args) -> float:
+    from mtv_core.pipeline.vae import load_vae
+    from mtv_core.tiny import save_vae
+
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    clips = [read_clip(path) for path in find_videos(args.clips)]
+    vae = load_vae(args.init) if args.init else new_vae(args.widths)
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
+    mse = float("nan")
+    for step in range(1, args.steps + 1):
+        loss, mse = vae_loss(vae, random_batch(clips, args.batch_size, rng))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 0 or step == args.steps:
+            print(f"vae step {step}/{args.steps}: reconstruction mse {mse:.5f}", flush=True)
+    save_vae(vae.eval(), args.out)
+    return mse
+
+
+def run_vae(argv: list[str]) -> None:
+    args = vae_parser().parse_args(argv)
+    mse = train_vae(args)
+    print(f"wrote {args.out} (final reconstruction mse {mse:.5f})")
