@@ -107,15 +107,8 @@ class MTVDemixStems:
     def demix(self, audio, demixer, speaker_ranges="", second_speaker=None):
         from mtv_core.audio import from_comfy_audio
 
-        interrupt = comfy.interrupt_check()
-        progress = comfy.progress_callback(100)
-
-        def report(done, total):
-            interrupt()
-            progress(done, total)
-
         try:
-            stems = demixer.separate(from_comfy_audio(audio), progress=report)
+            stems = demixer.separate(from_comfy_audio(audio), progress=comfy.progress_and_interrupt(100))
             stems = _with_second_speaker(stems, speaker_ranges, second_speaker)
         except Exception as error:
             raise node_error("MTV Demix Stems", "audio", error)
@@ -182,15 +175,8 @@ class MTVEncodeWav2Vec:
     def encode(self, stems, wav2vec, fps):
         from mtv_core.audio import encode_stems
 
-        interrupt = comfy.interrupt_check()
-        progress = comfy.progress_callback(len(stems.tracks))
-
-        def report(done, total):
-            interrupt()
-            progress(done, total)
-
         try:
-            features = encode_stems(stems, wav2vec, fps=fps, progress=report)
+            features = encode_stems(stems, wav2vec, fps=fps, progress=comfy.progress_and_interrupt(len(stems.tracks)))
         except Exception as error:
             raise node_error("MTV Encode wav2vec", "stems", error)
         return (EncodedAudio(features, stems.duration),)

@@ -117,6 +117,17 @@ def interrupt_check():
     return check
 
 
+def progress_and_interrupt(total: int):
+    """One (done, total) callback that updates the progress bar and stops on Cancel."""
+    interrupt, progress = interrupt_check(), progress_callback(total)
+
+    def report(done, total_done=None):
+        interrupt()
+        progress(done, total_done)
+
+    return report
+
+
 def torch_device():
     import torch
 
