@@ -35,6 +35,8 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-dropout", type=float, default=0.05, help="all streams zeroed together")
     parser.add_argument("--stream-dropout", type=float, default=0.0, help="each stream zeroed independently (per-stream guidance)")
     parser.add_argument("--clean-mask-prob", type=float, default=0.25)
+    parser.add_argument("--stage-data", choices=["cumulative", "subset"], default="cumulative",
+                        help="cumulative: a stage also replays the earlier stages' subsets (the paper adds subsets stage by stage); subset: only its own")
     parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train: official (audio modules + backbone attention + norm2), audio, lora, or all (training from scratch)")
     parser.add_argument("--lora-rank", type=int, default=64)
     parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
@@ -88,7 +90,7 @@ def run_training(argv: list[str]) -> None:
         betas=tuple(args.betas), weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup=args.warmup,
         lr_schedule=args.lr_schedule,
         dropout=ConditioningDropout(args.text_dropout, args.audio_dropout, args.stream_dropout, args.clean_mask_prob),
-        train=args.train, lora_rank=args.lora_rank, ema=args.ema, mixed_precision=args.mixed_precision,
+        train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, ema=args.ema, mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

@@ -43,6 +43,7 @@ class TrainOptions:
     lr_schedule: str = "linear"
     dropout: ConditioningDropout = field(default_factory=ConditioningDropout)
     train: str = "official"
+    stage_data: str = "cumulative"  # stage k also replays the clips of stages 1..k-1 (the paper adds subsets)
     lora_rank: int = 64
     ema: float | None = None
     mixed_precision: str = "no"
@@ -162,9 +163,20 @@ def _check_same_architecture(init: Path, found: dict, wanted: dict, name: str) -
         )
 
 
+def stage_records(options: TrainOptions, stage: str) -> list:
+    """The clips of the stage's subset, plus (cumulative) those of the earlier stages' subsets."""
+    records = read_manifest(options.data)
+    own = select_subset(options.data, records, stage_subset(stage), stage)
+    if options.stage_data != "cumulative":
+        return own
+    earlier = set(STAGE_ORDER[: STAGE_ORDER.index(stage)])
+    chosen = {record.id for record in own}
+    replay = [r for r in records if r.id not in chosen and earlier & set(r.subsets) and r.latents and r.text]
+    return own + replay
+
+
 def open_dataset(options: TrainOptions, stage: str, model) -> ClipDataset:
-    records = select_subset(options.data, read_manifest(options.data), stage_subset(stage), stage)
-    dataset = ClipDataset(options.data, records, model.audio_streams)
+    dataset = ClipDataset(options.data, stage_records(options, stage), model.audio_streams)
     width, expected = dataset.feature_dim(), model.config.audio_feature_dim
     if width != expected:
         raise TrainerError(

@@ -53,3 +53,16 @@ def test_train_modes_select_their_parameters():
     assert {n for n in official if "audio" in n or "music" in n} == {n for n in everything if "audio" in n or "music" in n}
     audio = set(select_trainable(model, "audio"))
     assert audio == {n for n in everything if "audio" in n or "music" in n or "speaker" in n}
+
+
+def test_cumulative_stages_replay_earlier_subsets(tmp_path):
+    from trainer.train import TrainOptions, stage_records
+    from trainer_data import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data")
+    cumulative = stage_records(TrainOptions(stage="sound_event", data=data, out=tmp_path), "sound_event")
+    only = stage_records(TrainOptions(stage="sound_event", data=data, out=tmp_path, stage_data="subset"), "sound_event")
+    assert {r.id for r in only} == {"duo", "street"}
+    assert {r.id for r in cumulative} == {"duo", "street", "face"}  # face is in basic_face, an earlier stage
+    first = stage_records(TrainOptions(stage="basic_face", data=data, out=tmp_path), "basic_face")
+    assert {r.id for r in first} == {"face"}
