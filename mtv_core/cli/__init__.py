@@ -13,6 +13,8 @@ COMMANDS = {
     "convert-demixer": ("mtv_core.cli.convert_demixer", "convert an HTDemucs .th file to safetensors"),
     "features": ("mtv_core.cli.features", "encode stems with wav2vec2 as MTV expects"),
     "generate": ("mtv_core.cli.generate", "make a video from audio and a prompt"),
+    "world": ("mtv_core.cli.world", "write a synthetic audio-visual dataset with exact ground truth"),
+    "evaluate": ("mtv_core.cli.evaluate", "score generated videos against a synthetic world (AV-Align and exact measures)"),
     "queue": ("mtv_core.cli.queue", "run an API-format workflow on a ComfyUI server and download its outputs"),
 }
 

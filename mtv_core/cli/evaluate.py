@@ -1,0 +1,71 @@
+"""`python -m mtv_core evaluate --world DIR --videos NAME=DIR ... --out REPORT_DIR`: score generated
+videos (mp4s named like the world's clips) against the world's ground truth."""
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--world", required=True, help="folder written by `python -m mtv_core world`")
+    parser.add_argument("--videos", nargs="*", default=[], metavar="NAME=DIR", help="a model's generated mp4s, one row each")
+    parser.add_argument("--ground-truth", action="store_true", help="add a row for the world's own videos (the ceiling)")
+    parser.add_argument("--static", action="store_true", help="add a row for the first frame held still (the floor)")
+    parser.add_argument("--out", required=True, help="folder for report.json and plots/")
+    parser.add_argument("--no-plots", action="store_true", help="skip the per-clip PNGs")
+
+
+def parse_variants(items: list[str]) -> dict[str, str]:
+    from ..errors import ConfigError
+
+    variants = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"--videos {item!r} is not NAME=DIR; write e.g. --videos tiny=outputs/tiny")
+        variants[name] = folder
+    return variants
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import ConfigError
+    from ..evaluation.measures import evaluate_clip
+    from ..evaluation.report import format_table, plot_clip, summarise, write_report
+    from ..evaluation.videos import clip_audio, clip_frames, read_frames
+    from ..world import world_clips
+
+    world, out = Path(args.world), Path(args.out)
+    specs = world_clips(world)
+    sources = {name: Path(folder) for name, folder in parse_variants(args.videos).items()}
+    if args.ground_truth or args.static:
+        truth_frames = {spec.name: read_frames(world / f"{spec.name}.mp4")[0] for spec in specs}
+    loaders = {name: (lambda spec, folder=folder: clip_frames(folder / f"{spec.name}.mp4", spec)) for name, folder in sources.items()}
+    if args.ground_truth:
+        loaders["ground_truth"] = lambda spec: truth_frames[spec.name]
+    if args.static:
+        loaders["static"] = lambda spec: np.repeat(truth_frames[spec.name][:1], spec.frames, axis=0)
+    if not loaders:
+        raise ConfigError("nothing to evaluate; pass --videos NAME=DIR and/or --ground-truth / --static")
+    for name, folder in sources.items():
+        if not any((folder / f"{spec.name}.mp4").is_file() for spec in specs):
+            raise ConfigError(f"--videos {name}={folder}: no mp4 named like a world clip (e.g. {specs[0].name}.mp4); "
+                              "name each generated video after the world clip it was made from")
+    out.mkdir(parents=True, exist_ok=True)
+    audio = {spec.name: clip_audio(world, spec) for spec in specs}
+    results = {}
+    for variant, load in loaders.items():
+        results[variant] = {}
+        for spec in specs:
+            if variant in sources and not (sources[variant] / f"{spec.name}.mp4").is_file():
+                print(f"  {variant}: no {spec.name}.mp4, skipped")
+                continue
+            evaluation = evaluate_clip(load(spec), audio[spec.name], spec.sample_rate, spec)
+            results[variant][spec.name] = evaluation
+            if not args.no_plots:
+                plot_clip(out / "plots" / variant / f"{spec.name}.png", spec, audio[spec.name], spec.sample_rate, evaluation, variant)
+    rows = summarise(results)
+    print(format_table(rows))
+    print(f"wrote {write_report(out, results, rows)}")
+    return 0

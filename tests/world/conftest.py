@@ -1,0 +1,13 @@
+"""A small world written once for the world and evaluation tests."""
+
+import pytest
+
+from mtv_core.world import write_world
+from world_test_settings import SETTINGS
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    write_world(folder, SETTINGS)
+    return folder

@@ -1,0 +1,67 @@
+"""The world generator: deterministic, real files that decode back, clear errors for impossible settings."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mtv_core.audio import load_audio
+from mtv_core.errors import ConfigError
+from mtv_core.evaluation.videos import read_frames
+from mtv_core.world import KINDS, WorldSettings, load_truth, make_clip, render, truth_dict, world_clips, write_world
+from world_test_settings import SETTINGS
+
+
+def test_same_seed_same_clip_and_other_seed_other_clip():
+    settings = WorldSettings(seed=7, clips=5, frames=56)
+    for index in range(5):
+        (first, first_stems), (second, second_stems) = make_clip(index, settings), make_clip(index, settings)
+        assert truth_dict(first) == truth_dict(second)
+        assert all(np.array_equal(first_stems[name], second_stems[name]) for name in first_stems)
+        assert np.array_equal(render(first), render(second))
+    other, _ = make_clip(2, WorldSettings(seed=8, clips=5, frames=56))
+    assert truth_dict(other) != truth_dict(make_clip(2, settings)[0])
+
+
+def test_world_files_decode_back_to_what_was_drawn(world):
+    specs = world_clips(world)
+    assert [spec.kind for spec in specs] == [*KINDS, KINDS[0]]
+    for spec in specs:
+        frames, fps = read_frames(world / f"{spec.name}.mp4")
+        assert fps == 24 and frames.shape == (60, 64, 96, 3)
+        error = float(np.abs(frames.astype(int) - render(spec).astype(int)).mean())
+        assert error < 6, f"{spec.name}: decoded frames differ from the drawing by {error:.1f} levels"  # H.264 + YUV rounding
+        mix = load_audio(world / f"{spec.name}.mp4")
+        assert abs(mix.duration - 2.5) < 0.05 and mix.samples.abs().max() > 0.1
+        for stem in ("speech", "effects", "music"):
+            assert load_audio(world / f"{spec.name}_{stem}.wav").num_samples == 40000
+        assert load_truth(world / f"{spec.name}.json") == spec
+    rows = list(csv.DictReader(open(world / "captions.csv")))
+    assert [row["clip"] for row in rows] == [f"{spec.name}.mp4" for spec in specs]
+    assert [int(row["persons"]) for row in rows] == [1, 1, 2, 0, 0, 1]
+    assert rows[2]["caption"].startswith("Two person conversation. Persons: Person1: ")
+    truth = json.loads((world / f"{specs[3].name}.json").read_text())
+    assert truth["object"]["colour"] in truth["caption"] and truth["object"]["shape"] in truth["caption"]
+    assert truth["effect_onsets"] and truth["subsets"] == ["sound_event"]
+
+
+def test_same_seed_writes_the_same_world(world, tmp_path):
+    write_world(tmp_path, SETTINGS)
+    for spec in world_clips(world):
+        assert (tmp_path / f"{spec.name}.json").read_text() == (world / f"{spec.name}.json").read_text()
+        assert (tmp_path / f"{spec.name}_speech.wav").read_bytes() == (world / f"{spec.name}_speech.wav").read_bytes()
+        assert np.array_equal(read_frames(tmp_path / f"{spec.name}.mp4")[0], read_frames(world / f"{spec.name}.mp4")[0])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": -1}, "world seed -1 cannot make a valid clip; use a whole number >= 0"),
+    ({"frames": 49}, "world frames 49 cannot make a valid clip; use at least 56"),
+    ({"height": 60}, "world height 60 cannot make a valid clip; use a multiple of 8"),
+    ({"width": 40}, "world width 40 cannot make a valid clip; use a multiple of 8 of at least 64"),
+    ({"clips": 0}, "world clips 0 cannot make a valid clip; ask for at least 1 clip"),
+])
+def test_impossible_settings_are_refused_before_writing(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        write_world(tmp_path / "out", WorldSettings(**change))
+    assert not (tmp_path / "out").exists()
