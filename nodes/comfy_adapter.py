@@ -45,8 +45,22 @@ def folder_roots(folder: str) -> list[Path]:
         return []
 
 
+DEMO_CHOICE = "demo (built-in)"
+DEMO_INPUT_PREFIX = "mtv-demo/"
+
+
+def _demo_file(folder: str) -> Path | None:
+    """The built-in demo's file for a model folder, if the demo is installed."""
+    from mtv_core import demo
+
+    path = {"diffusion_models": demo.MODEL, "vae": demo.VAE, "text_encoders": demo.T5, "audio_encoders": demo.WAV2VEC}.get(folder)
+    return path if path is not None and path.exists() else None
+
+
 def list_model_files(folder: str, extensions=MODEL_EXTENSIONS) -> list[str]:
-    """Files (and Hugging Face folders, which hold a config.json) under a model folder, relative names."""
+    """Files (and Hugging Face folders, which hold a config.json) under a model folder, relative names;
+    the built-in demo model comes first where it has a file for this folder."""
+    demo = [DEMO_CHOICE] if _demo_file(folder) else []
     names = set()
     for root in folder_roots(folder):
         if not root.is_dir():
@@ -56,13 +70,15 @@ def list_model_files(folder: str, extensions=MODEL_EXTENSIONS) -> list[str]:
                 names.add(path.relative_to(root).as_posix())
             elif path.is_dir() and (path / "config.json").is_file():
                 names.add(path.relative_to(root).as_posix() + "/")
-    return sorted(names)
+    return demo + sorted(names)
 
 
 def model_path(folder: str, name: str) -> Path:
     """Absolute path of a listed model, or a clear error naming the folders searched."""
     from mtv_core.errors import ModelFileError
 
+    if name == DEMO_CHOICE and _demo_file(folder):
+        return _demo_file(folder)
     for root in folder_roots(folder):
         candidate = root / name.rstrip("/")
         if candidate.exists():
@@ -73,6 +89,10 @@ def model_path(folder: str, name: str) -> Path:
 
 def input_path(name: str) -> Path:
     """A file from ComfyUI's input folder (as LoadImage/LoadAudio use), or a plain path."""
+    if name.startswith(DEMO_INPUT_PREFIX):
+        from mtv_core import demo
+
+        return demo.EXAMPLE / name[len(DEMO_INPUT_PREFIX):]
     fp = _folder_paths()
     if fp is None:
         return _fallback("MTV_INPUT_DIR", "input") / name
@@ -80,6 +100,19 @@ def input_path(name: str) -> Path:
 
 
 def input_files(content_types=("audio", "video")) -> list[str]:
+    """The input folder's files, then the built-in demo's example soundtrack and stems."""
+    return _user_input_files(content_types) + _demo_inputs()
+
+
+def _demo_inputs() -> list[str]:
+    from mtv_core import demo
+
+    if not demo.EXAMPLE.is_dir():
+        return []
+    return [DEMO_INPUT_PREFIX + p.name for p in sorted(demo.EXAMPLE.iterdir()) if p.suffix in (".wav", ".mp4")]
+
+
+def _user_input_files(content_types) -> list[str]:
     fp = _folder_paths()
     folder = fp.get_input_directory() if fp is not None else _fallback("MTV_INPUT_DIR", "input")
     if not os.path.isdir(folder):

@@ -65,7 +65,7 @@ def vae_loss(vae, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
     posterior = vae.encode(batch).latent_dist
     reconstruction = vae.decode(posterior.sample()).sample
     mse = torch.nn.functional.mse_loss(reconstruction, batch)
-    return mse + KL_WEIGHT * posterior.kl().mean(), float(mse)
+    return mse + KL_WEIGHT * posterior.kl().mean(), mse.item()
 
 
 def train_vae(args) -> float:

@@ -7,7 +7,9 @@ MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
-    io.add_argument("--audio", required=True, help="soundtrack (any audio or video file)")
+    io.add_argument("--audio", help="soundtrack (any audio or video file)")
+    io.add_argument("--example", action="store_true",
+                    help="use the built-in demo example: its soundtrack, stems and caption (with the demo model)")
     io.add_argument("--prompt", help="text prompt (a structured MTV caption works best)")
     io.add_argument("--prompt-schedule", help='JSON list of {"prompt", "start", "transition"} for scene changes')
     io.add_argument("--out", required=True, help="output .mp4")
@@ -52,14 +54,32 @@ def _schedule(args):
     return load_prompt_schedule(args.prompt_schedule) if args.prompt_schedule else PromptSchedule.single(args.prompt)
 
 
-def _require_model_files(args) -> None:
+def _use_demo_defaults(args) -> None:
+    """No model files given: the built-in demo model; --example also fills the soundtrack, stems and caption."""
+    from .. import demo
     from ..errors import ConfigError
 
-    missing = [f"--{name}" for name in MODEL_ARGUMENTS if not getattr(args, name)]
-    if missing:
-        raise ConfigError(f"missing model files: {' '.join(missing)}. There is no built-in demo model yet; pass "
-                          "--model (converted MTV .safetensors), --vae (CogVideoX VAE), --t5 (T5 v1.1 XXL folder), "
-                          "--wav2vec (wav2vec2-base-960h) and --demixer (HTDemucs) or --speech/--effects/--music")
+    given = [name for name in MODEL_ARGUMENTS if getattr(args, name)]
+    if given and len(given) < len(MODEL_ARGUMENTS):
+        missing = " ".join(f"--{name}" for name in MODEL_ARGUMENTS if name not in given)
+        raise ConfigError(f"missing model files: {missing}. Pass all of --model (converted MTV .safetensors), --vae "
+                          "(CogVideoX VAE), --t5 (T5 v1.1 XXL folder) and --wav2vec (wav2vec2-base-960h), or none of "
+                          "them to use the built-in demo model")
+    if not given:
+        demo.require_demo()
+        args.model, args.vae, args.t5, args.wav2vec = map(str, (demo.MODEL, demo.VAE, demo.T5, demo.WAV2VEC))
+    if args.example:
+        args.audio = args.audio or str(demo.EXAMPLE_AUDIO)
+        for name, path in demo.EXAMPLE_STEMS.items():
+            setattr(args, name, getattr(args, name) or str(path))
+        if not args.prompt_schedule:
+            args.prompt = args.prompt or demo.example_prompt()
+    if not args.audio:
+        raise ConfigError("no soundtrack: pass --audio FILE (or --example for the demo's example)")
+    stems = any(getattr(args, name) for name in ("speech", "speech2", "effects", "music"))
+    if not given and not args.demixer and not stems:
+        raise ConfigError("the demo model comes without a demixer: pass the stems (--speech/--effects/--music), "
+                          "a --demixer, or --example")
 
 
 def build_job(args):
@@ -69,7 +89,7 @@ def build_job(args):
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.job import GenerationJob, ModelFiles
 
-    _require_model_files(args)
+    _use_demo_defaults(args)
     scale = args.guidance
     guidance = GuidanceScales(*(getattr(args, f"{name}_guidance") if getattr(args, f"{name}_guidance") is not None
                                 else scale for name in ("text", "speech", "effects", "music")))

@@ -75,10 +75,10 @@ def test_generate_from_audio_files_to_an_mp4_of_the_audio_length(files, tmp_path
     assert capsys.readouterr().out.strip() == str(out)
 
 
-def test_no_model_files_explains_what_to_pass(tmp_path, capsys):
-    assert main(["generate", "--audio", "a.wav", "--prompt", "x", "--out", str(tmp_path / "o.mp4")]) == 1
+def test_some_model_files_explains_what_is_missing(tmp_path, capsys):
+    assert main(["generate", "--audio", "a.wav", "--prompt", "x", "--model", "m.safetensors", "--out", str(tmp_path / "o.mp4")]) == 1
     error = capsys.readouterr().err
-    assert "missing model files: --model --vae --t5 --wav2vec" in error and "no built-in demo model" in error
+    assert "missing model files: --vae --t5 --wav2vec" in error and "or none of them to use the built-in demo model" in error
 
 
 def _validate(args):

@@ -1,0 +1,109 @@
+"""Builds the built-in demo model from nothing, on a CPU, with the project's own commands:
+
+    python tools/build_demo.py --work /tmp/demo-build
+
+world -> VAE (`python -m trainer vae`) -> tiny T5 and wav2vec2 -> `python -m trainer prepare` ->
+`python -m trainer --stage all` (the five-stage curriculum, from random weights) -> mtv_core/demo/.
+Each step is skipped when its output exists, so an interrupted build continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "mtv_core" / "demo"
+EXAMPLE_CLIP = "002_multi_character"  # from the held-out world: speech, effects-free, two persons
+
+
+def run(*command) -> None:
+    print("$", " ".join(map(str, command)), flush=True)
+    subprocess.run([sys.executable, *map(str, command)], check=True, cwd=REPO)
+
+
+def step(output: Path, *command) -> None:
+    if output.exists():
+        print(f"skip: {output} exists", flush=True)
+        return
+    run(*command)
+
+
+def caption_words(*csv_files: Path) -> list[str]:
+    """The word-level vocabulary of the demo T5: every token of the world's captions."""
+    words = set()
+    for path in csv_files:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                words.update(re.findall(r"\w+|[^\w\s]+", row["caption"]))
+    return ["<pad>", "</s>", "<unk>"] + sorted(words)
+
+
+def build_components(work: Path) -> None:
+    from mtv_core import tiny
+
+    if not (work / "t5").exists():
+        tiny.save_tiny_t5(work / "t5", words=caption_words(work / "world" / "captions.csv", work / "heldout" / "captions.csv"))
+    if not (work / "wav2vec2").exists():
+        tiny.save_tiny_wav2vec2(work / "wav2vec2")
+
+
+def pack(work: Path, run_dir: Path) -> None:
+    """Copy what the loaders need into mtv_core/demo/ (weights stored in fp16 to halve the size)."""
+    import torch
+
+    from mtv_core.checkpoints import load_mtv_model
+    from mtv_core.tiny import save_mtv_model
+
+    DEMO.mkdir(exist_ok=True)
+    model = load_mtv_model(run_dir / "visual_mood" / "model.safetensors", dtype=torch.float16)
+    save_mtv_model(model, DEMO / "model.safetensors")
+    shutil.copy(work / "vae.safetensors", DEMO / "vae.safetensors")
+    for folder in ("t5", "wav2vec2"):
+        shutil.rmtree(DEMO / folder, ignore_errors=True)
+        shutil.copytree(work / folder, DEMO / folder)
+    example = DEMO / "example"
+    shutil.rmtree(example, ignore_errors=True)
+    example.mkdir()
+    source = work / "heldout"
+    for stem in ("speech", "effects", "music"):
+        shutil.copy(source / f"{EXAMPLE_CLIP}_{stem}.wav", example / f"{stem}.wav")
+    shutil.copy(source / f"{EXAMPLE_CLIP}.mp4", example / "clip.mp4")
+    rows = {row["clip"]: row for row in csv.DictReader(open(source / "captions.csv", newline=""))}
+    (example / "prompt.txt").write_text(rows[f"{EXAMPLE_CLIP}.mp4"]["caption"] + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="build folder (world, dataset, runs)")
+    parser.add_argument("--clips", type=int, default=150)
+    parser.add_argument("--vae-steps", type=int, default=500)
+    parser.add_argument("--steps-per-stage", type=int, default=800)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    step(work / "world", "-m", "mtv_core", "world", "--out", work / "world", "--clips", args.clips, "--seed", 0, "--frames", 120)
+    step(work / "heldout", "-m", "mtv_core", "world", "--out", work / "heldout", "--clips", 5, "--seed", 1, "--frames", 72)
+    step(work / "vae.safetensors", "-m", "trainer", "vae", "--clips", work / "world", "--out", work / "vae.safetensors",
+         "--widths", 16, 32, 32, 32, "--steps", args.vae_steps, "--batch-size", 4)
+    build_components(work)
+    step(work / "data" / "manifest.jsonl", "-m", "trainer", "prepare", "--clips", work / "world", "--captions",
+         work / "world" / "captions.csv", "--out", work / "data", "--wav2vec", work / "wav2vec2",
+         "--vae", work / "vae.safetensors", "--t5", work / "t5", "--size", 64, 96)
+    step(work / "run" / "visual_mood" / "model.safetensors", "-m", "trainer", "--stage", "all", "--data", work / "data",
+         "--out", work / "run", "--init", "none", "--config", "demo-single", "--train", "all",
+         "--steps", args.steps_per_stage, "--batch-size", args.batch_size, "--lr", 5e-4, "--grad-clip", 1.0,
+         "--warmup", 0.02, "--stream-dropout", 0.15, "--save-every", 400, "--keep", 1, "--no-progress")
+    pack(work, work / "run")
+    print(json.dumps({"demo": str(DEMO), "files": sorted(p.name for p in DEMO.iterdir())}))
+
+
+if __name__ == "__main__":
+    main()
