@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 DEMO = REPO / "mtv_core" / "demo"
 EXAMPLE_CLIP = "002_multi_character"  # from the held-out world: speech, effects-free, two persons
 

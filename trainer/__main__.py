@@ -35,6 +35,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-dropout", type=float, default=0.05, help="all streams zeroed together")
     parser.add_argument("--stream-dropout", type=float, default=0.0, help="each stream zeroed independently (per-stream guidance)")
     parser.add_argument("--clean-mask-prob", type=float, default=0.25)
+    parser.add_argument("--sample-every", type=int, default=0, metavar="K", help="write RUN/<stage>/samples/step-K.mp4 every K steps")
+    parser.add_argument("--sample-vae", type=Path, help="the VAE the dataset's latents were made with (to decode samples)")
+    parser.add_argument("--sample-steps", type=int, default=10, help="sampler steps for the sample videos")
     parser.add_argument("--stage-data", choices=["cumulative", "subset"], default="cumulative",
                         help="cumulative: a stage also replays the earlier stages' subsets (the paper adds subsets stage by stage); subset: only its own")
     parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train: official (audio modules + backbone attention + norm2), audio, lora, or all (training from scratch)")
@@ -93,6 +96,7 @@ def run_training(argv: list[str]) -> None:
         train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, ema=args.ema, mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+        sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
     )
     for path in run_curriculum(options):
         print(path)

@@ -18,6 +18,7 @@ from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_s
 from .errors import TrainerError
 from .objective import ConditioningDropout, DiffusionObjective, drop_conditioning, official_alphas_cumprod, sample_clean_masks, sample_timesteps
 from .params import EMA, merged_weights, select_trainable
+from .samples import SampleWriter
 from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
 
 DEFAULT_CONFIG = "official-5b-single"
@@ -54,6 +55,9 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     progress: bool = True
+    sample_every: int = 0  # write a sample video every K steps (needs sample_vae)
+    sample_vae: Path | None = None
+    sample_steps: int = 10
 
 
 def run_curriculum(options: TrainOptions) -> list[Path]:
@@ -121,6 +125,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
     log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %d process(es) on %s, init %s", stage, len(dataset), len(names),
              options.train, options.steps, accelerator.num_processes, accelerator.device, init or "random")
     stage_index = STAGE_ORDER.index(stage)
+    samples = SampleWriter(options.sample_vae, options.sample_every, options.sample_steps, stage_dir / "samples")
     bar = _progress_bar(options, accelerator, stage, step)
     started, first_step = time.perf_counter(), step
     while step < options.steps:
@@ -132,6 +137,9 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
         _report(bar, step, loss, (step - first_step) / (time.perf_counter() - started), options, stage)
         if step % options.save_every == 0 or step == options.steps:
             _save_checkpoint(checkpoints, step, accelerator, objective, optimizer, schedule, sampler, ema, options)
+        if samples.due(step) and accelerator.is_main_process:
+            path = samples.write(accelerator.unwrap_model(objective).model, dataset[0], step, accelerator.device)
+            log.info("stage %s: sample video %s", stage, path)
         after_step(stage, step)
     if bar is not None:
         bar.close()

@@ -140,3 +140,18 @@ def test_cli_rejects_an_init_checkpoint_of_another_variant(tmp_path):
     assert "error: --init" in result.stderr and "not a 'tiny-multi' model" in result.stderr
     assert "multi_speaker: checkpoint False, config True" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sample_videos_every_k_steps(tmp_path):
+    import av
+
+    from mtv_core import tiny
+
+    data = write_tiny_dataset(tmp_path / "data")
+    vae = tiny.save_vae(tiny.tiny_vae(), tmp_path / "vae.safetensors")
+    run_curriculum(options(data, tmp_path / "run", stage="basic_face", steps=4, save_every=4, sample_every=2,
+                           sample_vae=vae, sample_steps=2))
+    samples = sorted((tmp_path / "run" / "basic_face" / "samples").glob("*.mp4"))
+    assert [p.name for p in samples] == ["step-000002.mp4", "step-000004.mp4"]
+    with av.open(str(samples[0])) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 49
