@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -17,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from .errors import ConfigError, GenerationError
+from .fileio import atomic_write
 
 OUTPUT_KINDS = ("images", "videos", "gifs", "audio", "files")
 
@@ -179,8 +178,4 @@ def describe_failure(status: dict) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda temp: Path(temp).write_bytes(data))

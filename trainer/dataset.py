@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from mtv_core.audio import AudioFeatures
+from mtv_core.fileio import atomic_write
 
 from .errors import TrainerError
 
@@ -52,15 +51,7 @@ def text_cache_name(caption: str) -> str:
 
 def write_atomically(path: Path, write) -> None:
     """Run `write(temp_path)`, then rename into place: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)
 
 
 def save_tensors(path: Path, tensors: dict) -> None:

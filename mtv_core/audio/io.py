@@ -3,7 +3,6 @@
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -11,6 +10,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ..fileio import atomic_write, temp_file_beside
 from ..errors import AudioInputError
 from .resample import StreamResampler
 
@@ -191,16 +191,7 @@ def save_wav(path, waveform: Waveform) -> None:
 
 def write_atomically(path, write) -> None:
     """Runs `write(temp_path)` on a temp file beside `path`, then renames it into place; no partial file remains."""
-    path = os.path.abspath(str(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    atomic_write(os.path.abspath(str(path)), write)
 
 
 def write_text_atomically(path, text: str) -> None:
@@ -219,7 +210,7 @@ class WavWriter:
         self.sample_rate, self.num_channels = int(sample_rate), int(num_channels)
         self.num_frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self._temp_path = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        handle, self._temp_path = temp_file_beside(self.path)
         self._file = os.fdopen(handle, "wb")
         self._file.write(self._header(0))
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelFileError
+from ..fileio import atomic_write
 
 CONFIG_KEY = "config"
 KIND_KEY = "mtv_kind"
@@ -51,22 +50,12 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], config:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {}
     if config is not None:
         metadata[CONFIG_KEY] = json.dumps(config)
     if kind is not None:
         metadata[KIND_KEY] = kind
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp, metadata=metadata))
     return path
 
 

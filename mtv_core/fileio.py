@@ -1,0 +1,33 @@
+"""Atomic file writes: the output appears whole or not at all, with ordinary permissions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file in `path`'s folder, readable as the umask allows (mkstemp makes 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    return fd, temp
+
+
+def atomic_write(path, write) -> Path:
+    """Run `write(temp_name)` on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    fd, temp = temp_file_beside(path)
+    os.close(fd)
+    try:
+        write(temp)
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
