@@ -8,13 +8,17 @@ from pathlib import Path
 
 
 def temp_file_beside(path: Path) -> tuple[int, str]:
-    """(fd, name) of a new temporary file in `path`'s folder, readable as the umask allows (mkstemp makes 0600)."""
+    """(fd, name) of a new temporary file in `path`'s folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def publish(temp: str, path: Path) -> None:
+    """Give the finished temp file ordinary permissions (mkstemp and some writers make 0600), then rename it."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temp, 0o666 & ~umask)
-    return fd, temp
+    os.replace(temp, path)
 
 
 def atomic_write(path, write) -> Path:
@@ -26,7 +30,7 @@ def atomic_write(path, write) -> Path:
         write(temp)
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+        publish(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from ..fileio import atomic_write, temp_file_beside
+from ..fileio import atomic_write, publish, temp_file_beside
 from ..errors import AudioInputError
 from .resample import StreamResampler
 
@@ -228,7 +228,7 @@ class WavWriter:
         self._file.seek(0)
         self._file.write(self._header(self.num_frames))
         self._file.close()
-        os.replace(self._temp_path, self.path)
+        publish(self._temp_path, self.path)
 
     def abort(self) -> None:
         self._file.close()
