@@ -1,5 +1,5 @@
 """Synthetic stems with known structure: voiced syllables (speech), percussive hits (effects), a
-sustained major or minor chord (music). Every function takes a numpy Generator, so a seed fixes the
+sustained bright major or dark minor chord (music). Every function takes a numpy Generator, so a seed fixes the
 sound, and returns float32 mono samples in [-1, 1] plus what the picture must follow.
 """
 
@@ -8,6 +8,10 @@ import numpy as np
 SAMPLE_RATE = 16000
 SPEECH_PEAK, EFFECT_PEAK, MUSIC_PEAK = 0.5, 0.7, 0.2
 CHORD_INTERVALS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
+# Bright major in a high register with rich overtones, dark minor low and mellow: the third alone is too
+# subtle for a small audio encoder to hear (pooled features of the two moods overlapped), register is not.
+CHORD_ROOTS = {"major": (60, 67), "minor": (43, 50)}  # MIDI note range of the root
+CHORD_HARMONICS = {"major": (1, 2, 3, 4, 5), "minor": (1, 2)}
 
 
 def _seconds(count: int, rate: int) -> np.ndarray:
@@ -73,12 +77,13 @@ def effects(rng: np.random.Generator, onsets: list[int], frames: int, fps: float
 
 
 def music(rng: np.random.Generator, mood: str, frames: int, fps: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A sustained triad (major for the warm mood, minor for the cool one) with soft fades and no sharp onset."""
+    """A sustained triad (bright major for the warm mood, dark minor for the cool one) with soft fades and
+    no sharp onset."""
     total = int(round(frames / fps * rate))
     time = _seconds(total, rate)
-    root = 440.0 * 2 ** ((rng.integers(48, 58) - 69) / 12)
+    root = 440.0 * 2 ** ((rng.integers(*CHORD_ROOTS[mood]) - 69) / 12)
     notes = [root * 2 ** (step / 12) for step in CHORD_INTERVALS[mood]]
-    chord = sum(np.sin(2 * np.pi * n * k * time) / k for n in notes for k in (1, 2, 3))
+    chord = sum(np.sin(2 * np.pi * n * k * time) / k for n in notes for k in CHORD_HARMONICS[mood])
     fade = np.minimum(1.0, np.minimum(time, time[-1] - time) / 0.3)
     return _normalised(chord * fade, MUSIC_PEAK)
 

@@ -65,3 +65,17 @@ def test_impossible_settings_are_refused_before_writing(tmp_path, change, messag
     with pytest.raises(ConfigError, match=message):
         write_world(tmp_path / "out", WorldSettings(**change))
     assert not (tmp_path / "out").exists()
+
+
+def test_major_music_is_brighter_than_minor():
+    """The moods differ in register and overtones, which a small audio encoder can hear (the third alone it cannot)."""
+    from mtv_core.world import sounds
+
+    def centroid(samples):
+        spectrum = np.abs(np.fft.rfft(samples))
+        return float((np.fft.rfftfreq(samples.size, 1 / sounds.SAMPLE_RATE) * spectrum).sum() / spectrum.sum())
+
+    rng = np.random.default_rng(0)
+    major = [centroid(sounds.music(rng, "major", 48, 24.0)) for _ in range(8)]
+    minor = [centroid(sounds.music(rng, "minor", 48, 24.0)) for _ in range(8)]
+    assert min(major) > 2 * max(minor), (major, minor)
