@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEMO = REPO / "mtv_core" / "demo"
-EXAMPLE_CLIP = "002_multi_character"  # from the held-out world: speech, effects-free, two persons
+EXAMPLE_CLIP = "000_basic_face"  # from the held-out world: a close-up face whose mouth follows the speech
 
 
 def run(*command) -> None:

@@ -38,6 +38,10 @@ def loaders(variant: str, demixer: bool = True) -> dict:
     return graph
 
 
+EXAMPLE_PROMPT = HERE.parent / "mtv_core" / "demo" / "example" / "prompt.txt"
+DEMO_PROMPT = EXAMPLE_PROMPT.read_text().strip() if EXAMPLE_PROMPT.is_file() else "No conversation. Scene Description: the demo example."
+
+
 def text(node: str, conversation: str, scene: str, person1: str = "", person2: str = "", speaker: int = 1) -> dict:
     return {node: ("MTVTextEncode", {"t5": ["2", 1], "conversation": conversation, "scene": scene, "person1": person1,
                                      "person2": person2, "speaker": speaker})}
@@ -61,7 +65,29 @@ def chain_and_save(name: str, steps: int = 30) -> dict:
 
 
 TALK = "A woman sits at a kitchen table in warm morning light and talks to the camera."
+DEMO = "demo (built-in)"
+
+
+def demo_graph() -> dict:
+    """The built-in demo model on its example stems: runs anywhere, on a CPU, with nothing to download."""
+    stems = {"speech": "20", "effects": "21", "music": "22"}
+    return {
+        "1": ("MTVModelLoader", {"model_name": DEMO, "weight_dtype": "fp32", "attention": "sdpa", "block_swap": 0,
+                                 "fp8_weights": False, "offload": False}),
+        "2": ("MTVVAEAndT5Loader", {"vae_name": DEMO, "t5_name": DEMO, "t5_dtype": "fp32"}),
+        "3": ("MTVWav2VecLoader", {"wav2vec_name": DEMO}),
+        "5": ("MTVLoadAudio", {"start_seconds": 0.0, "duration_seconds": 0.0, "audio": "mtv-demo/clip.mp4"}),
+        **{node: ("MTVLoadAudio", {"start_seconds": 0.0, "duration_seconds": 0.0, "audio": f"mtv-demo/{name}.wav"})
+           for name, node in stems.items()},
+        "6": ("MTVStemsFromAudio", {name: [node, 0] for name, node in stems.items()}),
+        "7": ("MTVEncodeWav2Vec", {"stems": ["6", 0], "wav2vec": ["3", 0], "fps": 24.0}),
+        **text("8", "custom", DEMO_PROMPT),
+        **apply("8"), **chain_and_save("demo", steps=20),
+    }
+
+
 WORKFLOWS = {
+    "mtv_demo": demo_graph(),
     "mtv_talking_character": {
         **loaders("single"),
         **text("8", "one", TALK, person1="A young woman with short dark hair wears a green sweater, centre of the frame"),

@@ -84,9 +84,9 @@ def spec_of(class_type):
     return inputs, list(cls.RETURN_TYPES)
 
 
-def test_there_are_seven_workflows_in_both_formats():
+def test_there_are_eight_workflows_in_both_formats():
     names = {p.stem for p in API_WORKFLOWS}
-    assert len(names) == 7
+    assert len(names) == 8 and "mtv_demo" in names
     assert names == {p.stem for p in (ROOT / "workflows").glob("*.json")}
 
 

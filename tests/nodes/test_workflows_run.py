@@ -46,9 +46,17 @@ def test_workflow_runs_to_an_mp4(path, comfy_env):
     frames, seconds = probe(saved[0])
     if path.stem == "mtv_start_image_keyframe":
         assert frames == 49 and seconds is None  # one segment, no soundtrack wired
-    else:
-        assert frames == round(AUDIO_SECONDS * 24)
-        assert abs(seconds - frames / 24) < 0.03  # AAC frames are 1024 samples
+        return
+    soundtrack = demo_example_seconds() if path.stem == "mtv_demo" else AUDIO_SECONDS
+    assert frames == round(soundtrack * 24)
+    assert abs(seconds - frames / 24) < 0.03  # AAC frames are 1024 samples
+
+
+def demo_example_seconds() -> float:
+    from mtv_core.audio import load_audio
+    from mtv_core.demo import EXAMPLE_AUDIO
+
+    return load_audio(EXAMPLE_AUDIO).duration
 
 
 def test_single_model_refuses_second_speaker(comfy_env):
