@@ -26,7 +26,6 @@ def load(name: str) -> dict:
 
 def probe(path: Path):
     with av.open(str(path)) as container:
-        video = container.streams.video[0]
         frames = sum(1 for _ in container.decode(video=0))
     with av.open(str(path)) as container:
         audio = container.streams.audio
