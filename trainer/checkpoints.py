@@ -16,8 +16,8 @@ import torch
 
 from mtv_core.checkpoints import save_safetensors
 from mtv_core.checkpoints.loading import MTV_KIND
+from mtv_core.fileio import atomic_write
 
-from .dataset import write_atomically
 from .errors import CheckpointWriteError, TrainerError
 
 MODEL_FILE = "model.safetensors"
@@ -33,7 +33,7 @@ def save_model_files(folder: Path, weights: dict, config: dict, ema_weights: dic
 
 
 def save_state(path: Path, state: dict) -> None:
-    write_atomically(path, lambda temp: torch.save(state, temp))
+    atomic_write(path, lambda temp: torch.save(state, temp))
 
 
 class CheckpointFolder:
@@ -63,7 +63,7 @@ class CheckpointFolder:
             save_state(partial / STATE_FILE, state)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
-            write_atomically(self.root / LATEST, lambda temp: Path(temp).write_text(final.name))
+            atomic_write(self.root / LATEST, lambda temp: Path(temp).write_text(final.name))
         except OSError as error:
             shutil.rmtree(partial, ignore_errors=True)
             previous = self.latest()

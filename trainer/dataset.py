@@ -49,20 +49,15 @@ def text_cache_name(caption: str) -> str:
     return f"text/{hashlib.sha256(caption.encode()).hexdigest()[:20]}.safetensors"
 
 
-def write_atomically(path: Path, write) -> None:
-    """Run `write(temp_path)`, then rename into place: a crash never leaves a half-written file."""
-    atomic_write(path, write)
-
-
 def save_tensors(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
-    write_atomically(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp))
+    atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp))
 
 
 def write_manifest(root: Path, records: list[ClipRecord]) -> None:
     text = "".join(json.dumps(asdict(record)) + "\n" for record in records)
-    write_atomically(Path(root) / MANIFEST, lambda temp: Path(temp).write_text(text))
+    atomic_write(Path(root) / MANIFEST, lambda temp: Path(temp).write_text(text))
 
 
 def read_manifest(root: Path) -> list[ClipRecord]:

@@ -20,9 +20,10 @@ import torch
 from mtv_core.audio import encode_stems, is_silent, load_audio, load_demixer, load_wav2vec2, probe_audio, stems_from_files
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
 from mtv_core.errors import MTVError
+from mtv_core.fileio import atomic_write
 from mtv_core.pipeline.captions import build_caption
 
-from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_atomically, write_manifest
+from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
 from .errors import TrainerError
 from .scenes import detect_scenes
 
@@ -316,5 +317,5 @@ def prepare_dataset(options: PrepareOptions) -> PrepareReport:
         # After every clip, so an interrupted run keeps what it finished and what it has not reached yet.
         write_manifest(out, records + [r for r in previous if r.source not in done])
     report.windows = len(records)
-    write_atomically(out / REPORT, lambda temp: Path(temp).write_text(json.dumps(asdict(report), indent=2)))
+    atomic_write(out / REPORT, lambda temp: Path(temp).write_text(json.dumps(asdict(report), indent=2)))
     return report

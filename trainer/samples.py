@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from mtv_core.pipeline.vae import load_vae
+
 from .errors import TrainerError
 
 
@@ -15,7 +17,7 @@ class SampleWriter:
         if every and vae_path is None:
             raise TrainerError("--sample-every needs --sample-vae (the VAE the dataset's latents were made with) to decode samples")
         self.every, self.steps, self.folder = every, steps, Path(folder)
-        self.vae = None if not every else _load_vae(vae_path)
+        self.vae = None if not every else load_vae(vae_path)
 
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
@@ -38,9 +40,3 @@ class SampleWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_mp4(path, frames, 24.0)
         return path
-
-
-def _load_vae(path: Path):
-    from mtv_core.pipeline.vae import load_vae
-
-    return load_vae(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from mtv_core import demo  # noqa: E402
 from nodes import NODE_CLASS_MAPPINGS  # noqa: E402
 
 CORE = json.loads((HERE.parent / "nodes" / "core_node_inputs.json").read_text())
@@ -38,8 +39,7 @@ def loaders(variant: str, demixer: bool = True) -> dict:
     return graph
 
 
-EXAMPLE_PROMPT = HERE.parent / "mtv_core" / "demo" / "example" / "prompt.txt"
-DEMO_PROMPT = EXAMPLE_PROMPT.read_text().strip() if EXAMPLE_PROMPT.is_file() else "No conversation. Scene Description: the demo example."
+DEMO_PROMPT = demo.example_prompt()
 
 
 def text(node: str, conversation: str, scene: str, person1: str = "", person2: str = "", speaker: int = 1) -> dict:

@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 
 from ..errors import ConfigError, ModelFileError
-from .io import Waveform, to_stereo, write_atomically
+from ..fileio import atomic_write
+from .io import Waveform, to_stereo
 from .resample import resample
 from .stems import Stems, content_hash
 
@@ -61,7 +62,7 @@ def write_demixer_file(demixer_file: DemixerFile, output_path) -> None:
 
     metadata = {"format": _SAFETENSORS_FORMAT, "args": _to_json(demixer_file.args), "kwargs": _to_json(demixer_file.kwargs)}
     tensors = {name: tensor.contiguous() for name, tensor in demixer_file.state.items()}
-    write_atomically(output_path, lambda temp: save_file(tensors, temp, metadata=metadata))
+    atomic_write(output_path, lambda temp: save_file(tensors, temp, metadata=metadata))
 
 
 def build_model(demixer_file: DemixerFile, path="demixer"):

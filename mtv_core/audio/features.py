@@ -9,7 +9,8 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import AudioInputError, ConfigError, ModelFileError
-from .io import Waveform, to_mono, write_atomically
+from ..fileio import atomic_write
+from .io import Waveform, to_mono
 from .levels import DEFAULT_SILENCE_DBFS, is_silent
 from .resample import resample
 from .stems import Stems
@@ -58,7 +59,7 @@ class AudioFeatures:
         from safetensors.torch import save_file
 
         metadata = {"format": _FORMAT, "num_frames": str(self.num_frames), "fps": repr(float(self.fps)), "source_id": self.source_id, "flags": json.dumps(self.flags)}
-        write_atomically(path, lambda temp: save_file({name: t.contiguous() for name, t in self.per_stream.items()}, temp, metadata=metadata))
+        atomic_write(path, lambda temp: save_file({name: t.contiguous() for name, t in self.per_stream.items()}, temp, metadata=metadata))
 
     @classmethod
     def load(cls, path) -> "AudioFeatures":
@@ -141,5 +142,5 @@ def _cached_encode(encoder, samples, fps, clip_length, cache_dir, max_pass_secon
     from safetensors.torch import save_file
 
     os.makedirs(cache_dir, exist_ok=True)
-    write_atomically(path, lambda temp: save_file({"features": features.contiguous(), "num_frames": torch.tensor(num_frames)}, temp))
+    atomic_write(path, lambda temp: save_file({"features": features.contiguous(), "num_frames": torch.tensor(num_frames)}, temp))
     return features, num_frames

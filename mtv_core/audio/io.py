@@ -189,17 +189,12 @@ def save_wav(path, waveform: Waveform) -> None:
         writer.write(waveform.samples)
 
 
-def write_atomically(path, write) -> None:
-    """Runs `write(temp_path)` on a temp file beside `path`, then renames it into place; no partial file remains."""
-    atomic_write(os.path.abspath(str(path)), write)
-
-
 def write_text_atomically(path, text: str) -> None:
     def write(temp):
         with open(temp, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    write_atomically(path, write)
+    atomic_write(path, write)
 
 
 class WavWriter:
