@@ -42,6 +42,9 @@ def train_parser() -> argparse.ArgumentParser:
                         help="cumulative: a stage also replays the earlier stages' subsets (the paper adds subsets stage by stage); subset: only its own")
     parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train: official (audio modules + backbone attention + norm2), audio, lora, or all (training from scratch)")
     parser.add_argument("--lora-rank", type=int, default=64)
+    parser.add_argument("--freeze-streams", nargs="+", default=[], choices=["speech", "effects", "music"], metavar="STREAM",
+                        help="keep these streams' own modules fixed: for data whose stems of that kind are all silent, "
+                             "which would otherwise teach the pathway to ignore its input")
     parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     parser.add_argument("--gradient-checkpointing", action="store_true")
@@ -93,7 +96,8 @@ def run_training(argv: list[str]) -> None:
         betas=tuple(args.betas), weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup=args.warmup,
         lr_schedule=args.lr_schedule,
         dropout=ConditioningDropout(args.text_dropout, args.audio_dropout, args.stream_dropout, args.clean_mask_prob),
-        train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, ema=args.ema, mixed_precision=args.mixed_precision,
+        train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, frozen_streams=tuple(args.freeze_streams),
+        ema=args.ema, mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,

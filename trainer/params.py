@@ -15,20 +15,32 @@ _AUDIO = re.compile(r"audio|music|speaker")
 # projections (SAT query_key_value/dense) and the post-attention LayerNorm. QK-LayerNorm stays frozen.
 _OFFICIAL_BACKBONE = re.compile(r"attn1\.(to_q|to_k|to_v|to_out)\.|norm2\.norm\.")
 LORA_TARGETS = r".*attn1\.(to_q|to_k|to_v|to_out\.0)"
+# The parameters that serve one audio stream alone (`--freeze-streams`); the shared interaction blocks
+# (attention, FFN, modulation) are not part of any.
+STREAM_PARAMETERS = {
+    "speech": re.compile(r"audio_encoders\.speech\.|audio_(attn|norm)\.speech2?\.|norm_speech\.|speaker_embeddings"),
+    "effects": re.compile(r"audio_encoders\.effects\.|audio_(attn|norm)\.effects\.|norm_effects\."),
+    "music": re.compile(r"audio_encoders\.music\.|music_adaln\."),
+}
 
 
 def is_audio_parameter(name: str) -> bool:
     return bool(_AUDIO.search(name))
 
 
-def select_trainable(model: nn.Module, mode: str, lora_rank: int = 64) -> list[str]:
-    """Set requires_grad per `mode` (adding LoRA adapters for "lora"); return the trained names."""
+def select_trainable(model: nn.Module, mode: str, lora_rank: int = 64, frozen_streams=()) -> list[str]:
+    """Set requires_grad per `mode` (adding LoRA adapters for "lora"), minus the pathways of
+    `frozen_streams`; return the trained names."""
     if mode not in TRAIN_MODES:
         raise TrainerError(f"--train {mode!r} is unknown; choose one of {', '.join(TRAIN_MODES)}")
+    unknown = sorted(set(frozen_streams) - set(STREAM_PARAMETERS))
+    if unknown:
+        raise TrainerError(f"--freeze-streams {' '.join(unknown)}: unknown stream; choose from {', '.join(STREAM_PARAMETERS)}")
     if mode == "lora":
         add_lora(model, lora_rank)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(_trains(name, mode))
+        frozen = any(STREAM_PARAMETERS[stream].search(name) for stream in frozen_streams)
+        parameter.requires_grad_(_trains(name, mode) and not frozen)
     names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     if not names:
         raise TrainerError(f"--train {mode}: no parameter of this model matches; is it an MTV model?")

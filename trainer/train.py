@@ -46,6 +46,7 @@ class TrainOptions:
     train: str = "official"
     stage_data: str = "cumulative"  # stage k also replays the clips of stages 1..k-1 (the paper adds subsets)
     lora_rank: int = 64
+    frozen_streams: tuple[str, ...] = ()  # streams whose own pathway does not train (stems silent in the data)
     ema: float | None = None
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
@@ -106,7 +107,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
 
     model = build_model(options, init)
     dataset = open_dataset(options, stage, model)
-    names = select_trainable(model, options.train, options.lora_rank)
+    names = select_trainable(model, options.train, options.lora_rank, options.frozen_streams)
     if options.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
@@ -122,8 +123,9 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
 
     objective = DiffusionObjective(model, official_alphas_cumprod())
     objective, optimizer = accelerator.prepare(objective, optimizer)
+    trained = options.train + "".join(f", {stream} frozen" for stream in options.frozen_streams)
     log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %d process(es) on %s, init %s", stage, len(dataset), len(names),
-             options.train, options.steps, accelerator.num_processes, accelerator.device, init or "random")
+             trained, options.steps, accelerator.num_processes, accelerator.device, init or "random")
     stage_index = STAGE_ORDER.index(stage)
     samples = SampleWriter(options.sample_vae, options.sample_every, options.sample_steps, stage_dir / "samples")
     bar = _progress_bar(options, accelerator, stage, step)
@@ -152,9 +154,11 @@ def after_step(stage: str, step: int) -> None:
 
 
 def build_model(options: TrainOptions, init: Path | None) -> MTVTransformer3DModel:
-    if init is None:
+    if init is None:  # from scratch: no pretrained backbone for a zero music modulation to protect
         torch.manual_seed(options.seed)
-        return MTVTransformer3DModel(**mtv_config(options.config or DEFAULT_CONFIG, **options.config_overrides))
+        model = MTVTransformer3DModel(**mtv_config(options.config or DEFAULT_CONFIG, **options.config_overrides))
+        model.init_audio_weights(zero_music=False)
+        return model
     model = load_mtv_model(init)
     if options.config is not None:
         _check_same_architecture(init, dict(model.config), mtv_config(options.config, **options.config_overrides), options.config)

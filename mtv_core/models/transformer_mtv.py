@@ -255,18 +255,23 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
         """Names of each block's cross-attentions: one per interval stream, or one shared (ablation)."""
         return ("shared",) if self.config.shared_injection else self.interval_streams
 
-    def init_audio_weights(self):
-        """Initialisation for training from scratch, as the official code: N(0, 0.02) attention
-        projections, a small output projection, and a zero music modulation (so the music pathway
-        starts as the identity)."""
+    def init_audio_weights(self, zero_music: bool = True):
+        """The official initialisation of the audio pathways added to a backbone: N(0, 0.02) attention
+        projections, a small output projection, and a zero music modulation (so the music pathway starts
+        as the identity). `zero_music=False` draws the modulation from N(0, 0.02) instead, for a model
+        trained from scratch: with zero weights the music encoder gets no gradient, and on the demo world
+        the music stayed unused (the wall colour followed the noise seed)."""
         out_std = 0.02 / (2 * self.config.num_layers) ** 0.5
         for block in self.transformer_blocks:
             for proj in block.audio_attn.values():
                 for linear in (proj.to_q, proj.to_k, proj.to_v, proj.to_out[0]):
                     nn.init.normal_(linear.weight, std=out_std if linear is proj.to_out[0] else 0.02)
                     nn.init.zeros_(linear.bias)
-            nn.init.zeros_(block.music_adaln.weight)
             nn.init.zeros_(block.music_adaln.bias)
+            if zero_music:
+                nn.init.zeros_(block.music_adaln.weight)
+            else:
+                nn.init.normal_(block.music_adaln.weight, std=0.02)
 
     def select_attention_backend(self, name: str | None) -> str:
         """Route every attention of the model through one backend of `mtv_core.attention`."""

@@ -95,6 +95,23 @@ def test_stage_all_chains_every_stage(tmp_path):
     assert "stage visual_mood step 1" in (tmp_path / "run/train.log").read_text()
 
 
+def test_cli_freeze_streams_leaves_their_weights_untouched(tmp_path):
+    from mtv_core.models import MTVTransformer3DModel, mtv_config
+    from mtv_core.tiny import save_mtv_model
+
+    data = write_tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    save_mtv_model(MTVTransformer3DModel(**mtv_config("tiny-single")), tmp_path / "init.safetensors")
+    subprocess.run(trainer_command("--stage", "basic_face", "--data", data, "--out", tmp_path / "run", "--init",
+                                   tmp_path / "init.safetensors", "--train", "all", "--steps", 3, "--lr", 1e-2,
+                                   "--freeze-streams", "effects", "music", "--no-progress"),
+                   check=True, cwd=REPO, capture_output=True)
+    initial, final = load_file(tmp_path / "init.safetensors"), load_file(tmp_path / "run/basic_face/model.safetensors")
+    moved = {key for key in final if not torch.equal(final[key], initial[key])}
+    assert "audio_encoders.speech.proj1.weight" in moved and "proj_out.weight" in moved
+    assert not any("music" in key or "effects" in key for key in moved), sorted(moved)
+
+
 def test_lora_training_exports_merged_plain_weights(tmp_path):
     data = write_tiny_dataset(tmp_path / "data")
     (output,) = run_curriculum(options(data, tmp_path / "run", steps=2, train="lora", lora_rank=4, lr=1e-2))

@@ -55,6 +55,33 @@ def test_train_modes_select_their_parameters():
     assert audio == {n for n in everything if "audio" in n or "music" in n or "speaker" in n}
 
 
+def test_frozen_streams_keep_only_their_own_pathway_fixed():
+    model = MTVTransformer3DModel(**mtv_config("tiny-multi"))
+    everything = {n for n, _ in model.named_parameters()}
+    trained = set(select_trainable(model, "all", frozen_streams=("effects", "music")))
+    frozen = everything - trained
+    assert "audio_encoders.music.proj1.weight" in frozen and "transformer_blocks.1.music_adaln.weight" in frozen
+    assert "audio_encoders.effects.norm_out.weight" in frozen and "transformer_blocks.0.audio_attn.effects.to_q.weight" in frozen
+    assert "audio_interaction_blocks.0.norm_effects.weight" in frozen
+    assert "audio_encoders.speech.proj1.weight" in trained and "transformer_blocks.0.audio_attn.speech2.to_k.weight" in trained
+    assert "audio_interaction_blocks.0.attn.to_q.weight" in trained  # shared by the streams
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n in frozen)
+    speech = everything - set(select_trainable(model, "all", frozen_streams=("speech",)))
+    assert {"speaker_embeddings", "audio_interaction_blocks.1.norm_speech.bias"} <= speech
+    assert not any("effects" in n or "music" in n for n in speech)
+
+
+def test_music_modulation_starts_at_zero_on_a_backbone_and_random_from_scratch(tmp_path):
+    from trainer.train import TrainOptions, build_model
+
+    official = MTVTransformer3DModel(**mtv_config("tiny-single"))
+    assert all(torch.count_nonzero(block.music_adaln.weight) == 0 for block in official.transformer_blocks)
+    scratch = build_model(TrainOptions(stage="basic_face", data=tmp_path, out=tmp_path, config="tiny-single"), None)
+    for block in scratch.transformer_blocks:
+        assert 0.015 < float(block.music_adaln.weight.std()) < 0.025
+        assert torch.count_nonzero(block.music_adaln.bias) == 0
+
+
 def test_cumulative_stages_replay_earlier_subsets(tmp_path):
     from trainer.train import TrainOptions, stage_records
     from trainer_data import write_tiny_dataset
