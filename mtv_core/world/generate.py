@@ -44,13 +44,13 @@ def _people(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
         hair = _choice(rng, hairs)
         return [closeup_person(height, width, hair)], {
             "conversation": "one", "person1": f"A person with {hair} hair, seen in a close-up",
-            "scene": "A close-up of a face in front of a plain grey wall."}
+            "scene": "A close-up of a face in front of a plain wall."}
     if kind == "single_character":
         hair, shirt, side = _choice(rng, hairs), _choice(rng, shirts), _choice(rng, ("left", "right"))
         x = width * (0.3 if side == "left" else 0.7)
         return [small_person(height, x, hair, shirt, True)], {
             "conversation": "one", "person1": f"A small person with {hair} hair and a {shirt} shirt stands on the {side}",
-            "scene": "One person stands in an empty grey room with a dark floor."}
+            "scene": "One person stands in an empty room."}
     if kind == "multi_character":
         speaker = int(rng.integers(1, 3))
         looks = [(_choice(rng, hairs), _choice(rng, shirts)) for _ in range(2)]
@@ -59,7 +59,7 @@ def _people(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
         fields = {f"person{number}": f"A person with {hair} hair and a {shirt} shirt stands on the {side}"
                   for number, side, (hair, shirt) in zip((1, 2), ("left", "right"), looks)}
         return people, {"conversation": "two", **fields, "speaker": speaker,
-                        "scene": "Two people stand side by side in an empty grey room with a dark floor."}
+                        "scene": "Two people stand side by side in an empty room."}
     return [], {}
 
 
@@ -80,7 +80,9 @@ def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, 
     persons, fields = _people(kind, rng, settings)
     thing, object_fields = _object(kind, rng, settings)
     fields = fields or object_fields or {"conversation": "none", "scene": "An empty room whose wall colour follows the music."}
-    mood = _choice(rng, ("major", "minor")) if kind == "visual_mood" else None
+    # Music plays (and sets the wall's mood) in every clip but the sound-event ones, whose neutral room keeps the
+    # object's colour easy to read; a pathway that only ever hears silence learns to ignore its input.
+    mood = None if kind == "sound_event" else _choice(rng, ("major", "minor"))
     stems = {name: sounds.silence(frames, fps) for name in STEMS}
     envelope, onsets = np.zeros(frames), []
     if persons:

@@ -79,3 +79,19 @@ def test_major_music_is_brighter_than_minor():
     major = [centroid(sounds.music(rng, "major", 48, 24.0)) for _ in range(8)]
     minor = [centroid(sounds.music(rng, "minor", 48, 24.0)) for _ in range(8)]
     assert min(major) > 2 * max(minor), (major, minor)
+
+
+def test_music_sets_the_wall_in_every_kind_but_sound_events():
+    """Each stream's pathway hears its stem in most stages: music plays under speech too, and the wall follows it."""
+    from mtv_core.evaluation.measures import background_warmth
+
+    settings = WorldSettings(seed=3, clips=10, frames=56)
+    for index in range(10):
+        spec, stems = make_clip(index, settings)
+        loud = float(np.abs(stems["music"]).max())
+        if spec.kind == "sound_event":
+            assert spec.mood is None and loud == 0.0, spec.name
+            continue
+        assert spec.mood in ("major", "minor") and loud > 0.1, spec.name
+        warmth = background_warmth(render(spec), spec)
+        assert abs(warmth) > 50 and (warmth > 0) == (spec.mood == "major"), (spec.name, warmth)
