@@ -3,7 +3,7 @@
     python tools/build_demo.py --work /tmp/demo-build
 
 world -> VAE (`python -m trainer vae`) -> tiny T5 and wav2vec2 -> `python -m trainer prepare` ->
-`python -m trainer --stage all` (the five-stage curriculum, from random weights) -> mtv_core/demo/.
+`python -m trainer --stage <each stage>` (the five-stage curriculum, from random weights) -> mtv_core/demo/.
 Each step is skipped when its output exists, so an interrupted build continues where it stopped.
 """
 
@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEMO = REPO / "mtv_core" / "demo"
 EXAMPLE_CLIP = "000_basic_face"  # from the held-out world: a close-up face whose mouth follows the speech
+# The world has effect sounds only in its sound-event clips, so the (cumulative) stages before that one
+# hear silent effects stems; training the effects pathway there would teach it to ignore its input.
+FROZEN_STREAMS = {"basic_face": ["effects"], "single_character": ["effects"], "multi_character": ["effects"]}
 
 
 def run(*command) -> None:
@@ -53,6 +56,18 @@ def build_components(work: Path) -> None:
         tiny.save_tiny_t5(work / "t5", words=caption_words(work / "world" / "captions.csv", work / "heldout" / "captions.csv"))
     if not (work / "wav2vec2").exists():
         tiny.save_tiny_wav2vec2(work / "wav2vec2")
+
+
+def train_curriculum(work: Path, steps: int, batch_size: int) -> None:
+    from trainer.stages import STAGE_ORDER
+
+    for stage in STAGE_ORDER:
+        start = ["--init", "none", "--config", "demo-single"] if stage == STAGE_ORDER[0] else []
+        frozen = ["--freeze-streams", *FROZEN_STREAMS[stage]] if stage in FROZEN_STREAMS else []
+        step(work / "run" / stage / "model.safetensors", "-m", "trainer", "--stage", stage, "--data", work / "data",
+             "--out", work / "run", *start, *frozen, "--train", "all", "--steps", steps, "--batch-size", batch_size,
+             "--lr", 5e-4, "--grad-clip", 1.0, "--warmup", 0.02, "--stream-dropout", 0.15, "--save-every", 400,
+             "--keep", 1, "--no-progress")
 
 
 def pack(work: Path, run_dir: Path) -> None:
@@ -98,10 +113,7 @@ def main() -> None:
     step(work / "data" / "manifest.jsonl", "-m", "trainer", "prepare", "--clips", work / "world", "--captions",
          work / "world" / "captions.csv", "--out", work / "data", "--wav2vec", work / "wav2vec2",
          "--vae", work / "vae.safetensors", "--t5", work / "t5", "--size", 64, 96)
-    step(work / "run" / "visual_mood" / "model.safetensors", "-m", "trainer", "--stage", "all", "--data", work / "data",
-         "--out", work / "run", "--init", "none", "--config", "demo-single", "--train", "all",
-         "--steps", args.steps_per_stage, "--batch-size", args.batch_size, "--lr", 5e-4, "--grad-clip", 1.0,
-         "--warmup", 0.02, "--stream-dropout", 0.15, "--save-every", 400, "--keep", 1, "--no-progress")
+    train_curriculum(work, args.steps_per_stage, args.batch_size)
     pack(work, work / "run")
     print(json.dumps({"demo": str(DEMO), "files": sorted(p.name for p in DEMO.iterdir())}))
 
