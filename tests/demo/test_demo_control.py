@@ -35,47 +35,54 @@ def models():
     return load_model_set(demo.MODEL, demo.VAE, demo.T5, demo.WAV2VEC)
 
 
-def generate_pair(models, world, spec, stream):
-    """Frames with all streams, and with `stream` zeroed; same seed."""
-    return [generate_clip(models, world, spec.name, zeroed, steps=STEPS, seed=0).numpy() for zeroed in ((), (stream,))]
+@pytest.fixture(scope="module")
+def generated(models, heldout):
+    """Frames of a held-out clip with every stream, or with some zeroed; each generated once, seed 0."""
+    world, _ = heldout
+    cache = {}
+
+    def frames(spec, zeroed=()):
+        if (spec.name, zeroed) not in cache:
+            cache[spec.name, zeroed] = generate_clip(models, world, spec.name, zeroed, steps=STEPS, seed=0).numpy()
+        return cache[spec.name, zeroed]
+
+    return frames
 
 
-def metric_pairs(models, heldout, kind, stream, metric):
+def metric_pairs(generated, heldout, kind, stream, metric):
+    """(with the stream, with it zeroed) per clip of `kind`."""
     world, specs = heldout
     pairs = []
     for spec in (s for s in specs if s.kind == kind):
         audio = clip_audio(world, spec)
-        full, muted = (evaluate_clip(frames, audio, spec.sample_rate, spec)["metrics"][metric]
-                       for frames in generate_pair(models, world, spec, stream))
-        pairs.append((full, muted))
+        pairs.append([evaluate_clip(generated(spec, zeroed), audio, spec.sample_rate, spec)["metrics"][metric]
+                      for zeroed in ((), (stream,))])
     assert len(pairs) == CLIPS_PER_KIND
     return np.array(pairs)
 
 
-def test_speech_drives_the_mouth(models, heldout):
-    pairs = metric_pairs(models, heldout, "basic_face", "speech", "mouth_sync")
+def test_speech_drives_the_mouth(generated, heldout):
+    pairs = metric_pairs(generated, heldout, "basic_face", "speech", "mouth_sync")
     full, muted = pairs.mean(axis=0)
     assert full > 0.4 and full > muted + 0.3, pairs
 
 
-@pytest.mark.xfail(strict=True, reason="learned only weakly: on 20 held-out clips effect_match is 0.21 with effects "
-                   "and 0.10 without; on these two clips 0.17 either way")
-def test_effects_drive_the_object(models, heldout):
-    pairs = metric_pairs(models, heldout, "sound_event", "effects", "effect_match")
+@pytest.mark.xfail(strict=True, reason="not learned well enough: the demo draws the sound-event object faintly, so on "
+                   "these two clips effect_match is 0.17 with effects and 0.17 without (20-clip table in issue 7's note)")
+def test_effects_drive_the_object(generated, heldout):
+    pairs = metric_pairs(generated, heldout, "sound_event", "effects", "effect_match")
     full, muted = pairs.mean(axis=0)
     assert full >= muted + 0.3, pairs
 
 
-@pytest.mark.xfail(strict=True, reason="not learned yet: the demo's pooled music vector (mean of 384 layer-normed "
-                   "tokens) differs by ~0.1 % between moods, so the wall colour follows the noise seed, not the music")
-def test_music_sets_the_mood(models, heldout):
-    """The wall warms for a bright major chord and cools for a dark minor one; without music it does not follow."""
-    world, specs = heldout
-    shifts = []
-    for spec in (s for s in specs if s.kind == "visual_mood"):
-        sign = 1.0 if spec.mood == "major" else -1.0
-        full, muted = (sign * background_warmth(frames, spec) for frames in generate_pair(models, world, spec, "music"))
-        shifts.append((full, muted))
-    shifts = np.array(shifts)
-    assert (shifts[:, 0] > 0).all(), shifts  # the right mood on every clip
-    assert (shifts[:, 0] > shifts[:, 1] + 20).all(), shifts
+def test_music_sets_the_mood(generated, heldout):
+    """Under speech and alone, the wall warms for a bright major chord and cools for a dark minor one;
+    without music the wall does not follow the mood."""
+    _, specs = heldout
+    chosen = [s for s in specs if s.kind in ("basic_face", "visual_mood")]
+    assert sorted(s.mood for s in chosen) == ["major", "major", "minor", "minor"]
+    shifts = np.array([[(1.0 if spec.mood == "major" else -1.0) * background_warmth(generated(spec, zeroed), spec)
+                        for zeroed in ((), ("music",))] for spec in chosen])
+    assert (shifts[:, 0] > 20).all(), shifts  # the right mood on every clip
+    full, muted = shifts.mean(axis=0)
+    assert full > muted + 50, shifts
