@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ConfigError
 
 KINDS = ("basic_face", "single_character", "multi_character", "sound_event", "visual_mood")
-SUBSETS = {  # what `trainer prepare` must find for each kind
+SUBSETS = {  # what `trainer prepare` must find for each kind (music adds visual_mood: ClipSpec.subsets)
     "basic_face": ["basic_face", "single_character"],
     "single_character": ["single_character"],
     "multi_character": ["multi_character"],
@@ -108,7 +108,9 @@ class ClipSpec:
 
     @property
     def subsets(self) -> list[str]:
-        return SUBSETS[self.kind]
+        """What `trainer prepare` finds: the kind's subsets, plus visual_mood wherever music plays."""
+        own = SUBSETS[self.kind]
+        return own + ["visual_mood"] if self.mood and "visual_mood" not in own else own
 
 
 # -- layout ----------------------------------------------------------------------------------------
