@@ -11,7 +11,7 @@ from pathlib import Path
 from mtv_core.errors import MTVError
 
 from .objective import ConditioningDropout
-from .params import TRAIN_MODES
+from .params import STREAM_PARAMETERS, TRAIN_MODES
 from .stages import ALL, STAGE_ORDER
 
 
@@ -42,7 +42,7 @@ def train_parser() -> argparse.ArgumentParser:
                         help="cumulative: a stage also replays the earlier stages' subsets (the paper adds subsets stage by stage); subset: only its own")
     parser.add_argument("--train", choices=TRAIN_MODES, default="official", help="which parameters train: official (audio modules + backbone attention + norm2), audio, lora, or all (training from scratch)")
     parser.add_argument("--lora-rank", type=int, default=64)
-    parser.add_argument("--freeze-streams", nargs="+", default=[], choices=["speech", "effects", "music"], metavar="STREAM",
+    parser.add_argument("--freeze-streams", nargs="+", default=[], choices=list(STREAM_PARAMETERS), metavar="STREAM",
                         help="keep these streams' own modules fixed: for data whose stems of that kind are all silent, "
                              "which would otherwise teach the pathway to ignore its input")
     parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
