@@ -68,7 +68,7 @@ def _object(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
         return None, {}
     shape, colour = _choice(rng, OBJECT_SHAPES), _choice(rng, list(OBJECT_COLOURS))
     x = settings.width * rng.uniform(0.25, 0.75)
-    scene = f"A {colour} {shape} stands on the dark floor of an empty grey room; it hops up or down at every sound."
+    scene = f"A {colour} {shape} stands on the dark floor of an empty grey room; it hops at every sound."
     return object_at(settings.height, x, shape, colour), {"conversation": "none", "scene": scene}
 
 

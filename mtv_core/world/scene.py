@@ -26,6 +26,7 @@ BACKGROUNDS = {"neutral": (125, 125, 135), "major": (235, 150, 50), "minor": (35
 SKIN, MOUTH, EYE = (240, 190, 160), (60, 20, 25), (30, 30, 40)
 FLOOR = (85, 85, 90)
 MIN_FRAMES = 56  # trainer prepare: a 49-frame window plus 3 spare frames on each side, and one more
+HOP_FRAMES = 6  # frames the object stays up after an onset (a quarter second at 24 fps; 1.5 latent frames)
 MIN_HEIGHT, MIN_WIDTH, SIZE_STEP = 48, 64, 8
 
 
@@ -80,7 +81,7 @@ class SceneObject:
     shape: str
     colour: str
     box: tuple[int, int, int, int]  # at rest
-    jump: float  # pixels it rises at one onset (and falls back at the next)
+    jump: float  # pixels it rises at an onset, for HOP_FRAMES frames
 
 
 @dataclass
@@ -136,7 +137,7 @@ def small_person(height: int, x: float, hair: str, shirt: str, speaking: bool) -
 def object_at(height: int, x: float, shape: str, colour: str) -> SceneObject:
     size, floor = round(0.32 * height), floor_line(height)
     left = int(round(x - size / 2))
-    return SceneObject(shape, colour, (left, floor - size, left + size, floor), 0.16 * height)
+    return SceneObject(shape, colour, (left, floor - size, left + size, floor), 0.25 * height)
 
 
 def floor_line(height: int) -> int:
@@ -219,9 +220,12 @@ def draw_person(canvas: Canvas, person: Person) -> None:
 
 
 def lifted(onsets: list[int], frames: int) -> np.ndarray:
-    """Per frame: whether the object is up. Each onset moves it once (up at one, down at the next), so
-    the object moves at the onsets and nowhere else."""
-    return np.searchsorted(np.asarray(onsets), np.arange(frames), side="right") % 2 == 1
+    """Per frame: whether the object is in the air. It jumps at each onset and lands HOP_FRAMES later, so
+    whether it is up depends only on the last quarter second of sound, not on every sound before."""
+    up = np.zeros(frames, bool)
+    for onset in onsets:
+        up[onset:onset + HOP_FRAMES] = True
+    return up
 
 
 def mouth_heights(spec: ClipSpec, person: Person) -> np.ndarray:

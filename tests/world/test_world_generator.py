@@ -95,3 +95,15 @@ def test_music_sets_the_wall_in_every_kind_but_sound_events():
         assert spec.mood in ("major", "minor") and loud > 0.1, spec.name
         warmth = background_warmth(render(spec), spec)
         assert abs(warmth) > 50 and (warmth > 0) == (spec.mood == "major"), (spec.name, warmth)
+
+
+def test_the_object_hops_at_each_onset_and_lands_a_fixed_time_later():
+    """Whether the object is up depends only on the last HOP_FRAMES frames of sound (what one latent
+    frame's effects window can hear), not on how many sounds came before."""
+    from mtv_core.evaluation.measures import object_change
+    from mtv_core.world.scene import HOP_FRAMES
+
+    spec, _ = make_clip(3, WorldSettings(seed=3, clips=4, frames=72))
+    assert spec.kind == "sound_event" and len(spec.effect_onsets) >= 2
+    moves = np.flatnonzero(object_change(render(spec), spec) > 1.0).tolist()
+    assert moves == sorted(frame for onset in spec.effect_onsets for frame in (onset, onset + HOP_FRAMES) if frame < 72)
