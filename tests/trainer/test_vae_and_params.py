@@ -43,6 +43,19 @@ def test_vae_training_lowers_reconstruction_error(tmp_path):
     assert after < 0.5 * before
 
 
+def test_vae_loss_weighs_moving_pixels_more():
+    from trainer.vae import MOTION_WEIGHT, motion_weights
+
+    batch = torch.zeros(1, 3, 9, 8, 8)
+    batch[:, :, 4:, 2, 3] = 1.0  # one pixel lights up half-way through the window
+    weights = motion_weights(batch)
+    assert weights.shape == (1, 1, 9, 8, 8)
+    assert torch.all(weights[:, :, :, 0, 0] == 1.0)  # still pixel
+    changing = weights[0, 0, :, 2, 3]
+    assert torch.allclose(changing[:4], torch.tensor(1 + MOTION_WEIGHT * 5 / 9)), changing  # |0 - 5/9|
+    assert torch.allclose(changing[4:], torch.tensor(1 + MOTION_WEIGHT * 4 / 9)), changing  # |1 - 5/9|
+
+
 def test_train_modes_select_their_parameters():
     model = MTVTransformer3DModel(**mtv_config("tiny-single"))
     everything = {n for n, _ in model.named_parameters()}
