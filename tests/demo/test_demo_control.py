@@ -67,8 +67,6 @@ def test_speech_drives_the_mouth(generated, heldout):
     assert full > 0.4 and full > muted + 0.3, pairs
 
 
-@pytest.mark.xfail(strict=True, reason="not learned well enough: the demo draws the sound-event object faintly, so on "
-                   "these two clips effect_match is 0.17 with effects and 0.17 without (20-clip table in issue 7's note)")
 def test_effects_drive_the_object(generated, heldout):
     pairs = metric_pairs(generated, heldout, "sound_event", "effects", "effect_match")
     full, muted = pairs.mean(axis=0)
