@@ -66,7 +66,10 @@ def _add_video_stream(container, frames, fps, crf):
     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height = width - width % 2, height - height % 2
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf)}
+    # x264's macroblock-tree rate control (mbtree) makes different pictures from the same frames run to run (its
+    # SIMD code sums floats in an order that depends on memory layout; with asm off it repeats). Without it the
+    # same frames always give the same file, so a resumed or repeated job is byte-identical.
+    stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
     return stream
 
 

@@ -41,3 +41,14 @@ def test_silent_mp4(tmp_path):
 def test_unwritable_outputs_are_refused(tmp_path, name, fragment):
     with pytest.raises(GenerationError, match=fragment):
         write_mp4(tmp_path / name, torch.zeros(1, 16, 16, 3, dtype=torch.uint8), 24)
+
+
+def test_the_same_frames_and_sound_always_make_the_same_file(tmp_path):
+    """Textured, moving frames (where x264's rate control has choices to make) and a tone, written three times."""
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.linspace(0, 6, 96)[None, :, None], torch.linspace(0, 4, 64)[:, None, None]
+    frames = torch.stack([((torch.sin(x + t / 5) * torch.cos(y - t / 7) + 1) * 120
+                           + torch.randn(64, 96, 3, generator=generator) * 8).clamp(0, 255) for t in range(60)]).to(torch.uint8)
+    audio = 0.3 * torch.sin(torch.arange(16000 * 3) / 16000 * 2 * torch.pi * 330)[None]
+    files = {write_mp4(tmp_path / f"take{i}.mp4", frames, 24, audio, 16000).read_bytes() for i in range(3)}
+    assert len(files) == 1
