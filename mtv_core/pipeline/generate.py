@@ -13,7 +13,7 @@ from ..errors import ConfigError, GenerationError
 from .guidance import GuidanceScales, GuidedModel
 from .memory import BlockSwap, convert_linears_to_fp8, on_device
 from .prompt_schedule import PromptSchedule
-from .sampling import MAX_STEPS, MIN_STEPS, SAMPLERS, sample
+from .sampling import MAX_STEPS, MIN_STEPS, SAMPLERS, interruptible, sample
 from .segments import (PREFIX_FRAMES, SEGMENT_FRAMES, Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
                        to_uint8)
 from .vae import decode_latents, encode_frames, latent_channels
@@ -116,7 +116,8 @@ class SegmentGenerator:
             return encode_frames(self.vae, pixels[None], generator)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        with on_device(self.vae, self.memory.device, self.memory.offload_components):
+        with on_device(self.vae, self.memory.device, self.memory.offload_components), \
+                interruptible([self.vae.decoder], self.interrupt):
             return decode_latents(self.vae, latents, self.memory.vae_tile_latents)[0]
 
     def run(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
@@ -134,7 +135,8 @@ class SegmentGenerator:
         if prefix is not None:
             clean_mask[:, :prefix.shape[1]] = True
         exclude = (self.model.audio_encoders, *(self.swap.blocks if self.swap else ()))
-        with on_device(self.model, self.memory.device, self.memory.offload_components, exclude):
+        with on_device(self.model, self.memory.device, self.memory.offload_components, exclude), \
+                interruptible(self.model.transformer_blocks, self.interrupt):
             guided = GuidedModel(self.model, inputs.text, tokens, null_tokens, self.config.guidance, clean_mask)
             return sample(self.config.sampler, guided, noise, self.config.steps, generator=generator,
                           prefix=prefix, progress=self._progress(step_offset, total_steps), interrupt=self.interrupt)

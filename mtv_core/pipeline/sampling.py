@@ -5,6 +5,7 @@ Clean prefix frames (a start image or the previous segment's tail) are pasted in
 and once more at the end, without re-noising, as the official sampler does.
 """
 
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -50,6 +51,26 @@ def _step_hooks(step: int, total: int, progress, interrupt) -> None:
                                     "to resume from its finished segments")
     if progress is not None:
         progress(step, total)
+
+
+@contextmanager
+def interruptible(modules, interrupt):
+    """Ask `interrupt()` before each of `modules` runs (each transformer block, each VAE decoder slice), so a stop
+    request lands within one block instead of after a whole step or decode; `interrupt` may raise or return True."""
+    if interrupt is None:
+        yield
+        return
+
+    def check(module, args):
+        if interrupt():
+            raise GenerationInterrupted("generation interrupted; run the same job again to resume from its finished segments")
+
+    handles = [module.register_forward_pre_hook(check) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @torch.no_grad()

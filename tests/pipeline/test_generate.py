@@ -68,7 +68,7 @@ def test_interrupted_job_resumes_to_the_same_video(tiny_model, tiny_vae, feature
     store = SegmentStore(tmp_path / "job", "fingerprint")
     steps_done = []
     interrupted = _generator(tiny_model, tiny_vae, progress=lambda step, total: steps_done.append(step),
-                             interrupt=lambda: steps_done and steps_done[-1] >= 2 * 2)  # inside segment 2
+                             interrupt=lambda: steps_done and steps_done[-1] >= 2 * 2 + 1)  # inside segment 2
     with pytest.raises(GenerationInterrupted):
         generate_frames(interrupted, TEXT, SCHEDULE, features, plan, store)
     assert store.completed() == 2
@@ -119,3 +119,43 @@ def test_a_vae_that_does_not_fit_the_model_is_refused(tiny_model):
                                  norm_num_groups=4)
     with pytest.raises(ConfigError, match="8-channel latents but the model takes 16"):
         _generator(tiny_model, vae)
+
+
+def _stop_after(calls: int):
+    """An interrupt callback that asks to stop on its `calls`-th question and counts the questions."""
+    asked = []
+
+    def interrupt():
+        asked.append(1)
+        return len(asked) >= calls
+    return interrupt, asked
+
+
+def test_a_stop_lands_within_one_transformer_block(tiny_model, tiny_vae, features):
+    blocks = len(tiny_model.transformer_blocks)
+    ran = []
+    handles = [block.register_forward_hook(lambda *_: ran.append(1)) for block in tiny_model.transformer_blocks]
+    interrupt, asked = _stop_after(3)  # step 0 asks once, then block 0 asks, then block 1 asks and stops
+    try:
+        with pytest.raises(GenerationInterrupted):
+            generate_frames(_generator(tiny_model, tiny_vae, interrupt=interrupt), TEXT, SCHEDULE, features, plan_segments(49))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(asked) == 3 and len(ran) == 1 < blocks  # block 1 never ran: the stop came mid-step
+
+
+def test_a_stop_lands_within_one_decoder_slice(tiny_model, tiny_vae, features):
+    generator = _generator(tiny_model, tiny_vae)
+    latents = generator.sample_latents(SegmentInputsFor(features), 0)
+    interrupt, asked = _stop_after(2)  # the first VAE slice decodes, the second is refused
+    generator.interrupt = interrupt
+    with pytest.raises(GenerationInterrupted):
+        generator.decode(latents)
+    assert len(asked) == 2
+
+
+def SegmentInputsFor(features):
+    from mtv_core.pipeline.generate import SegmentInputs, segment_features
+
+    return SegmentInputs(TEXT, segment_features(features, plan_segments(49).segments[0]), None)
