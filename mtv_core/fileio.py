@@ -1,10 +1,14 @@
-"""Atomic file writes: the output appears whole or not at all, with ordinary permissions."""
+"""Files: atomic writes (the output appears whole or not at all, with ordinary permissions) and names that
+cannot leave their folder."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from .errors import ConfigError
 
 
 def temp_file_beside(path: Path) -> tuple[int, str]:
@@ -35,3 +39,32 @@ def atomic_write(path, write) -> Path:
         Path(temp).unlink(missing_ok=True)
         raise
     return path
+
+
+def relative_name(name, what: str) -> PurePosixPath:
+    """A user-given relative name ("sub/file.wav") checked so that it cannot leave the folder it is joined to:
+    no absolute path, no "..", no empty or hidden-by-dots tricks, no NUL or backslash."""
+    fix = f"give a name inside the {what} (e.g. 'song.wav' or 'folder/song.wav')"
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{what}: the name {name!r} is empty or not text; {fix}")
+    if "\x00" in name or "\\" in name or len(name) > 1024:
+        raise ConfigError(f"{what}: the name {name[:80]!r} has a NUL or a backslash, or is over 1024 characters; {fix}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("..", ".") for part in name.split("/")):
+        raise ConfigError(f"{what}: the name {name!r} is absolute or has '.' or '..' parts, which could leave the folder; {fix}")
+    return path
+
+
+def contained_path(root, name, what: str) -> Path:
+    """`root / name` for a name that passes `relative_name`. Symbolic links the owner of the folder made are
+    followed as usual; the name itself cannot climb out."""
+    return Path(root) / relative_name(name, what)
+
+
+def file_sha256(path, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

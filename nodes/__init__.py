@@ -46,5 +46,7 @@ def _available(node_id: str) -> bool:
 
 
 comfy_adapter.register_model_folders()
+comfy_adapter.install_demo_inputs()
+comfy_adapter.list_demo_workflow_first()
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items() if _available(node_id)}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items() if node_id in NODE_CLASS_MAPPINGS}

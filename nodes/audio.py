@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from . import comfy_adapter as comfy
 from .payloads import EncodedAudio
 
@@ -18,7 +16,8 @@ def node_error(node: str, input_name: str, error: Exception) -> Exception:
 
 
 class MTVLoadAudio:
-    DESCRIPTION = "Loads audio from a file in ComfyUI's input folder: any common audio file, or a video's audio track."
+    DESCRIPTION = ("Loads audio from a file in ComfyUI's input folder (any common audio file, or a video's audio track), "
+                   "with a player and an upload button; start and duration trim it.")
     CATEGORY = "MTV/audio"
     RETURN_TYPES = ("AUDIO",)
     RETURN_NAMES = ("audio",)
@@ -27,32 +26,52 @@ class MTVLoadAudio:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            # The file list comes last: its upload button is a widget of its own, and saved workflows
-            # store widget values by position.
+            # The file list comes last: saved workflows store widget values by position.
             "required": {
                 "start_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e6, "step": 0.01, "tooltip": "Where to start reading."}),
                 "duration_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e6, "step": 0.01, "tooltip": "How much to read; 0 reads to the end."}),
                 "audio": (comfy.input_files(), {"audio_upload": True, "tooltip": "wav, flac, mp3, ogg/opus, m4a/aac, or a video (mp4, mov, mkv, webm)."}),
-            }
+            },
+            # The frontend's upload button needs an audio player widget, which it builds only for core audio nodes
+            # unless the node asks for one; the player is display only (the frontend sends "" or nothing).
+            "optional": {"audioUI": ("AUDIO_UI", {"tooltip": "Plays the chosen file."})},
         }
 
     @classmethod
-    def IS_CHANGED(cls, start_seconds, duration_seconds, audio):
-        digest = hashlib.sha256()
-        with open(comfy.input_path(audio), "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return f"{digest.hexdigest()}|{start_seconds}|{duration_seconds}"
+    def IS_CHANGED(cls, audio, start_seconds, duration_seconds, audioUI=None):
+        from mtv_core.fileio import file_sha256
+
+        return f"{file_sha256(comfy.input_path(audio))}|{start_seconds}|{duration_seconds}"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, audio, **_):
-        return True if comfy.input_path(audio).is_file() else f"audio file not found: {audio}; upload it or put it in ComfyUI's input folder"
-
-    def load(self, start_seconds, duration_seconds, audio):
-        from mtv_core.audio import load_audio, to_comfy_audio
+    def VALIDATE_INPUTS(cls, audio):
+        """Only `audio` is named, so ComfyUI still checks start/duration against their min and max itself."""
+        found = comfy.check_input_file(audio)
+        if found is not True:
+            return found
+        from mtv_core.audio import probe_audio
+        from mtv_core.errors import MTVError
 
         try:
-            waveform = load_audio(comfy.input_path(audio), start=start_seconds, duration=duration_seconds or None)
+            probe_audio(comfy.input_path(audio))
+        except MTVError as error:
+            return str(error)
+        return True
+
+    def load(self, start_seconds, duration_seconds, audio, audioUI=None):
+        from mtv_core.audio import load_audio, probe_audio, to_comfy_audio
+        from mtv_core.errors import AudioInputError
+
+        try:
+            path = comfy.input_path(audio)
+            length = probe_audio(path).declared_duration
+        except Exception as error:
+            raise node_error("MTV Load Audio", "audio", error)
+        if length is not None and start_seconds >= length:
+            raise node_error("MTV Load Audio", "start_seconds", AudioInputError(
+                f"start {start_seconds:g} s is at or past the end of {audio!r} ({length:.2f} s); choose an earlier start"))
+        try:
+            waveform = load_audio(path, start=start_seconds, duration=duration_seconds or None)
         except Exception as error:
             raise node_error("MTV Load Audio", "audio", error)
         return (to_comfy_audio(waveform),)
@@ -156,7 +175,7 @@ class MTVStemsFromAudio:
 
 
 class MTVEncodeWav2Vec:
-    DESCRIPTION = "Encodes each stem with wav2vec2 at the video frame rate, exactly as the MTV weights were trained (12 layers, 5-frame window)."
+    DESCRIPTION = "Encodes each stem with wav2vec2 at the video frame rate (24 fps), exactly as the MTV weights were trained (12 layers, 5-frame window)."
     CATEGORY = "MTV/audio"
     RETURN_TYPES = ("MTV_AUDIO_FEATURES",)
     RETURN_NAMES = ("audio_features",)
@@ -168,15 +187,14 @@ class MTVEncodeWav2Vec:
             "required": {
                 "stems": ("MTV_STEMS", {"tooltip": "From Demix Stems or Stems From Audio."}),
                 "wav2vec": ("MTV_WAV2VEC", {"tooltip": "From MTV wav2vec2 Loader."}),
-                "fps": ("FLOAT", {"default": 24.0, "min": 24.0, "max": 24.0, "tooltip": "Video frame rate; the MTV models work at 24 fps."}),
             }
         }
 
-    def encode(self, stems, wav2vec, fps):
+    def encode(self, stems, wav2vec):
         from mtv_core.audio import encode_stems
 
         try:
-            features = encode_stems(stems, wav2vec, fps=fps, progress=comfy.progress_and_interrupt(len(stems.tracks)))
+            features = encode_stems(stems, wav2vec, progress=comfy.progress_and_interrupt(len(stems.tracks)))
         except Exception as error:
             raise node_error("MTV Encode wav2vec", "stems", error)
         return (EncodedAudio(features, stems.duration),)

@@ -1,16 +1,23 @@
-"""The one place where ComfyUI's services reach the pack: progress, interrupts, model folders, device.
+"""The one place where ComfyUI's services reach the pack: progress, interrupts, model, input and output folders,
+device.
 
-Every function falls back to plain behaviour when ComfyUI is absent (tests, scripts), so mtv_core only
-ever sees plain callbacks and paths.
+Every function falls back to plain behaviour when ComfyUI is absent (tests, scripts), so mtv_core only ever sees
+plain callbacks and paths. Every name a node receives is checked here before it touches the disk: files are read
+only from ComfyUI's input folder, its model folders or the built-in demo, and written only under its output folder.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 
 DEMUCS_FOLDER = "demucs"
 MODEL_EXTENSIONS = {".safetensors", ".sft", ".th"}
+DEMO_CHOICE = "demo (built-in)"
+DEMO_INPUT_FOLDER = "mtv-demo"
+NO_DEMIXER = "(no demixer installed: put an HTDemucs file in models/demucs)"
 
 
 def _fallback(variable: str, default: str) -> Path:
@@ -45,10 +52,7 @@ def folder_roots(folder: str) -> list[Path]:
         return []
 
 
-DEMO_CHOICE = "demo (built-in)"
-DEMO_INPUT_PREFIX = "mtv-demo/"
-
-
+# -- models -----------------------------------------------------------------------------------------------------
 def _demo_file(folder: str) -> Path | None:
     """The built-in demo's file for a model folder, if the demo is installed."""
     from mtv_core import demo
@@ -58,50 +62,105 @@ def _demo_file(folder: str) -> Path | None:
 
 
 def list_model_files(folder: str, extensions=MODEL_EXTENSIONS) -> list[str]:
-    """Files (and Hugging Face folders, which hold a config.json) under a model folder, relative names;
-    the built-in demo model comes first where it has a file for this folder."""
+    """One entry per model under a model folder: files, and Hugging Face folders (which hold a config.json) as
+    'name/' without the files inside them; the built-in demo comes first where it has a file for this folder."""
     demo = [DEMO_CHOICE] if _demo_file(folder) else []
     names = set()
     for root in folder_roots(folder):
-        if not root.is_dir():
-            continue
-        for path in root.rglob("*"):
-            if path.is_file() and path.suffix in extensions:
-                names.add(path.relative_to(root).as_posix())
-            elif path.is_dir() and (path / "config.json").is_file():
-                names.add(path.relative_to(root).as_posix() + "/")
+        if root.is_dir():
+            names |= _models_under(root, extensions)
     return demo + sorted(names)
 
 
+def _models_under(root: Path, extensions) -> set[str]:
+    names = set()
+    for current, folders, files in os.walk(root, followlinks=True):
+        here = Path(current)
+        if here != root and (here / "config.json").is_file():
+            names.add(here.relative_to(root).as_posix() + "/")
+            folders.clear()  # the folder is one model: its weight files are not listed on their own
+            continue
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        names |= {(here / f).relative_to(root).as_posix() for f in files if Path(f).suffix in extensions and not f.startswith(".")}
+    return names
+
+
 def model_path(folder: str, name: str) -> Path:
-    """Absolute path of a listed model, or a clear error naming the folders searched."""
+    """Absolute path of a model chosen by name; the name cannot leave the model folder."""
     from mtv_core.errors import ModelFileError
+    from mtv_core.fileio import relative_name
 
     if name == DEMO_CHOICE and _demo_file(folder):
         return _demo_file(folder)
+    relative = relative_name(name.rstrip("/") if isinstance(name, str) else name, f"models/{folder} folder")
     for root in folder_roots(folder):
-        candidate = root / name.rstrip("/")
+        candidate = root / relative
         if candidate.exists():
             return candidate
     searched = ", ".join(str(r) for r in folder_roots(folder)) or folder
     raise ModelFileError(f"model file {name!r} not found in {searched}; put it in ComfyUI's models/{folder} folder and refresh")
 
 
+def check_model_name(folder: str, name: str) -> bool | str:
+    """What a loader's VALIDATE_INPUTS returns: True, or one line naming the problem and the fix."""
+    from mtv_core.errors import MTVError
+
+    if name == NO_DEMIXER:
+        return ("no demixer is installed: put an HTDemucs model in ComfyUI's models/demucs folder (convert MVSEP-CDX23 "
+                "with `python -m mtv_core convert-demixer`), or use Stems From Audio with stems you separated yourself")
+    try:
+        model_path(folder, name)
+    except MTVError as error:
+        return str(error)
+    return True
+
+
+# -- input files ------------------------------------------------------------------------------------------------
+def input_directory() -> Path:
+    fp = _folder_paths()
+    return Path(fp.get_input_directory()) if fp is not None else _fallback("MTV_INPUT_DIR", "input")
+
+
 def input_path(name: str) -> Path:
-    """A file from ComfyUI's input folder (as LoadImage/LoadAudio use), or a plain path."""
-    if name.startswith(DEMO_INPUT_PREFIX):
+    """A file from ComfyUI's input folder (as LoadImage/LoadAudio use). Names under mtv-demo/ fall back to the
+    built-in demo's example when the input folder has no copy of it."""
+    from mtv_core.fileio import contained_path
+
+    path = contained_path(input_directory(), name, "input folder")
+    if not path.exists() and name.startswith(DEMO_INPUT_FOLDER + "/"):
         from mtv_core import demo
 
-        return demo.EXAMPLE / name[len(DEMO_INPUT_PREFIX):]
-    fp = _folder_paths()
-    if fp is None:
-        return _fallback("MTV_INPUT_DIR", "input") / name
-    return Path(fp.get_annotated_filepath(name))
+        return contained_path(demo.EXAMPLE, name[len(DEMO_INPUT_FOLDER) + 1:], "demo example folder")
+    return path
+
+
+def check_input_file(name: str) -> bool | str:
+    """What VALIDATE_INPUTS returns for a file name: True, or one line naming the problem and the fix."""
+    from mtv_core.errors import MTVError
+
+    try:
+        path = input_path(name)
+    except MTVError as error:
+        return str(error)
+    if not path.is_file():
+        return f"file {name!r} is not in ComfyUI's input folder; upload it with the node's button or copy it there"
+    return True
 
 
 def input_files(content_types=("audio", "video")) -> list[str]:
-    """The input folder's files, then the built-in demo's example soundtrack and stems."""
-    return _user_input_files(content_types) + _demo_inputs()
+    """The input folder's files (one level of subfolders, as ComfyUI's uploads use), the demo example last."""
+    fp = _folder_paths()
+    folder = input_directory()
+    files = []
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                files.append(path.name)
+            elif path.is_dir() and not path.name.startswith("."):
+                files += [f"{path.name}/{p.name}" for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    if fp is not None:
+        files = fp.filter_files_content_types(files, list(content_types))
+    return [name for name in files if not name.startswith(DEMO_INPUT_FOLDER + "/")] + _demo_inputs()
 
 
 def _demo_inputs() -> list[str]:
@@ -109,23 +168,90 @@ def _demo_inputs() -> list[str]:
 
     if not demo.EXAMPLE.is_dir():
         return []
-    return [DEMO_INPUT_PREFIX + p.name for p in sorted(demo.EXAMPLE.iterdir()) if p.suffix in (".wav", ".mp4")]
+    return [f"{DEMO_INPUT_FOLDER}/{p.name}" for p in sorted(demo.EXAMPLE.iterdir()) if p.suffix in (".wav", ".mp4")]
 
 
-def _user_input_files(content_types) -> list[str]:
+def install_demo_inputs() -> None:
+    """Copy the demo example into ComfyUI's input/mtv-demo/ so the browser can play it (its player reads only the
+    input folder). Existing files are never replaced; a read-only input folder is left alone."""
+    from mtv_core import demo
+
     fp = _folder_paths()
-    folder = fp.get_input_directory() if fp is not None else _fallback("MTV_INPUT_DIR", "input")
-    if not os.path.isdir(folder):
-        return []
-    files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
-    return fp.filter_files_content_types(files, list(content_types)) if fp is not None else files
+    if fp is None or not demo.EXAMPLE.is_dir():
+        return
+    target = Path(fp.get_input_directory()) / DEMO_INPUT_FOLDER
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for source in demo.EXAMPLE.iterdir():
+            if source.suffix in (".wav", ".mp4") and not (target / source.name).exists():
+                shutil.copyfile(source, target / source.name)
+    except OSError as error:
+        logging.info("[MTV] demo example not copied to %s (%s); it still loads, without a preview", target, error)
 
 
+# -- the template browser ---------------------------------------------------------------------------------------
+DEMO_WORKFLOW_PREFIX = "MTV Demo"
+
+
+def list_demo_workflow_first() -> None:
+    """ComfyUI serves a pack's example workflows in directory order (a hash order on Linux) and the template
+    browser shows them in that order; put the demo, the one that runs with nothing to download, first."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+
+    @web.middleware
+    async def demo_first(request, handler):
+        response = await handler(request)
+        if request.path.endswith("/workflow_templates") and isinstance(response, web.Response) and response.status == 200:
+            return _with_demo_first(response)
+        return response
+
+    try:
+        PromptServer.instance.app.middlewares.append(demo_first)
+    except (AttributeError, RuntimeError) as error:  # no server instance, or the server already started
+        logging.info("[MTV] template order left as ComfyUI serves it (%s)", error)
+
+
+def _with_demo_first(response):
+    import json
+
+    from aiohttp import web
+
+    try:
+        listing = json.loads(response.body)
+    except (TypeError, ValueError):
+        return response
+    return web.json_response(demo_first(listing))
+
+
+def demo_first(listing):
+    """/workflow_templates' answer with this pack's names in order, the demo first; anything else as it was."""
+    if not isinstance(listing, dict):
+        return listing
+    ordered = dict(listing)
+    for pack, names in listing.items():
+        if isinstance(names, list) and any(isinstance(n, str) and n.startswith(DEMO_WORKFLOW_PREFIX) for n in names):
+            ordered[pack] = sorted(names, key=lambda n: (not str(n).startswith(DEMO_WORKFLOW_PREFIX), str(n)))
+    return ordered
+
+
+# -- output folders ---------------------------------------------------------------------------------------------
 def output_directory() -> Path:
     fp = _folder_paths()
     return Path(fp.get_output_directory()) if fp is not None else _fallback("MTV_OUTPUT_DIR", "output")
 
 
+def output_folder(name: str) -> Path:
+    """A folder under ComfyUI's output folder, chosen by a relative name that cannot leave it."""
+    from mtv_core.fileio import contained_path
+
+    return contained_path(output_directory(), name, "output folder")
+
+
+# -- progress, interrupts, devices ------------------------------------------------------------------------------
 def progress_callback(total: int):
     """(step, total) -> None that drives ComfyUI's progress bar (which also checks for interrupts)."""
     try:
@@ -170,9 +296,3 @@ def torch_device():
         return get_torch_device()
     except ImportError:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def offload_device():
-    import torch
-
-    return torch.device("cpu")

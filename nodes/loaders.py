@@ -55,6 +55,10 @@ class MTVModelLoader:
     def IS_CHANGED(cls, model_name, **_):
         return file_stamp("diffusion_models", model_name)
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return comfy.check_model_name("diffusion_models", model_name)
+
     def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload):
         from mtv_core.checkpoints import load_mtv_model
         from mtv_core.pipeline.generate import MemoryOptions, prepare_model
@@ -89,6 +93,11 @@ class MTVVAEAndT5Loader:
     def IS_CHANGED(cls, vae_name, t5_name, **_):
         return file_stamp("vae", vae_name) + "|" + file_stamp("text_encoders", t5_name)
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name):
+        """t5_name is left to ComfyUI's own list check, so a problem is reported once, on its own input."""
+        return comfy.check_model_name("vae", vae_name)
+
     def load(self, vae_name, t5_name, t5_dtype):
         from mtv_core.pipeline.text import load_text_encoder
         from mtv_core.pipeline.vae import load_vae
@@ -114,6 +123,10 @@ class MTVWav2VecLoader:
     def IS_CHANGED(cls, wav2vec_name):
         return file_stamp("audio_encoders", wav2vec_name)
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, wav2vec_name):
+        return comfy.check_model_name("audio_encoders", wav2vec_name)
+
     def load(self, wav2vec_name):
         from mtv_core.audio import load_wav2vec2
 
@@ -131,9 +144,10 @@ class MTVDemixerLoader:
     def INPUT_TYPES(cls):
         files = comfy.list_model_files(comfy.DEMUCS_FOLDER)
         tip = "An HTDemucs model converted with `python -m mtv_core convert-demixer` (.safetensors) or a demucs .th file."
+        first = files or [comfy.NO_DEMIXER]
         return {
             "required": {
-                "model_1": (files, {"tooltip": tip}),
+                "model_1": (first, {"tooltip": tip}),
                 "overlap": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 0.9, "step": 0.05, "tooltip": "Overlap between demixing windows (official data preparation: 0.8; slower)."}),
             },
             "optional": {
@@ -145,6 +159,11 @@ class MTVDemixerLoader:
     @classmethod
     def IS_CHANGED(cls, model_1, overlap, model_2=NONE, model_3=NONE):
         return file_stamp(comfy.DEMUCS_FOLDER, model_1, model_2, model_3) + f"|{overlap}"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_1):
+        """model_2 and model_3 are left to ComfyUI's own list check, so each problem is reported once."""
+        return comfy.check_model_name(comfy.DEMUCS_FOLDER, model_1)
 
     def load(self, model_1, overlap, model_2=NONE, model_3=NONE):
         from mtv_core.audio import load_demixer

@@ -40,3 +40,11 @@ class MTVConditioning:
     text: TextConditioning
     audio: EncodedAudio
     guidance: object  # mtv_core.pipeline.guidance.GuidanceScales
+
+
+@dataclass
+class MTVLatents:
+    """MTV_LATENT: denoised latents in MTV's own layout (B, T, C, h, w), multiplied by the VAE scale 0.7. A socket
+    of its own, so ComfyUI's core nodes (which read LATENT as (B, C, T, H, W), unscaled) cannot misread them."""
+
+    samples: torch.Tensor

@@ -6,6 +6,7 @@ import torch
 
 from . import comfy_adapter as comfy
 from .audio import node_error
+from .payloads import MTVLatents
 
 SAMPLERS = ["dpm", "ddim"]
 FPS = 24.0
@@ -77,7 +78,7 @@ def _error(message: str):
 class MTVSampler:
     DESCRIPTION = "Generates one 49-frame segment (2.04 s at 24 fps) of the soundtrack. For the whole soundtrack use Chain Segments."
     CATEGORY = "MTV/sampling"
-    RETURN_TYPES = ("IMAGE", "LATENT")
+    RETURN_TYPES = ("IMAGE", "MTV_LATENT")
     RETURN_NAMES = ("frames", "latent")
     FUNCTION = "sample"
 
@@ -110,7 +111,7 @@ class MTVSampler:
             pixels = generator.decode(latents)
         except Exception as error:
             raise node_error("MTV Sampler", "conditioning", error)
-        return (_to_image(to_uint8(pixels)), {"samples": latents})
+        return (_to_image(to_uint8(pixels)), MTVLatents(latents))
 
 
 class MTVChainSegments:
@@ -175,7 +176,7 @@ class MTVDecode:
         return {
             "required": {
                 "vae": ("MTV_VAE", {"tooltip": "From MTV VAE + T5 Loader."}),
-                "latent": ("LATENT", {"tooltip": "From MTV Sampler."}),
+                "latent": ("MTV_LATENT", {"tooltip": "From MTV Sampler (MTV's own latent layout)."}),
                 "tile_latents": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip": "Spatial tile size in latent pixels (0: no tiling). Tiles blend at the seams, so results differ slightly."}),
             }
         }
@@ -186,5 +187,5 @@ class MTVDecode:
         from mtv_core.pipeline.vae import decode_latents
 
         with on_device(vae, comfy.torch_device(), offload=True):
-            pixels = decode_latents(vae, latent["samples"], tile_latents or None)[0]
+            pixels = decode_latents(vae, latent.samples, tile_latents or None)[0]
         return (_to_image(to_uint8(pixels)),)

@@ -8,7 +8,6 @@ that cannot be used (no audio, too short, corrupt, no caption) is skipped and li
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ import torch
 from mtv_core.audio import encode_stems, is_silent, load_audio, load_demixer, load_wav2vec2, probe_audio, stems_from_files
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
 from mtv_core.errors import MTVError
-from mtv_core.fileio import atomic_write
+from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
@@ -198,11 +197,7 @@ def find_videos(folder: Path) -> list[Path]:
 
 
 def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def check_captions_match(captions: dict, videos: list[Path], path: Path) -> None:

@@ -37,26 +37,32 @@ def world_captions(world: Path) -> dict[str, str]:
         return {Path(row["clip"]).stem: row["caption"] for row in csv.DictReader(handle)}
 
 
-def clip_features(models: ModelSet, world: Path, clip: str):
+def stem_features(models: ModelSet, stem_files: dict):
     from ..audio import encode_stems, stems_from_files
 
-    world = Path(world)
-    stems = stems_from_files(**{name: world / f"{clip}_{name}.wav" for name in ("speech", "effects", "music")})
+    stems = stems_from_files(**stem_files)
     return encode_stems(stems, models.wav2vec, fps=24), stems.duration
 
 
 def generate_clip(models: ModelSet, world: Path, clip: str, zero_streams=(), steps: int = 20, seed: int = 0,
                   guidance: float = 3.5) -> torch.Tensor:
-    """Frames (N, H, W, 3) uint8 for the whole clip, N = round(duration x 24)."""
+    """Frames (N, H, W, 3) uint8 for a world clip, N = round(duration x 24)."""
+    stem_files = {name: Path(world) / f"{clip}_{name}.wav" for name in ("speech", "effects", "music")}
+    return generate_from_stems(models, stem_files, world_captions(world)[clip], zero_streams, steps, seed, guidance)
+
+
+def generate_from_stems(models: ModelSet, stem_files: dict, caption: str, zero_streams=(), steps: int = 20,
+                        seed: int = 0, guidance: float = 3.5) -> torch.Tensor:
+    """Frames (N, H, W, 3) uint8 for stem files and a caption, N = round(duration x 24)."""
     from ..pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, generate_frames
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.prompt_schedule import PromptSchedule
     from ..pipeline.segments import output_frame_count, plan_segments
 
-    features, duration = clip_features(models, world, clip)
+    features, duration = stem_features(models, stem_files)
     features = replace(features, per_stream={name: value * 0 if name in zero_streams else value
                                              for name, value in features.per_stream.items()})
-    schedule = PromptSchedule.single(world_captions(world)[clip])
+    schedule = PromptSchedule.single(caption)
     text = models.text_encoder.encode(schedule.prompts)
     config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales.joint(guidance))
     generator = SegmentGenerator(models.model, models.vae, config, MemoryOptions(device="cpu"))

@@ -51,5 +51,6 @@ def comfy_env(comfy_folders, monkeypatch):
     monkeypatch.setenv("MTV_INPUT_DIR", str(inputs))
     monkeypatch.setenv("MTV_OUTPUT_DIR", str(outputs))
     monkeypatch.setattr(graph_runner.SaveVideo, "output_dir", outputs)
+    monkeypatch.setattr(graph_runner.PreviewAudio, "output_dir", outputs)
     monkeypatch.setattr(graph_runner.LoadImage, "input_dir", inputs)
     return comfy_folders

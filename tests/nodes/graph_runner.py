@@ -36,6 +36,20 @@ class SaveVideo:
         return {"ui": {"videos": [str(path)]}}
 
 
+class PreviewAudio:
+    """Writes the AUDIO it receives to a wav under the output folder, as core PreviewAudio does to its temp folder."""
+
+    FUNCTION = "preview"
+    output_dir = Path("output")
+
+    def preview(self, audio):
+        from mtv_core.audio import from_comfy_audio, save_wav
+
+        path = self.output_dir / "preview" / f"audio_{len(list(self.output_dir.glob('preview/*.wav'))):05d}.wav"
+        save_wav(path, from_comfy_audio(audio))
+        return {"ui": {"audio": [str(path)]}}
+
+
 class LoadImage:
     FUNCTION = "load"
     input_dir = Path("input")
@@ -47,7 +61,7 @@ class LoadImage:
         return (torch.from_numpy(pixels)[None], torch.zeros(1, *pixels.shape[:2]))
 
 
-CORE_STAND_INS = {"CreateVideo": CreateVideo, "SaveVideo": SaveVideo, "LoadImage": LoadImage}
+CORE_STAND_INS = {"CreateVideo": CreateVideo, "SaveVideo": SaveVideo, "LoadImage": LoadImage, "PreviewAudio": PreviewAudio}
 
 
 def run_workflow(graph: dict) -> dict:

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import nodes
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = json.loads((ROOT / "nodes" / "core_node_inputs.json").read_text())
+sys.path.insert(0, str(ROOT / "workflows"))
+from core_nodes import CORE_NODES as CORE  # noqa: E402
+
 CORE_IDS = {"LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "SaveImage", "VAEDecode", "CreateVideo", "SaveVideo", "KSampler"}
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 FILE_CHOICES = {"model_name", "vae_name", "t5_name", "wav2vec_name", "model_1", "model_2", "model_3", "audio", "image"}
@@ -30,23 +33,26 @@ def test_node_declaration_is_valid(node_id):
     assert node_id in NODE_DISPLAY_NAME_MAPPINGS
     assert isinstance(cls.RETURN_TYPES, tuple) and len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
     for kind in cls.RETURN_TYPES:
-        assert kind in {"AUDIO", "IMAGE", "LATENT", "STRING"} or kind.startswith("MTV_"), kind
+        assert kind in {"AUDIO", "IMAGE", "STRING"} or kind.startswith("MTV_"), kind  # never core LATENT: our layout differs
     method = getattr(cls, cls.FUNCTION)
     parameters = inspect.signature(method).parameters
     types = cls.INPUT_TYPES()
     for section in ("required", "optional"):
         for name, spec in types.get(section, {}).items():
             kind, options = spec[0], spec[1]
-            assert isinstance(kind, list) or kind in WIDGETS or kind in {"AUDIO", "IMAGE", "LATENT"} or kind.startswith("MTV_"), (name, kind)
+            assert isinstance(kind, list) or kind in WIDGETS or kind in {"AUDIO", "IMAGE", "AUDIO_UI"} or kind.startswith("MTV_"), (name, kind)
             assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
             assert name in parameters, f"{node_id}.{cls.FUNCTION} does not take {name}"
             if section == "optional":
                 assert parameters[name].default is not inspect.Parameter.empty
-    for hook in ("IS_CHANGED", "VALIDATE_INPUTS"):
-        if hasattr(cls, hook):
-            hook_parameters = inspect.signature(getattr(cls, hook)).parameters
-            accepts_all = any(p.kind == p.VAR_KEYWORD for p in hook_parameters.values())
-            assert accepts_all or set(declared_inputs(cls)) <= set(hook_parameters)
+    if hasattr(cls, "IS_CHANGED"):  # ComfyUI passes every input to it
+        hook_parameters = inspect.signature(cls.IS_CHANGED).parameters
+        accepts_all = any(p.kind == p.VAR_KEYWORD for p in hook_parameters.values())
+        assert accepts_all or set(declared_inputs(cls)) <= set(hook_parameters)
+    if hasattr(cls, "VALIDATE_INPUTS"):  # ComfyUI skips its own checks of every input this names, or of all with **kwargs
+        hook_parameters = inspect.signature(cls.VALIDATE_INPUTS).parameters.values()
+        assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in hook_parameters), node_id
+        assert len(list(hook_parameters)) == 1, f"{node_id}.VALIDATE_INPUTS names several inputs: each error would be reported on all of them"
 
 
 def test_importing_the_pack_is_light():
@@ -84,10 +90,14 @@ def spec_of(class_type):
     return inputs, list(cls.RETURN_TYPES)
 
 
+UI_WORKFLOWS = {json.loads(p.read_text())["extra"]["mtv_api"]: p for p in (ROOT / "workflows").glob("*.json")}
+
+
 def test_there_are_eight_workflows_in_both_formats():
     names = {p.stem for p in API_WORKFLOWS}
     assert len(names) == 8 and "mtv_demo" in names
-    assert names == {p.stem for p in (ROOT / "workflows").glob("*.json")}
+    assert names == set(UI_WORKFLOWS)
+    assert UI_WORKFLOWS["mtv_demo"].stem.startswith(nodes.comfy_adapter.DEMO_WORKFLOW_PREFIX)
 
 
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.stem)
@@ -118,6 +128,8 @@ def ui_to_api(ui: dict) -> dict:
     api = {}
     for node in ui["nodes"]:
         class_type = node["type"]
+        if CORE.get(class_type, {}).get("ui_only"):
+            continue
         values = list(node["widgets_values"])
         inputs = {}
         if class_type in CORE:
@@ -125,7 +137,7 @@ def ui_to_api(ui: dict) -> dict:
             controls = set()
         else:
             declared = declared_inputs(NODE_CLASS_MAPPINGS[class_type])
-            widget_names = [n for n, s in declared.items() if isinstance(s[0], list) or s[0] in WIDGETS]
+            widget_names = [n for n, s in declared.items() if isinstance(s[0], list) or s[0] in WIDGETS]  # not the player
             controls = {n for n in widget_names if declared[n][1].get("control_after_generate")}
         for name in widget_names:
             inputs[name] = values.pop(0)
@@ -143,7 +155,7 @@ def ui_to_api(ui: dict) -> dict:
 @pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda p: p.stem)
 def test_ui_and_api_formats_describe_the_same_graph(path):
     api = json.loads(path.read_text())
-    ui = json.loads((ROOT / "workflows" / f"{path.stem}.json").read_text())
+    ui = json.loads(UI_WORKFLOWS[path.stem].read_text())
     rebuilt = ui_to_api(ui)
     assert rebuilt.keys() == api.keys()
     for node_id in api:

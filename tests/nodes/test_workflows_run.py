@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import av
+import torch
 import pytest
 
 from conftest import AUDIO_SECONDS
@@ -40,7 +41,10 @@ def probe(path: Path):
 def test_workflow_runs_to_an_mp4(path, comfy_env):
     graph = load(path.stem)
     results = run_workflow(graph)
-    saved = [Path(v) for r in results.values() if isinstance(r, dict) for v in r["ui"]["videos"]]
+    saved = [Path(v) for r in results.values() if isinstance(r, dict) for v in r["ui"].get("videos", [])]
+    previews = [Path(v) for r in results.values() if isinstance(r, dict) for v in r["ui"].get("audio", [])]
+    demixed = any(node["class_type"] == "MTVDemixStems" for node in graph.values())
+    assert len(previews) == (3 if demixed else 0) and all(p.is_file() for p in previews)
     assert len(saved) == 1 and saved[0].is_file()
     frames, seconds = probe(saved[0])
     if path.stem == "mtv_start_image_keyframe":
@@ -104,3 +108,17 @@ def test_chain_segments_resumes_from_its_work_folder(comfy_env):
     second = run_workflow(graph)["10"][0]
     assert [p.stat().st_mtime_ns for p in segments] == stamps  # reused, not regenerated
     assert (first == second).all()
+
+
+def test_mtv_latents_travel_on_their_own_socket_and_decode_to_the_sampled_frames(comfy_env):
+    from nodes import MTVDecode, MTVSampler
+    from nodes.payloads import MTVLatents
+
+    assert MTVSampler.RETURN_TYPES[1] == "MTV_LATENT" and MTVDecode.INPUT_TYPES()["required"]["latent"][0] == "MTV_LATENT"
+    graph = load("mtv_start_image_keyframe")
+    frames, latents = run_workflow(graph)["10"]
+    assert isinstance(latents, MTVLatents) and latents.samples.shape == (1, 13, 16, 4, 6)
+    vae = run_workflow({"2": graph["2"]})["2"][0]
+    decoded = MTVDecode().decode(vae, latents, 0)[0]
+    assert decoded.shape == frames.shape == (49, 32, 48, 3)
+    assert torch.equal(decoded, frames)
