@@ -1,10 +1,14 @@
 """`python -m mtv_core queue` against a stand-in ComfyUI server on loopback that speaks the same
 HTTP API (/prompt, /queue, /history, /view, /upload/image, /object_info)."""
 
+import base64
+import hashlib
 import json
+import struct
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -47,8 +51,25 @@ class FakeComfy(BaseHTTPRequestHandler):
         self.received.append(graph)
         return self._send(200, {"prompt_id": "abc", "number": 1, "node_errors": {}})
 
+    def _websocket(self):
+        """ComfyUI's progress stream: a fragmented text message, a preview image, a ping, the last step."""
+        accept = base64.b64encode(hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        step = lambda value: json.dumps({"type": "progress", "data": {"value": value, "max": 30, "node": "10", "prompt_id": "abc"}}).encode()
+        first = step(3)
+        self.wfile.write(frame(0x1, first[:10], final=False) + frame(0x0, first[10:]) + frame(0x2, b"\x89PNG" * 3000)
+                         + frame(0x9, b"ping") + frame(0x1, step(30)))
+        self.wfile.flush()
+        time.sleep(3)
+
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path == "/ws":
+            return self._websocket()
         if url.path == "/queue":
             return self._send(200, {"queue_running": [[0, "abc"]], "queue_pending": []})
         if url.path == "/history/abc":
@@ -69,6 +90,13 @@ class FakeComfy(BaseHTTPRequestHandler):
             return self._send(200, {"MTVDemixStems": {"input": {"required": {"audio": [], "demixer": []},
                                                                 "optional": {"speaker_ranges": [], "second_speaker": []}}}})
         return self._send(404, {})
+
+
+def frame(opcode: int, payload: bytes, final: bool = True) -> bytes:
+    head = bytes([(0x80 if final else 0) | opcode])
+    if len(payload) < 126:
+        return head + bytes([len(payload)]) + payload
+    return head + bytes([126]) + struct.pack(">H", len(payload)) + payload
 
 
 @pytest.fixture
@@ -97,8 +125,9 @@ def test_queue_submits_overrides_and_downloads(server, tmp_path):
     assert graph["5"]["inputs"]["audio"] == "song.wav" and graph["10"]["inputs"]["seed"] == 7
     assert graph["8"]["inputs"]["scene"] == "A cat talks." and graph["6"]["inputs"]["speaker_ranges"] == "0-1:1"
     assert b"RIFF...." in FakeComfy.uploads[0]
-    assert (tmp_path / "out" / "talk_00001_.mp4").read_bytes() == b"MP4DATA"
+    assert (tmp_path / "out" / "mtv" / "talk_00001_.mp4").read_bytes() == b"MP4DATA"  # subfolders kept apart
     assert "running" in result.stdout
+    assert "MTVChainSegments (node 10): 3/30" in result.stdout and "MTVChainSegments (node 10): 30/30" in result.stdout
 
 
 def test_refused_workflow_lists_node_errors(server, tmp_path):
@@ -132,4 +161,4 @@ def test_override_errors_are_explained():
 
 def test_ui_format_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="UI-format workflow.*workflows/api/"):
-        load_api_workflow(ROOT / "workflows" / "mtv_talking_character.json")
+        load_api_workflow(ROOT / "workflows" / "MTV Talking character.json")
