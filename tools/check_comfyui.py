@@ -1,0 +1,392 @@
+"""The real-browser check: a real ComfyUI with this pack, opened in headless Chromium as a user opens it.
+
+    python tools/check_comfyui.py --comfyui PATH [--front-end-root PATH] [--screenshots DIR]
+
+Starts the ComfyUI checkout at PATH on 127.0.0.1 with its own --base-directory (a temporary folder holding only
+this pack, so no other install is touched), then, in Chromium driven by playwright:
+- builds every node of the pack and fails on a node that cannot be built or a widget named UNKNOWN;
+- loads every UI workflow and fails on any page error, any node not built, any widget value that differs from the
+  workflow's API-format file, and a built-in demo audio file whose player cannot fetch it; screenshots each
+  workflow at the view it opens with;
+- checks the template browser's list (the demo first) and a thumbnail per workflow;
+- queues the demo workflow from the UI and waits for its mp4 in /history;
+- queues it again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes.
+
+ComfyUI's Python (--python, default: this one) needs the pack's dependencies; this script's Python needs
+playwright (`pip install playwright`). The browser is Debian's chromium (`--chromium`), not playwright's download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+PACK = "comfyui-mtv"
+DEMO = "mtv_demo"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+
+
+class Failures(list):
+    def check(self, ok: bool, what: str) -> bool:
+        if not ok:
+            self.append(what)
+            print(f"  FAIL {what}", flush=True)
+        return ok
+
+
+# -- the server -------------------------------------------------------------------------------------------------
+class ComfyServer:
+    def __init__(self, comfyui: Path, python: str, base: Path, front_end_root: str | None):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+        (base / "custom_nodes" / PACK).symlink_to(ROOT, target_is_directory=True)
+        command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--base-directory",
+                   str(base), "--disable-auto-launch"]
+        if "--database-url" in (comfyui / "comfy" / "cli_args.py").read_text():
+            command += ["--database-url", "sqlite:///:memory:"]  # the default database lives in the checkout
+        if front_end_root:
+            command += ["--front-end-root", front_end_root]
+        self.log = base / "comfyui.log"
+        self.process = subprocess.Popen(command, cwd=comfyui, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"ComfyUI exited with {self.process.returncode}; see {self.log}")
+            try:
+                self.get("/object_info/MTVLoadAudio")
+                return
+            except (OSError, urllib.error.URLError):
+                time.sleep(1)
+        raise SystemExit(f"ComfyUI did not answer within {timeout:.0f}s; see {self.log}")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            body = response.read()
+            return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+    def post(self, path: str, payload: dict | None = None) -> None:
+        data = json.dumps(payload or {}).encode()
+        urllib.request.urlopen(urllib.request.Request(self.url + path, data, {"Content-Type": "application/json"}), timeout=30).close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- the page ---------------------------------------------------------------------------------------------------
+PAGE_HELPERS = """
+window.mtvCheck = {
+  progress: [], done: [],
+  widgetsOf(node) { return (node.widgets || []).map(w => ({name: w.name, type: String(w.type)})); },
+  build(types) {
+    const out = {};
+    for (const t of types) {
+      const n = LiteGraph.createNode(t);
+      out[t] = n ? {errors: !!n.has_errors, widgets: this.widgetsOf(n)} : null;
+    }
+    return out;
+  },
+  async load(workflow, name) {
+    await app.loadGraphData(workflow, true, true, name);
+    await new Promise(r => setTimeout(r, 1500));
+    const nodes = app.graph._nodes.map(n => ({id: n.id, type: n.type, comfyClass: n.comfyClass || null,
+      errors: !!n.has_errors, widgets: this.widgetsOf(n),
+      player: ((n.widgets || []).find(w => w.name === 'audioUI') || {}).element?.src || null}));
+    const prompt = await app.graphToPrompt();
+    return {nodes, output: prompt.output, scale: app.canvas.ds.scale};
+  },
+  async status(url) { try { return (await fetch(url)).status; } catch (e) { return String(e); } },
+};
+api.addEventListener('progress', e => window.mtvCheck.progress.push([Date.now(), e.detail.value, e.detail.max]));
+for (const kind of ['execution_success', 'execution_error', 'execution_interrupted'])
+  api.addEventListener(kind, e => window.mtvCheck.done.push([Date.now(), kind, e.detail]));
+"""
+
+
+class Page:
+    def __init__(self, browser, url: str, failures: Failures):
+        self.page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        self.page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+        self.page.goto(url)
+        self.page.wait_for_function("window.app && window.app.graph && window.LiteGraph && window.app.canvas", timeout=120000)
+        self.page.wait_for_timeout(3000)
+        self.page.evaluate("() => { window.api = window.app.api || window.comfyAPI?.api?.api; }")
+        self.page.evaluate(PAGE_HELPERS)
+        self.version = self.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || 'unknown'")
+        startup, self.errors[:] = list(self.errors), []
+        for error in startup:  # errors of the frontend itself at startup are reported, not failed, unless they are ours
+            ours = "MTV" in error or PACK in error or "mtv-demo" in error
+            failures.check(not ours, f"at startup: {error}") if ours else print(f"  note: frontend at startup: {error[:160]}")
+
+    def screenshot_templates(self, path: Path) -> None:
+        """The template browser on the pack's page (a new user sees it open at the first start), then closed."""
+        if not self.page.get_by_text(PACK, exact=True).count():
+            self.page.evaluate("() => app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
+            self.page.wait_for_timeout(2000)
+        if self.page.get_by_text(PACK, exact=True).count():
+            self.page.get_by_text(PACK, exact=True).first.click()
+            self.page.wait_for_timeout(2500)
+            self.page.screenshot(path=str(path))
+        self.page.keyboard.press("Escape")
+        self.page.wait_for_timeout(500)
+
+    def take_errors(self) -> list[str]:
+        errors, self.errors[:] = list(self.errors), []
+        return errors
+
+    def evaluate(self, script: str, argument=None):
+        return self.page.evaluate(script, argument)
+
+
+# -- the checks -------------------------------------------------------------------------------------------------
+def check_server(server: ComfyServer, failures: Failures, titles: list[str]) -> list[str]:
+    info = server.get("/object_info")
+    ours = sorted(name for name, node in info.items() if node.get("python_module", "").endswith(PACK))
+    failures.check(len(ours) >= 14, f"the pack registered {len(ours)} nodes: {ours}")
+    listed = server.get("/workflow_templates").get(PACK, [])
+    failures.check(sorted(listed) == sorted(titles), f"template browser lists {listed}, expected {titles}")
+    failures.check(bool(listed) and listed[0] == titles[0], f"template browser does not list the demo first: {listed[:1]}")
+    for title in titles:
+        try:
+            image = server.get(f"/api/workflow_templates/{PACK}/{urllib.parse.quote(title)}.jpg")
+            failures.check(image[:3] == b"\xff\xd8\xff", f"thumbnail of {title!r} is not a JPEG")
+        except urllib.error.HTTPError as error:
+            failures.check(False, f"thumbnail of {title!r}: HTTP {error.code}")
+    return ours
+
+
+BAD_INPUTS = [  # (node, input, value): each must be refused before the run, once, on that input
+    ("5", "audio", "no_such_file.wav"), ("5", "audio", "../../etc/passwd"), ("5", "duration_seconds", -1.0),
+    ("5", "start_seconds", -3.0), ("1", "model_name", "../mtv_single.safetensors"), ("10", "steps", 0),
+]
+
+
+def check_validation(server: ComfyServer, demo: dict, failures: Failures) -> None:
+    """Bad values in the demo's API graph are refused by POST /prompt with one error, on the right input."""
+    for node_id, name, value in BAD_INPUTS:
+        graph = json.loads(json.dumps(demo))
+        graph[node_id]["inputs"][name] = value
+        try:
+            server.post("/prompt", {"prompt": graph})
+            failures.check(False, f"{node_id}.{name}={value!r} was accepted")
+            continue
+        except urllib.error.HTTPError as error:
+            answer = json.loads(error.read() or b"{}")
+        errors = [(node, item.get("extra_info", {}).get("input_name"), item.get("details", ""))
+                  for node, entry in (answer.get("node_errors") or {}).items() for item in entry.get("errors", [])]
+        failures.check([(n, i) for n, i, _ in errors] == [(node_id, name)],
+                       f"{node_id}.{name}={value!r}: expected one error on that input, got {errors}")
+        print(f"  refused {node_id}.{name}={value!r}: {errors[0][2][:140] if errors else '?'}")
+
+
+def check_nodes(page: Page, types: list[str], failures: Failures) -> None:
+    built = page.evaluate("types => window.mtvCheck.build(types)", types)
+    for node_type, result in built.items():
+        if failures.check(result is not None and not result["errors"], f"node {node_type} cannot be built"):
+            unknown = [w["name"] for w in result["widgets"] if "UNKNOWN" in (w["name"], w["type"].upper())]
+            failures.check(not unknown, f"node {node_type} has UNKNOWN widgets {unknown}")
+    for error in page.take_errors():
+        failures.check(False, f"building nodes: {error}")
+
+
+def check_upload(page: Page, server: ComfyServer, folder: Path, failures: Failures) -> None:
+    """Load Audio's upload button: choose a wav as a user does; the widget takes its name and the player plays it."""
+    import math
+    import struct
+    import wave
+
+    path = folder / "mtv_upload_check.wav"
+    with wave.open(str(path), "wb") as sound:
+        sound.setnchannels(1), sound.setsampwidth(2), sound.setframerate(16000)
+        sound.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 8))) for i in range(16000)))
+    page.evaluate("""() => { const n = LiteGraph.createNode('MTVLoadAudio'); app.graph.add(n); window.mtvCheck.uploadNode = n; }""")
+    with page.page.expect_file_chooser(timeout=10000) as chooser:
+        page.evaluate("() => window.mtvCheck.uploadNode.widgets.find(w => w.name === 'upload').callback()")
+    chooser.value.set_files(str(path))
+    page.page.wait_for_timeout(3000)
+    value, player = page.evaluate("""() => { const n = window.mtvCheck.uploadNode;
+        return [n.widgets.find(w => w.name === 'audio').value, n.widgets.find(w => w.name === 'audioUI').element.src]; }""")
+    status = page.evaluate("url => window.mtvCheck.status(url)", player) if player else None
+    failures.check(value == path.name and status == 200, f"upload button: widget {value!r}, player {player!r} ({status})")
+    print(f"  upload button: {value} uploaded, player HTTP {status}")
+    page.evaluate("() => app.graph.remove(window.mtvCheck.uploadNode)")
+    page.take_errors()
+
+
+def check_workflow(page: Page, server: ComfyServer, title: str, api: dict, shots: Path, label: str, failures: Failures) -> bool:
+    ui = json.loads((WORKFLOWS / f"{title}.json").read_text())
+    loaded = page.evaluate("([w, n]) => window.mtvCheck.load(w, n)", [ui, title])
+    before = len(failures)
+    failures.check(len(loaded["nodes"]) == len(ui["nodes"]), f"{title}: {len(loaded['nodes'])} of {len(ui['nodes'])} nodes built")
+    flagged = [f"{node['id']} ({node['type']})" for node in loaded["nodes"] if node["errors"]]
+    if flagged:  # newer frontends flag a widget naming a model or media file this install does not have
+        failures.check("Demo" not in title, f"{title}: the frontend flags nodes {flagged}")
+        print(f"  note: {title}: the frontend flags nodes {', '.join(flagged)} (files a fresh install lacks)")
+    for node in loaded["nodes"]:
+        failures.check(bool(node["comfyClass"]) or node["type"] == "Note", f"{title}: node {node['id']} ({node['type']}) not built")
+        unknown = [w["name"] for w in node["widgets"] if w["name"] == "UNKNOWN"]
+        failures.check(not unknown, f"{title}: node {node['id']} ({node['type']}) has UNKNOWN widgets")
+        if node["player"] and "mtv-demo" in node["player"]:
+            status = page.evaluate("url => window.mtvCheck.status(url)", node["player"])
+            failures.check(status == 200, f"{title}: node {node['id']}'s player cannot fetch {node['player']} ({status})")
+    failures.check(loaded["scale"] >= 0.6, f"{title}: opens at {loaded['scale']:.0%} zoom, where the canvas draws no text")
+    compare_prompt(title, loaded["output"], api, failures)
+    page.page.screenshot(path=str(shots / f"{title} [{label}].png"))
+    for error in page.take_errors():
+        if "/view?" in error and "mtv-demo" not in error:
+            continue  # the official workflows name input files (mtv_example.wav) a fresh install does not have
+        failures.check(False, f"{title}: {error}")
+    return len(failures) == before
+
+
+def compare_prompt(title: str, output: dict, api: dict, failures: Failures) -> None:
+    failures.check(set(output) == set(api), f"{title}: the browser's prompt has nodes {sorted(output)}, the API file {sorted(api)}")
+    for node_id, node in api.items():
+        got = output.get(node_id, {})
+        failures.check(got.get("class_type") == node["class_type"], f"{title}: node {node_id} is {got.get('class_type')}, API file {node['class_type']}")
+        for name, value in node["inputs"].items():
+            seen = got.get("inputs", {}).get(name)
+            failures.check(seen == value, f"{title}: node {node_id} input {name} is {seen!r} in the browser, {value!r} in the API file")
+
+
+def queue_demo(page: Page, server: ComfyServer, title: str, failures: Failures, timeout: float) -> float | None:
+    """Queue the demo from the UI (as the Queue button does) and wait for its mp4; returns the seconds taken."""
+    ui = json.loads((WORKFLOWS / f"{title}.json").read_text())
+    page.evaluate("([w, n]) => window.mtvCheck.load(w, n)", [ui, title])
+    known = set(server.get("/history"))
+    started = time.monotonic()
+    page.evaluate("() => app.queuePrompt(0, 1)")  # 1.27 returns false even on success: /history decides
+    while time.monotonic() - started < timeout:
+        new = {k: v for k, v in server.get("/history").items() if k not in known}
+        for entry in new.values():
+            if entry.get("status", {}).get("completed") is not None:
+                items = [item for output in entry.get("outputs", {}).values()
+                         for kind in ("videos", "images", "gifs") for item in output.get(kind, []) or []]
+                files = [item.get("filename", "") for item in items]
+                videos = [item for item in items if item.get("filename", "").endswith(".mp4")]
+                ok = entry["status"].get("status_str") == "success" and bool(videos) and is_mp4(server, videos[0])
+                failures.check(ok, f"demo queued from the UI: {entry['status'].get('status_str')}, outputs {files}, "
+                                   f"messages {json.dumps(entry['status'].get('messages'))[:600]}")
+                return time.monotonic() - started if ok else None
+        time.sleep(1)
+    failures.check(False, f"demo queued from the UI: no result in /history after {timeout:.0f}s")
+    return None
+
+
+def is_mp4(server: ComfyServer, item: dict) -> bool:
+    query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
+    data = server.get(f"/view?{query}")
+    return len(data) > 1000 and data[4:8] == b"ftyp"
+
+
+def measure_interrupt(page: Page, server: ComfyServer, failures: Failures, timeout: float) -> float | None:
+    """Queue the demo with another seed, press Cancel once sampling reports progress; seconds until it stops."""
+    page.evaluate("""() => { const n = app.graph._nodes.find(n => n.type === 'MTVChainSegments');
+                             n.widgets.find(w => w.name === 'seed').value += 1; window.mtvCheck.progress = [];
+                             window.mtvCheck.done = []; return app.queuePrompt(0, 1); }""")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and page.evaluate("() => window.mtvCheck.progress.filter(p => p[2] > 10).length") < 2:
+        time.sleep(0.2)
+    pressed = time.monotonic()
+    server.post("/interrupt")
+    while time.monotonic() < deadline:
+        done = page.evaluate("() => window.mtvCheck.done")
+        if done:
+            failures.check(done[-1][1] == "execution_interrupted", f"Cancel during sampling ended with {done[-1][1]}")
+            return time.monotonic() - pressed
+        time.sleep(0.1)
+    failures.check(False, "Cancel during sampling: the job did not stop")
+    return None
+
+
+def ui_titles() -> list[str]:
+    """UI workflow titles, the demo first (as the builder writes them)."""
+    titles = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+    return sorted(titles, key=lambda t: "Demo" not in t)
+
+
+def api_name(title: str) -> str:
+    """The API file of a UI workflow, which the builder names in its `extra.mtv_api`."""
+    return json.loads((WORKFLOWS / f"{title}.json").read_text())["extra"]["mtv_api"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comfyui", required=True, type=Path, help="a ComfyUI checkout (main.py)")
+    parser.add_argument("--front-end-root", help="a frontend's static folder, e.g. .../comfyui_frontend_package/static")
+    parser.add_argument("--python", default=sys.executable, help="the Python that runs ComfyUI")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("--screenshots", type=Path, default=Path("comfyui-screenshots"))
+    parser.add_argument("--timeout", type=float, default=600, help="seconds the demo may take from the UI")
+    parser.add_argument("--skip-queue", action="store_true", help="only load and compare, do not run the demo")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    args.screenshots.mkdir(parents=True, exist_ok=True)
+    failures, rows, label = Failures(), [], "frontend not reached"
+    api_files = {p.stem: json.loads(p.read_text()) for p in (WORKFLOWS / "api").glob("*.json")}
+    titles = ui_titles()
+    with tempfile.TemporaryDirectory(prefix="mtv-comfyui-") as base:
+        server = ComfyServer(args.comfyui.resolve(), args.python, Path(base), args.front_end_root)
+        try:
+            server.wait_ready()
+            types = check_server(server, failures, titles)
+            check_validation(server, api_files[DEMO], failures)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
+                page = Page(browser, server.url, failures)
+                label = f"frontend {page.version}"
+                print(f"ComfyUI at {server.url} with {label}; log {server.log}")
+                page.screenshot_templates(args.screenshots / f"template browser [{label}].png")
+                check_nodes(page, types, failures)
+                check_upload(page, server, Path(base), failures)
+                for title in titles:
+                    started = time.monotonic()
+                    loaded = check_workflow(page, server, title, api_files[api_name(title)], args.screenshots, label, failures)
+                    rows.append([title, "yes" if loaded else "NO", "-", f"{time.monotonic() - started:.1f}"])
+                if not args.skip_queue:
+                    seconds = queue_demo(page, server, titles[0], failures, args.timeout)
+                    rows[0][2] = f"yes, mp4 in {seconds:.0f}s" if seconds is not None else "NO"
+                    stop = measure_interrupt(page, server, failures, args.timeout)
+                    print(f"Cancel during sampling stopped the job in {stop:.2f}s" if stop is not None else "Cancel: no stop")
+                browser.close()
+        finally:
+            server.stop()
+    print(f"\n| workflow | loads | runs from the UI | seconds to load |  ({label})\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nscreenshots in {args.screenshots}")
+    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
