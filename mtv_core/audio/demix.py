@@ -17,6 +17,7 @@ import torch
 
 from ..errors import ConfigError, ModelFileError
 from ..fileio import atomic_write
+from ..tensorfile import build_on_meta, check_config_values, read_tensor_file
 from .io import Waveform, to_stereo
 from .resample import resample
 from .stems import Stems, content_hash
@@ -65,21 +66,48 @@ def write_demixer_file(demixer_file: DemixerFile, output_path) -> None:
     atomic_write(output_path, lambda temp: save_file(tensors, temp, metadata=metadata))
 
 
-def build_model(demixer_file: DemixerFile, path="demixer"):
+# Counts that make one module each, bounded before a model is built (htdemucs: depth 4, 5 transformer layers).
+DEMUCS_LIMITS = {"depth": (1, 12), "t_layers": (0, 32), "dconv_depth": (0, 8), "channels": (1, 4096),
+                 "audio_channels": (1, 8), "t_heads": (1, 64), "nfft": (16, 65536)}
+DEMUCS_FIX = "give an HTDemucs model converted with `python -m mtv_core convert-demixer`, or a demucs .th file"
+
+
+def meta_model(args: list, kwargs: dict, path):
+    """The HTDemucs the file's arguments describe, built on the meta device (no memory), and its tensor shapes."""
     try:
         from demucs.htdemucs import HTDemucs
     except ImportError as error:
         raise ConfigError("demixing needs the demucs package: pip install demucs (it needs no torchaudio).") from error
     import inspect
 
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ModelFileError(f"{path}: its model arguments are not a list and a mapping; {DEMUCS_FIX}.")
     accepted = inspect.signature(HTDemucs).parameters
-    kwargs = {name: value for name, value in demixer_file.kwargs.items() if name in accepted}
+    kwargs = check_config_values({name: value for name, value in kwargs.items() if name in accepted}, DEMUCS_LIMITS,
+                                 path, "HTDemucs", DEMUCS_FIX)
+    sources = kwargs.get("sources", args[0] if args else None)
+    if not isinstance(sources, list) or not 1 <= len(sources) <= 16 or not all(isinstance(s, str) for s in sources):
+        raise ModelFileError(f"{path}: its sources {str(sources)[:80]} are not a list of up to 16 names; {DEMUCS_FIX}.")
     try:
-        model = HTDemucs(*demixer_file.args, **kwargs)
-        model.load_state_dict(demixer_file.state, strict=True)
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: the weights do not fit an HTDemucs built from the file's own arguments ({error}); the file is damaged or not an HTDemucs model.") from error
+        return build_on_meta(lambda: HTDemucs(*args, **kwargs))
+    except (RuntimeError, TypeError, ValueError, ZeroDivisionError, AssertionError) as error:
+        raise ModelFileError(f"{path}: its arguments do not describe an HTDemucs ({str(error)[:200]}); {DEMUCS_FIX}.") from None
+
+
+def build_model(demixer_file: DemixerFile, path="demixer"):
+    model, expected = meta_model(demixer_file.args, demixer_file.kwargs, path)
+    _check_shapes(expected, {name: tuple(t.shape) for name, t in demixer_file.state.items()}, path)
+    model.load_state_dict(demixer_file.state, strict=True, assign=True)
     return model.eval()
+
+
+def _check_shapes(expected: dict, found: dict, path) -> None:
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(found) if expected[name] != found[name])
+    if missing or unexpected or wrong:
+        raise ModelFileError(f"{path}: the weights do not fit an HTDemucs built from the file's own arguments (missing "
+                             f"{missing[:3]}, unexpected {unexpected[:3]}, other shapes {wrong[:3]}); the file is damaged "
+                             "or not an HTDemucs model.")
 
 
 class Demixer:
@@ -232,17 +260,14 @@ def _padded_chunk(buffer, buffer_start, offset, chunk_length, length, total):
 
 
 def _read_safetensors(path) -> DemixerFile:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError) as error:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({error}); convert the .th again.") from error
-    if metadata.get("format") != _SAFETENSORS_FORMAT:
-        raise ModelFileError(f"{path}: not a demixer converted by `python -m mtv_core convert-demixer` (metadata format {metadata.get('format')!r}).")
-    return DemixerFile(_from_json(json.loads(metadata["args"])), _from_json(json.loads(metadata["kwargs"])), state)
+    tensors = read_tensor_file(path, "demixer file")
+    if tensors.metadata.get("format") != _SAFETENSORS_FORMAT:
+        raise ModelFileError(f"{path}: not a demixer converted by `python -m mtv_core convert-demixer` (metadata format {tensors.metadata.get('format')!r}).")
+    args = _from_json(tensors.json_metadata("args", DEMUCS_FIX))
+    kwargs = _from_json(tensors.json_metadata("kwargs", DEMUCS_FIX))
+    _, expected = meta_model(args, kwargs, path)
+    _check_shapes(expected, tensors.shapes, path)
+    return DemixerFile(args, kwargs, tensors.load())
 
 
 def _read_demucs_package(path) -> DemixerFile:
@@ -276,8 +301,12 @@ def _package_contents(package, path) -> DemixerFile:
     if klass_name not in _SUPPORTED_CLASSES:
         raise ModelFileError(f"{path}: model class {klass_name} is not supported; only HTDemucs (Demucs v4) models are.")
     state = package["state"]
+    if not isinstance(state, dict) or not isinstance(package["args"], (list, tuple)) or not isinstance(package["kwargs"], dict):
+        raise ModelFileError(f"{path}: not a demucs model package (its state, args or kwargs have the wrong type); give a demucs .th model file.")
     if state.get("__quantized"):
         raise ModelFileError(f"{path}: quantized demucs models are not supported; use the unquantized release of the model.")
+    if not all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
+        raise ModelFileError(f"{path}: its state holds objects other than tensors; give a demucs .th model file.")
     state = {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
     return DemixerFile(list(package["args"]), dict(package["kwargs"]), state)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelFileError
 from ..fileio import atomic_write
+from ..tensorfile import read_tensor_file
 
 CONFIG_KEY = "config"
 KIND_KEY = "mtv_kind"
@@ -19,14 +19,17 @@ KIND_KEY = "mtv_kind"
 def load_pickled_state_dict(path: str | Path) -> dict:
     """Load an official .pt/.th file with `weights_only=True`: tensors and plain containers only.
 
-    Memory-mapped, so a 23 GB checkpoint is not read into RAM at once. A file whose pickle
-    references anything else (code, custom classes) is refused rather than executed.
+    A zip-format file (every torch.save since 1.6) is memory-mapped, so a 23 GB checkpoint is not read into RAM
+    at once; a legacy (pre-1.6) file cannot be mapped and is read whole. A file whose pickle references anything
+    else (code, custom classes) is refused rather than executed.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file; pass the path of the official checkpoint")
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
             f"{path}: refused to unpickle it, because it holds more than tensors and plain containers "
@@ -34,7 +37,8 @@ def load_pickled_state_dict(path: str | Path) -> dict:
             "Re-save it as a plain state_dict with the code that made it, or use the released official file."
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}") from error
+        kind = "PyTorch checkpoint" if zipped else "legacy (pre-zip) PyTorch checkpoint"
+        raise ModelFileError(f"{path}: not a readable {kind} (truncated or corrupt?): {str(error)[:300]}") from error
 
 
 def unwrap_state_dict(saved) -> dict:
@@ -59,33 +63,6 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], config:
     return path
 
 
-def read_header(path: str | Path) -> tuple[dict, dict]:
-    """(tensor entries, metadata) of a safetensors file, after checking it is whole."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file; check the path (ComfyUI model folders: models/diffusion_models, models/vae)")
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ModelFileError(f"{path}: not a safetensors file ({size} bytes); convert official .pt files with `python -m mtv_core convert`")
-        (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > min(size - 8, 100_000_000):
-            raise ModelFileError(f"{path}: not a safetensors file (bad header); convert official .pt files with `python -m mtv_core convert`")
-        try:
-            header = json.loads(handle.read(header_size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ModelFileError(f"{path}: not a safetensors file (header is not JSON: {error})") from error
-    metadata = header.pop("__metadata__", {}) or {}
-    data_end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    if 8 + header_size + data_end > size:
-        raise ModelFileError(
-            f"{path}: truncated: the header describes {8 + header_size + data_end} bytes but the file has {size}; "
-            "download or convert it again"
-        )
-    return header, metadata
-
-
 def read_config(path: str | Path) -> dict | None:
-    _, metadata = read_header(path)
-    return json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
+    """The model config stored in a converted file's metadata (None if it has none)."""
+    return read_tensor_file(path, "model file").json_metadata(CONFIG_KEY, "convert the model again with `python -m mtv_core convert`")

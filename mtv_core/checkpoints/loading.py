@@ -1,5 +1,5 @@
-"""Load a converted MTV transformer straight into its dtype and device (meta-device init: the
-weights are never materialised twice)."""
+"""Load a converted MTV transformer straight into its dtype and device. The file's config is checked (bounded
+sizes, then a meta-device build whose names and shapes must equal the file's) before any weight is read."""
 
 from __future__ import annotations
 
@@ -8,63 +8,63 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFileError
-from .files import read_config, read_header
+from ..tensorfile import TensorFile, build_on_meta, check_config_values, read_tensor_file
+from .files import CONFIG_KEY
 
 MTV_KIND = "mtv-transformer"
+REBUILD = "convert the official checkpoint again with `python -m mtv_core convert`"
+# Counts that make one module each: bounded before a model is built (the official model has 42 layers, 48 heads).
+CONFIG_LIMITS = {"num_layers": (1, 256), "num_attention_heads": (1, 512), "audio_interaction_layers": (0, 64),
+                 "patch_size": (1, 16), "temporal_compression_ratio": (1, 16), "audio_tokens_per_frame": (1, 4096)}
 
 
 def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", variant: str | None = None):
     """Build an `MTVTransformer3DModel` from a safetensors file written by the converter or trainer."""
-    from safetensors import safe_open
-
     from ..models import MTVTransformer3DModel
 
-    header, _ = read_header(path)
-    config = read_config(path)
-    _check_is_mtv(path, header, config)
+    tensors = read_tensor_file(path, "model file")
+    config = mtv_file_config(tensors)
     if variant and _variant_family(variant) != _variant_family(config.get("variant", "single")):
         raise ModelFileError(
             f"{path}: this is an MTV {config.get('variant')!r} model but {variant!r} was asked for; "
             f"pick the {variant} checkpoint, or set the variant to {config.get('variant')!r}"
         )
-    with torch.device("meta"):
-        model = MTVTransformer3DModel(**config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(header))
-    unexpected = sorted(set(header) - set(expected))
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{path}: does not match its own config: missing {_few(missing)}, unexpected {_few(unexpected)}; "
-            "convert the official checkpoint again with `python -m mtv_core convert`"
-        )
-    state = {}
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        for key in expected:
-            tensor = handle.get_tensor(key)
-            if tuple(tensor.shape) != tuple(expected[key].shape):
-                raise ModelFileError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, config says {tuple(expected[key].shape)}")
-            state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+    model, expected = build_on_meta(lambda: _build(MTVTransformer3DModel, config, path))
+    tensors.check_matches(expected, REBUILD)
+    state = tensors.load(device=device)
+    if dtype is not None:
+        state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 
-def _check_is_mtv(path, header: dict, config: dict | None):
-    has_audio = any(key.startswith("audio_encoders.") for key in header)
-    if not has_audio and any(key.startswith("transformer_blocks.") for key in header):
+def mtv_file_config(tensors: TensorFile) -> dict:
+    """The checked config of an MTV model file: it must be MTV's, with sizes in range and layer counts that match
+    the tensors the file holds."""
+    path, names = tensors.path, tensors.tensors
+    has_audio = any(key.startswith("audio_encoders.") for key in names)
+    if not has_audio and any(key.startswith("transformer_blocks.") for key in names):
         raise ModelFileError(
             f"{path}: this is a plain CogVideoX transformer without MTV's audio modules; "
             "MTV needs the converted MTV checkpoint (`python -m mtv_core convert --input mtv/single/1/mp_rank_00_model_states.pt`)"
         )
+    config = tensors.json_metadata(CONFIG_KEY, REBUILD)
     if config is None or not has_audio:
-        raise ModelFileError(
-            f"{path}: not an MTV model file (no MTV config in its metadata); "
-            "convert the official checkpoint with `python -m mtv_core convert`"
-        )
+        raise ModelFileError(f"{path}: not an MTV model file (no MTV config in its metadata); {REBUILD}")
+    check_config_values(config, CONFIG_LIMITS, path, "MTV", REBUILD)
+    for key, prefix in (("num_layers", "transformer_blocks."), ("audio_interaction_layers", "audio_interaction_blocks.")):
+        found = len({name.split(".")[1] for name in names if name.startswith(prefix)})
+        if key in config and config[key] != found:
+            raise ModelFileError(f"{path}: its config says {key} = {config[key]} but the file holds {found}; {REBUILD}")
+    return config
+
+
+def _build(model_class, config: dict, path):
+    try:
+        return model_class(**config)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ModelFileError(f"{path}: its config does not describe an MTV model ({str(error)[:200]}); {REBUILD}") from None
 
 
 def _variant_family(variant: str) -> str:
-    return "multi" if "multi" in variant else "single"
-
-
-def _few(keys: list[str]) -> str:
-    return "none" if not keys else ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return "multi" if "multi" in str(variant) else "single"

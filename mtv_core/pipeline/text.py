@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFileError
+from ..tensorfile import build_on_meta, check_config_values, check_folder_weights, read_config_json, weight_files
 
 MAX_TEXT_TOKENS = 226
 
@@ -52,20 +53,33 @@ class TextEncoder:
         return hidden.float().cpu()
 
 
+T5_LIMITS = {"d_model": (8, 16384), "d_ff": (8, 65536), "num_layers": (1, 64), "num_heads": (1, 256), "d_kv": (1, 1024),
+             "vocab_size": (2, 1_000_000)}
+T5_FIX = "pass the folder holding the T5 v1.1 XXL encoder (config.json, .safetensors weights) and its tokenizer files"
+
+
 def load_text_encoder(folder, device="cpu", dtype=torch.bfloat16) -> TextEncoder:
-    """Load tokenizer + T5EncoderModel from a local folder (transformers layout); never downloads."""
-    from transformers import AutoTokenizer, T5EncoderModel
+    """Load tokenizer + T5EncoderModel from a local folder (transformers layout); never downloads. The config is
+    checked against the weights (a meta-device build) before anything is allocated."""
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
     folder = Path(folder)
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise ModelFileError(f"T5 folder {str(folder)!r} is missing or has no config.json; pass the folder holding "
-                             "the T5 v1.1 XXL encoder (config.json, weights) and its tokenizer files")
+    if not folder.is_dir():
+        raise ModelFileError(f"T5 folder {str(folder)!r} is missing; {T5_FIX}")
+    values = check_config_values(read_config_json(folder / "config.json", "T5"), T5_LIMITS, folder, "T5", T5_FIX)
+    files = weight_files(folder, "T5")
+    try:
+        config = T5Config(**{k: v for k, v in values.items() if not k.startswith("_")})
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{folder}: its config.json is not a T5 config ({str(error)[:200]}); {T5_FIX}") from None
+    model, _ = build_on_meta(lambda: T5EncoderModel(config))
+    check_folder_weights(folder, model, files, "T5 encoder", T5_FIX)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        encoder = T5EncoderModel.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise ModelFileError(f"could not load T5 from {str(folder)!r}: {error}. The folder needs the encoder weights "
-                             "and tokenizer files (spiece.model or tokenizer.json)") from error
+        encoder = T5EncoderModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError, TypeError) as error:
+        raise ModelFileError(f"could not load T5 from {str(folder)!r}: {str(error)[:300]}. The folder needs the encoder "
+                             "weights (.safetensors) and tokenizer files (spiece.model or tokenizer.json)") from None
     return TextEncoder(tokenizer, encoder.to(device).eval())
 
 

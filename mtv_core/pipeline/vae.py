@@ -8,55 +8,60 @@ Tiles are NOT bit-exact with a plain decode (the VAE's GroupNorm sees per-tile s
 when a plain decode does not fit in memory.
 """
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelFileError
+from ..tensorfile import build_on_meta, check_config_values, check_folder_weights, read_config_json, read_tensor_file, weight_files
 
 LATENT_SCALE = 0.7  # official MTV / CogVideoX-5B scale_factor
 SPATIAL_FACTOR = 8
 
 
+VAE_LIMITS = {"block_out_channels": (1, 8192), "layers_per_block": (1, 16), "latent_channels": (1, 256),
+              "in_channels": (1, 16), "out_channels": (1, 16), "norm_num_groups": (1, 1024)}
+REBUILD_VAE = ("pass the CogVideoX VAE: a diffusers AutoencoderKLCogVideoX folder or the .safetensors that "
+               "`python -m mtv_core convert` makes from 3d-vae.pt")
+
+
 def load_vae(path, device="cpu", dtype=torch.float32):
-    """AutoencoderKLCogVideoX from a diffusers folder or one converted safetensors file (config in metadata)."""
+    """AutoencoderKLCogVideoX from a diffusers folder or one converted safetensors file (config in metadata). The
+    config is checked and compared with the weights (a meta-device build) before anything is allocated."""
     from diffusers import AutoencoderKLCogVideoX
 
     path = Path(path)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelFileError(f"VAE folder {str(path)!r} has no config.json; pass a diffusers "
-                                 "AutoencoderKLCogVideoX folder or a converted .safetensors file")
-        vae = AutoencoderKLCogVideoX.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        config = check_config_values(read_config_json(path / "config.json", "VAE"), VAE_LIMITS, path, "VAE", REBUILD_VAE)
+        files = weight_files(path, "VAE")
+        vae, expected = build_on_meta(lambda: _from_config(AutoencoderKLCogVideoX, config, path))
+        check_folder_weights(path, vae, files, "VAE", REBUILD_VAE)
+        state = {name: tensor for file in files for name, tensor in file.load().items()}
     elif path.is_file() and path.suffix == ".safetensors":
-        vae = AutoencoderKLCogVideoX.from_config(_config_from_safetensors(path))
-        _load_state(vae, path)
+        tensors = read_tensor_file(path, "VAE file")
+        config = tensors.json_metadata("config", REBUILD_VAE)
+        if config is None:
+            raise ModelFileError(f"VAE file {str(path)!r} has no 'config' metadata; it was not written by "
+                                 "`python -m mtv_core convert`. Convert the VAE again or pass a diffusers folder")
+        check_config_values(config, VAE_LIMITS, path, "VAE", REBUILD_VAE)
+        vae, expected = build_on_meta(lambda: _from_config(AutoencoderKLCogVideoX, config, path))
+        tensors.check_matches(expected, REBUILD_VAE)
+        state = tensors.load()
     else:
         raise ModelFileError(f"VAE {str(path)!r} is neither a diffusers folder nor a .safetensors file; "
                              "convert 3d-vae.pt with `python -m mtv_core convert` first")
+    try:
+        vae.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise ModelFileError(f"VAE {str(path)!r} does not match its config ({str(error)[:300]}); {REBUILD_VAE}") from None
     return vae.to(device=device, dtype=dtype).eval()
 
 
-def _config_from_safetensors(path: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if "config" not in metadata:
-        raise ModelFileError(f"VAE file {str(path)!r} has no 'config' metadata; it was not written by "
-                             "`python -m mtv_core convert`. Convert the VAE again or pass a diffusers folder")
-    return json.loads(metadata["config"])
-
-
-def _load_state(vae, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    missing, unexpected = vae.load_state_dict(load_file(str(path)), strict=False)
-    if missing or unexpected:
-        raise ModelFileError(f"VAE file {str(path)!r} does not match its config: {len(missing)} missing keys "
-                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
-                             "convert it again with `python -m mtv_core convert`")
+def _from_config(model_class, config: dict, path):
+    try:
+        return model_class.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ModelFileError(f"{path}: its config is not a CogVideoX VAE's ({str(error)[:200]}); {REBUILD_VAE}") from None
 
 
 def latent_channels(vae) -> int:

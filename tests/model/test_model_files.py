@@ -73,10 +73,14 @@ def test_variant_mismatch(sat_single):
 
 def test_file_that_does_not_match_its_config(sat_single, tmp_path):
     model = load_mtv_model(sat_single[2])
-    state = {k: v for k, v in model.state_dict().items() if "audio_interaction_blocks.1" not in k}
+    state = {k: v for k, v in model.state_dict().items() if k != "audio_interaction_blocks.1.norm_ff.weight"}
     path = tmp_path / "partial.safetensors"
     save_safetensors(path, state, dict(model.config), "mtv-transformer")
-    with pytest.raises(ModelFileError, match="partial.safetensors: does not match its own config: missing audio_interaction_blocks.1"):
+    with pytest.raises(ModelFileError, match="partial.safetensors: does not match its own config: missing audio_interaction_blocks.1.norm_ff.weight"):
+        load_mtv_model(path)
+    state = {k: v for k, v in model.state_dict().items() if "audio_interaction_blocks.1." not in k}
+    save_safetensors(path, state, dict(model.config), "mtv-transformer")
+    with pytest.raises(ModelFileError, match="partial.safetensors: its config says audio_interaction_layers = 2 but the file holds 1"):
         load_mtv_model(path)
 
 
