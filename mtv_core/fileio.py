@@ -68,3 +68,42 @@ def file_sha256(path, block: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(block), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class FolderLock:
+    """An exclusive lock on a folder, held while the process works in it (released when the process ends, even when
+    killed). A second process is refused at once with a message naming the holder."""
+
+    def __init__(self, folder: Path, what: str):
+        self.path = Path(folder) / ".lock"
+        self.handle = open(self.path, "a+")
+        self.handle.seek(0)
+        try:
+            _lock(self.handle)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            from .errors import GenerationError
+
+            raise GenerationError(f"{what} {str(folder)!r} is in use by {holder}; wait for that run to finish, or "
+                                  "choose another folder") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"process {os.getpid()}")
+        self.handle.flush()
+
+    def release(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -130,7 +130,7 @@ class MTVChainSegments:
                 **_sampling_inputs(),
                 "audio": ("AUDIO", {"tooltip": "The soundtrack to put under the video (the mix, or a stem); cut to the video's length."}),
                 "colour_match": ("BOOLEAN", {"default": True, "tooltip": "Match each segment's colours to the previous tail (prevents drift)."}),
-                "work_folder": ("STRING", {"default": "mtv_segments/job", "tooltip": "Folder (under ComfyUI's output) for finished segments; a rerun of the same job resumes from them."}),
+                "work_folder": ("STRING", {"default": "mtv_segments/job", "tooltip": "Folder under ComfyUI's output for finished segments, one subfolder per job; queueing the same job again resumes from them."}),
             },
             "optional": {"start_image": _START_IMAGE},
         }
@@ -156,8 +156,8 @@ class MTVChainSegments:
             text = conditioning.text
             fingerprint = job_fingerprint(mtv_model.model, generator.config, mtv_model.memory, text.embeddings,
                                           text.schedule, conditioning.audio.features, plan, start, mtv_model.name)
-            store = SegmentStore(comfy.output_directory() / work_folder, fingerprint)
-            frames = generate_frames(generator, text.embeddings, text.schedule, conditioning.audio.features, plan, store, start)
+            with SegmentStore(comfy.output_folder(work_folder), fingerprint) as store:
+                frames = generate_frames(generator, text.embeddings, text.schedule, conditioning.audio.features, plan, store, start)
         except Exception as error:
             raise node_error("MTV Chain Segments", "conditioning", error)
         trimmed = fit_audio(waveform.samples, waveform.sample_rate, frames.shape[0], FPS)

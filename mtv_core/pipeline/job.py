@@ -177,12 +177,13 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     vae = load_vae(job.files.vae, dtype=job.dtype)
     check_compatible(model, vae)
     swap = prepare_model(model, job.memory)
-    store = SegmentStore(job.segment_folder, job_fingerprint(model, job.config, job.memory, text, job.schedule,
-                                                             features, plan, start_image, _file_identity(job)))
-    generator = SegmentGenerator(model, vae, job.config, job.memory, swap, progress, interrupt)
-    frames = generate_frames(generator, text, job.schedule, features, plan, store, start_image)
-    audio, rate = soundtrack(job, waveform, stems)
-    path = write_mp4(job.out, frames, job.config.fps, audio, rate)
-    if not job.keep_segments:
-        store.remove()
+    fingerprint = job_fingerprint(model, job.config, job.memory, text, job.schedule, features, plan, start_image,
+                                  _file_identity(job))
+    with SegmentStore(job.segment_folder, fingerprint) as store:
+        generator = SegmentGenerator(model, vae, job.config, job.memory, swap, progress, interrupt)
+        frames = generate_frames(generator, text, job.schedule, features, plan, store, start_image)
+        audio, rate = soundtrack(job, waveform, stems)
+        path = write_mp4(job.out, frames, job.config.fps, audio, rate)
+        if not job.keep_segments:
+            store.remove()
     return path

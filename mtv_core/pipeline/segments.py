@@ -8,14 +8,15 @@ exactly round(audio duration x fps) frames.
 import hashlib
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..errors import GenerationError
+from ..errors import GenerationError, ModelFileError
+from ..fileio import FolderLock, atomic_write
+from ..tensorfile import read_tensor_file
 
 SEGMENT_FRAMES = 49
 SEGMENT_STRIDE = 44
@@ -96,34 +97,55 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()
 
 
-class SegmentStore:
-    """Finished segments on disk, one safetensors file each, written atomically. A manifest holds the job's
-    fingerprint; segments of a different job found in the folder are removed with a warning, never reused."""
+JOB_ID_LENGTH = 16
+MANIFEST_FORMAT = "mtv-segments"
 
-    def __init__(self, folder, job_fingerprint: str):
-        self.folder = Path(folder)
+
+class SegmentStore:
+    """Finished segments of one job: `<work folder>/<job id>/segment_NNNN.safetensors`, each written atomically
+    (fsync, ordinary permissions). The job id is the start of the job's fingerprint, so several jobs share a work
+    folder without touching each other's files (changing a setting back resumes that job), and nothing the store did
+    not write is ever deleted. While open the store holds the job folder's lock: a second run of the same job is
+    refused, not interleaved. A segment file that cannot be read is named and computed again."""
+
+    def __init__(self, work_folder, job_fingerprint: str):
         self.job = job_fingerprint
+        self.work_folder = Path(work_folder)
+        self.folder = self.work_folder / job_fingerprint[:JOB_ID_LENGTH]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise GenerationError(f"cannot create the segment folder {str(self.folder)!r}: {error}; "
                                   "choose a writable work folder") from error
+        self.lock = FolderLock(self.folder, "the segment folder")
         self._claim()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self.lock.release()
 
     def _manifest(self) -> Path:
         return self.folder / "job.json"
 
     def _claim(self) -> None:
         manifest = self._manifest()
-        if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == self.job:
-            return
-        stale = sorted(self.folder.glob("segment_*.safetensors"))
-        if stale:
-            warnings.warn(f"{len(stale)} segments in {str(self.folder)!r} belong to a different job; starting over",
-                          stacklevel=3)
-            for path in stale:
-                path.unlink()
-        _atomic_write_bytes(manifest, json.dumps({"fingerprint": self.job}).encode())
+        if manifest.is_file():
+            try:
+                recorded = json.loads(manifest.read_text()).get("fingerprint")
+            except (OSError, ValueError, AttributeError):
+                warnings.warn(f"{manifest} is unreadable; writing it again", stacklevel=3)
+                recorded = None
+            if recorded not in (None, self.job):
+                raise GenerationError(f"{self.folder} belongs to another job (fingerprint {str(recorded)[:16]}...); "
+                                      "choose another work folder")
+            if recorded == self.job:
+                return
+        atomic_write(manifest, lambda temp: Path(temp).write_text(json.dumps({"format": MANIFEST_FORMAT, "fingerprint": self.job})))
 
     def path(self, index: int) -> Path:
         return self.folder / f"segment_{index:04d}.safetensors"
@@ -132,21 +154,24 @@ class SegmentStore:
         """kept: (F, H, W, 3) uint8 output frames; tail: (3, 5, H, W) float32 last frames for the next prefix."""
         from safetensors.torch import save_file
 
-        temporary = self.path(index).with_suffix(".tmp")
-        save_file({"kept": kept.contiguous(), "tail": tail.float().contiguous()}, str(temporary),
-                  metadata={"fingerprint": self.job})
-        os.replace(temporary, self.path(index))
+        tensors = {"kept": kept.contiguous(), "tail": tail.float().contiguous()}
+        atomic_write(self.path(index), lambda temp: save_file(tensors, temp, metadata={"fingerprint": self.job}))
 
     def load(self, index: int):
-        from safetensors import safe_open
-
+        """(kept, tail) of a finished segment, or None when it is not there or cannot be used (then it is computed
+        again and the new file replaces the bad one)."""
         path = self.path(index)
         if not path.is_file():
             return None
-        with safe_open(str(path), framework="pt") as handle:
-            if (handle.metadata() or {}).get("fingerprint") != self.job:
-                return None
-            return handle.get_tensor("kept"), handle.get_tensor("tail")
+        try:
+            file = read_tensor_file(path, "segment file")
+            if file.metadata.get("fingerprint") != self.job or set(file.tensors) != {"kept", "tail"}:
+                raise ModelFileError(f"{path}: not a segment of this job")
+            loaded = file.load()
+        except ModelFileError as error:
+            warnings.warn(f"{error}; computing segment {index} again", stacklevel=2)
+            return None
+        return loaded["kept"], loaded["tail"]
 
     def completed(self) -> int:
         """How many segments from the first on are finished."""
@@ -156,16 +181,14 @@ class SegmentStore:
         return count
 
     def remove(self) -> None:
+        """Delete this job's files (after its video is written); the folders go too when nothing else is in them."""
         for path in self.folder.glob("segment_*.safetensors"):
             path.unlink()
         self._manifest().unlink(missing_ok=True)
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass  # the folder holds other files: leave it
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+        self.lock.path.unlink(missing_ok=True)
+        self.close()
+        for folder in (self.folder, self.work_folder):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # it holds other files: leave it

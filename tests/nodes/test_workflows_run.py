@@ -102,7 +102,7 @@ def test_chain_segments_resumes_from_its_work_folder(comfy_env):
     _, _, outputs = comfy_env
     graph = load("mtv_long_video")
     first = run_workflow(graph)["10"][0]
-    segments = sorted((outputs / "mtv_segments" / "long_video").glob("segment_*.safetensors"))
+    segments = sorted((outputs / "mtv_segments" / "long_video").rglob("segment_*.safetensors"))  # one subfolder per job
     assert len(segments) == 2
     stamps = [p.stat().st_mtime_ns for p in segments]
     second = run_workflow(graph)["10"][0]

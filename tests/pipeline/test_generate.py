@@ -65,17 +65,17 @@ def test_interrupted_job_resumes_to_the_same_video(tiny_model, tiny_vae, feature
     assert len(plan.segments) == 4
     reference = generate_frames(_generator(tiny_model, tiny_vae), TEXT, SCHEDULE, features, plan)
 
-    store = SegmentStore(tmp_path / "job", "fingerprint")
     steps_done = []
     interrupted = _generator(tiny_model, tiny_vae, progress=lambda step, total: steps_done.append(step),
                              interrupt=lambda: steps_done and steps_done[-1] >= 2 * 2 + 1)  # inside segment 2
-    with pytest.raises(GenerationInterrupted):
+    with SegmentStore(tmp_path / "job", "fingerprint") as store, pytest.raises(GenerationInterrupted):
         generate_frames(interrupted, TEXT, SCHEDULE, features, plan, store)
     assert store.completed() == 2
 
     resumed = _generator(tiny_model, tiny_vae)
     recorder = Recorder(resumed)
-    frames = generate_frames(resumed, TEXT, SCHEDULE, features, plan, SegmentStore(tmp_path / "job", "fingerprint"))
+    with SegmentStore(tmp_path / "job", "fingerprint") as again:
+        frames = generate_frames(resumed, TEXT, SCHEDULE, features, plan, again)
     assert [call[0] for call in recorder.calls] == [2, 3]  # only the missing segments ran
     assert torch.equal(frames, reference)
 

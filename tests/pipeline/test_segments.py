@@ -51,19 +51,49 @@ def test_to_uint8_maps_the_range_and_layout():
 
 
 def test_store_round_trip_and_completed_count(tmp_path):
-    store = SegmentStore(tmp_path / "job", "abc")
-    kept, tail = torch.randint(0, 255, (44, 4, 4, 3), dtype=torch.uint8), torch.randn(3, 5, 4, 4)
-    store.save(0, kept, tail)
-    store.save(1, kept, tail)
-    store.save(3, kept, tail)
-    assert store.completed() == 2
-    loaded = SegmentStore(tmp_path / "job", "abc").load(1)
+    with SegmentStore(tmp_path / "work", "abc") as store:
+        kept, tail = torch.randint(0, 255, (44, 4, 4, 3), dtype=torch.uint8), torch.randn(3, 5, 4, 4)
+        store.save(0, kept, tail)
+        store.save(1, kept, tail)
+        store.save(3, kept, tail)
+        assert store.completed() == 2
+    with SegmentStore(tmp_path / "work", "abc") as again:
+        loaded = again.load(1)
     assert torch.equal(loaded[0], kept) and torch.equal(loaded[1], tail)
-    assert not list((tmp_path / "job").glob("*.tmp"))
+    assert not list((tmp_path / "work").rglob("*.tmp"))
+    assert oct(store.path(0).stat().st_mode & 0o777) != oct(0o600)  # ordinary permissions, not mkstemp's
 
 
-def test_store_of_another_job_is_not_reused(tmp_path):
-    SegmentStore(tmp_path / "job", "abc").save(0, torch.zeros(1, 2, 2, 3, dtype=torch.uint8), torch.zeros(3, 5, 2, 2))
-    with pytest.warns(UserWarning, match="belong to a different job"):
-        store = SegmentStore(tmp_path / "job", "other")
-    assert store.completed() == 0 and store.load(0) is None
+def test_jobs_share_a_work_folder_without_touching_each_other(tmp_path):
+    user_file = tmp_path / "work" / "segment_0000.safetensors"
+    user_file.parent.mkdir()
+    user_file.write_bytes(b"the user's own file")
+    with SegmentStore(tmp_path / "work", "abc") as first:
+        first.save(0, torch.zeros(1, 2, 2, 3, dtype=torch.uint8), torch.zeros(3, 5, 2, 2))
+    with SegmentStore(tmp_path / "work", "other") as second:
+        assert second.completed() == 0 and second.load(0) is None
+        second.save(0, torch.ones(1, 2, 2, 3, dtype=torch.uint8), torch.zeros(3, 5, 2, 2))
+        second.remove()
+    with SegmentStore(tmp_path / "work", "abc") as first_again:  # a setting changed back: the old job resumes
+        assert first_again.completed() == 1 and int(first_again.load(0)[0].sum()) == 0
+    assert user_file.read_bytes() == b"the user's own file"
+
+
+def test_a_second_run_of_the_same_job_is_refused_while_the_first_works(tmp_path):
+    with SegmentStore(tmp_path / "work", "abc"):
+        with pytest.raises(GenerationError, match="is in use by process"):
+            SegmentStore(tmp_path / "work", "abc")
+    SegmentStore(tmp_path / "work", "abc").close()  # free again once the first is done
+
+
+def test_a_damaged_segment_or_manifest_is_named_and_computed_again(tmp_path):
+    with SegmentStore(tmp_path / "work", "abc") as store:
+        store.save(0, torch.zeros(4, 2, 2, 3, dtype=torch.uint8), torch.zeros(3, 5, 2, 2))
+        damaged = store.path(0).read_bytes()[:-10]
+    store.path(0).write_bytes(damaged)
+    (store.folder / "job.json").write_text("{not json")
+    with pytest.warns(UserWarning) as caught:
+        with SegmentStore(tmp_path / "work", "abc") as again:
+            assert again.load(0) is None
+    messages = " ".join(str(w.message) for w in caught)
+    assert "job.json is unreadable" in messages and "segment_0000.safetensors: truncated" in messages
