@@ -49,6 +49,14 @@ class PrepareOptions:
     scene_threshold: float = 0.35
     device: str = "cpu"
 
+    def __post_init__(self):
+        height, width = self.size
+        if not all(isinstance(v, int) and v > 0 and v % 16 == 0 for v in (height, width)):
+            raise TrainerError(f"--size {height} {width} is not two positive multiples of 16 (the VAE and patch grid "
+                               "need them); use e.g. --size 480 720")
+        if not 0 < self.scene_threshold < 1:
+            raise TrainerError(f"--scene-threshold {self.scene_threshold} is outside (0, 1); use e.g. 0.35")
+
 
 @dataclass
 class PrepareReport:
@@ -313,4 +321,6 @@ def prepare_dataset(options: PrepareOptions) -> PrepareReport:
         write_manifest(out, records + [r for r in previous if r.source not in done])
     report.windows = len(records)
     atomic_write(out / REPORT, lambda temp: Path(temp).write_text(json.dumps(asdict(report), indent=2)))
+    if not records:
+        raise TrainerError(f"no usable clip: every one of the {len(videos)} clips was skipped\n{report.summary()}")
     return report

@@ -11,14 +11,16 @@ import json
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 
 from ..errors import ConfigError, ModelFileError
-from ..fileio import atomic_write
+from ..fileio import FolderLock, atomic_write
 from ..tensorfile import build_on_meta, check_config_values, read_tensor_file
 from .io import Waveform, to_stereo
+from .levels import DEFAULT_SILENCE_DBFS
 from .resample import resample
 from .stems import Stems, content_hash
 
@@ -334,3 +336,62 @@ def _from_json(value):
     if isinstance(value, list):
         return [_from_json(val) for val in value]
     return value
+
+
+STEM_FILES = {"speech": "speech.wav", "effects": "effects.wav", "music": "music.wav"}
+REPORT_FILE = "report.json"
+
+
+def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, duration: Optional[float] = None,
+                   silence_dbfs: float = DEFAULT_SILENCE_DBFS, progress: Optional[ProgressCallback] = None) -> dict:
+    """Demix an audio or video file into speech.wav, effects.wav and music.wav (32-bit float, the model's rate)
+    and report.json in `out_folder`, decoding, demixing and writing block by block: memory does not grow with the
+    file's length. The folder is locked while this runs; temporary files a killed run left behind are removed
+    first; the files appear only when whole."""
+    from .io import WavWriter, downmix_matrix, iter_audio_blocks, probe_audio, write_text_atomically
+    from .levels import LevelMeter
+    from .resample import StreamResampler
+    from .stems import ContentHasher
+
+    out_folder = Path(out_folder)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out_folder, "the stems folder")
+    try:
+        for name in (*STEM_FILES.values(), REPORT_FILE):
+            for stale in out_folder.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        info = probe_audio(path)
+        hasher = ContentHasher(info.sample_rate)
+        resampler = StreamResampler(info.sample_rate, demixer.sample_rate)
+        matrix = downmix_matrix(info.channel_names) if info.num_channels > 2 else None
+        expected = round((duration or max(0.0, (info.declared_duration or 0.0) - start)) * demixer.sample_rate)
+
+        def stereo_blocks():
+            for block in iter_audio_blocks(path, start, duration):
+                hasher.update(block)
+                stereo = block.expand(2, -1) if block.shape[0] == 1 else block if matrix is None else matrix @ block
+                yield resampler.push(stereo)
+            yield resampler.flush().reshape(2, -1)
+
+        writers = {name: WavWriter(out_folder / file, demixer.sample_rate, 2) for name, file in STEM_FILES.items()}
+        meters = {name: LevelMeter(demixer.sample_rate, silence_dbfs) for name in STEM_FILES}
+        try:
+            for stem_block in demixer.separate_stream(stereo_blocks(), expected, progress):
+                for name in STEM_FILES:
+                    writers[name].write(stem_block[name])
+                    meters[name].update(stem_block[name])
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        for writer in writers.values():
+            writer.close()
+        seconds = writers["speech"].num_frames / demixer.sample_rate
+        report = {"input": str(Path(path).resolve()), "layout": demixer.layout, "source_id": hasher.hexdigest(),
+                  "duration": seconds, "sample_rate": demixer.sample_rate,
+                  "stems": {name: dict(meters[name].report().as_dict(), file=file, flag=demixer.flags.get(name))
+                            for name, file in STEM_FILES.items()}}
+        write_text_atomically(out_folder / REPORT_FILE, json.dumps(report, indent=2))
+        return report
+    finally:
+        lock.release()

@@ -57,17 +57,38 @@ def add_second_speaker(stems: Stems, path) -> Stems:
 
 
 def _speaker_two_mask(ranges, num_samples: int, sample_rate: int) -> torch.Tensor:
-    mask = torch.zeros(num_samples)
+    return speaker_two_gain(ranges, sample_rate, num_samples)(0, num_samples)
+
+
+def speaker_two_gain(ranges, sample_rate: int, num_samples: int | None = None):
+    """(first sample, count) -> the share of each sample that belongs to speaker 2: 1 inside speaker-2 ranges, 0
+    elsewhere, with short fades at the edges. Works block by block, so a long recording is never held whole."""
+    if isinstance(ranges, str):
+        ranges = parse_speaker_ranges(ranges)
     ramp = max(1, round(RAMP_SECONDS * sample_rate))
+    fade = torch.linspace(0, 1, ramp + 2)[1:-1]
+    spans = []
     for start, end, speaker in ranges:
-        if speaker != 2:
-            continue
-        first, last = round(start * sample_rate), min(num_samples, round(end * sample_rate))
-        if first >= num_samples:
-            raise ConfigError(f"speaker range {start}-{end} s starts after the audio ends ({num_samples / sample_rate:.3f} s).")
-        mask[first:last] = 1.0
-        fade = torch.linspace(0, 1, ramp + 2)[1:-1]
-        edge = min(ramp, last - first)
-        mask[first:first + edge] *= fade[:edge]
-        mask[last - edge:last] *= fade.flip(0)[-edge:]
-    return mask
+        first, last = round(start * sample_rate), round(end * sample_rate)
+        if num_samples is not None:
+            if first >= num_samples:
+                raise ConfigError(f"speaker range {start}-{end} s starts after the audio ends ({num_samples / sample_rate:.3f} s).")
+            last = min(last, num_samples)
+        if speaker == 2:
+            spans.append((first, last))
+
+    def gain(first: int, count: int) -> torch.Tensor:
+        mask = torch.zeros(count)
+        for start, end in spans:
+            low, high = max(start, first), min(end, first + count)
+            if low >= high:
+                continue
+            edge, index = min(ramp, end - start), torch.arange(low, high)
+            values = torch.ones(high - low)
+            rising, falling = index - start < edge, end - 1 - index < edge
+            values[rising] = fade[(index - start)[rising]]
+            values[falling] *= fade.flip(0)[-edge:][(index - (end - edge))[falling]]
+            mask[low - first:high - first] = values
+        return mask
+
+    return gain

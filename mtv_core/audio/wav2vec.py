@@ -37,10 +37,31 @@ def padded_frame_count(num_frames: int, clip_length: int = 49) -> int:
     return num_frames if remainder == 0 else num_frames + step - remainder
 
 
+class SignalStats:
+    """Mean and variance of a signal given in blocks, in float64 (the per-file normalisation needs both before the
+    first sample can be normalised)."""
+
+    def __init__(self):
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def update(self, block: torch.Tensor) -> None:
+        block = block.double()
+        self.count += block.numel()
+        self.total += float(block.sum())
+        self.squares += float(block.pow(2).sum())
+
+    def normalizer(self):
+        """block -> (block - mean) / sqrt(var + 1e-7), as Wav2Vec2FeatureExtractor normalises a whole file."""
+        mean = self.total / max(self.count, 1)
+        scale = math.sqrt(max(self.squares / max(self.count, 1) - mean * mean, 0.0) + NORMALIZE_EPS)
+        return lambda block: ((block.double() - mean) / scale).float()
+
+
 def normalize_waveform(samples: torch.Tensor) -> torch.Tensor:
     """Per-file zero mean, unit variance: (x - mean) / sqrt(var + 1e-7), as Wav2Vec2FeatureExtractor."""
-    samples64 = samples.double()
-    return ((samples64 - samples64.mean()) / torch.sqrt(samples64.var(unbiased=False) + NORMALIZE_EPS)).float()
+    stats = SignalStats()
+    stats.update(samples)
+    return stats.normalizer()(samples)
 
 
 def pad_for_clips(normalized: torch.Tensor, num_frames: int, fps: float, clip_length: int = 49) -> tuple:
@@ -237,28 +258,71 @@ def _match_weight_norm_names(state: dict, expected: set) -> dict:
     return result
 
 
-def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: float, clip_length: int = 49, max_pass_seconds: Optional[float] = 300.0, context_seconds: float = 10.0) -> tuple:
-    """Features (padded frames, layers, width) and the real frame count for a mono 16 kHz waveform [T].
+MAX_PASS_SECONDS = 60.0  # longer audio is encoded in passes of this much (plus context): memory stays bounded
+CONTEXT_SECONDS = 10.0
 
-    Up to `max_pass_seconds` the whole file is one pass, exactly as the official code. Longer files are
-    encoded in passes with `context_seconds` of audio on each side (memory stays bounded; attention no
-    longer spans the whole file, which the official code would need hundreds of GB for).
-    """
+
+def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: float, clip_length: int = 49,
+                    max_pass_seconds: Optional[float] = MAX_PASS_SECONDS, context_seconds: float = CONTEXT_SECONDS) -> tuple:
+    """Features (padded frames, layers, width) and the real frame count for a mono 16 kHz waveform [T]."""
     num_frames = frame_count(samples_16k.shape[-1], fps)
-    waveform, padded = pad_for_clips(normalize_waveform(samples_16k), num_frames, fps, clip_length)
-    max_frames = None if max_pass_seconds is None else max(1, int(max_pass_seconds * fps))
-    if max_frames is None or padded <= max_frames:
-        return encoder.encode(waveform, padded), num_frames
-    return _encode_in_passes(encoder, waveform, padded, max_frames, round(context_seconds * fps)), num_frames
+    rows = torch.empty(padded_frame_count(num_frames, clip_length), encoder.num_layers, encoder.hidden_size)
+
+    def write(first, features):
+        rows[first:first + features.shape[0]] = features
+
+    encode_stream(encoder, [normalize_waveform(samples_16k)], samples_16k.shape[-1], fps, write, clip_length,
+                  max_pass_seconds, context_seconds)
+    return rows, num_frames
 
 
-def _encode_in_passes(encoder, waveform, num_frames, max_frames, context_frames) -> torch.Tensor:
-    samples_per_frame = waveform.shape[-1] / num_frames
-    parts = []
-    for first in range(0, num_frames, max_frames):
-        last = min(first + max_frames, num_frames)
-        begin, end = max(0, first - context_frames), min(num_frames, last + context_frames)
-        piece = waveform[round(begin * samples_per_frame):round(end * samples_per_frame)]
-        features = encoder.encode(piece, end - begin)
-        parts.append(features[first - begin:last - begin])
-    return torch.cat(parts)
+def encode_stream(encoder: Wav2Vec2Encoder, blocks, num_samples: int, fps: float, write, clip_length: int = 49,
+                  max_pass_seconds: Optional[float] = MAX_PASS_SECONDS, context_seconds: float = CONTEXT_SECONDS) -> None:
+    """Encode a normalised mono 16 kHz signal that arrives in blocks (`num_samples` in all), calling
+    `write(first_row, features)` as rows are ready. Zeros pad it to 1 + 48k frames, as the official code pads.
+
+    Up to `max_pass_seconds` the signal is one pass, exactly as the official code does it. Longer signals are
+    encoded in passes with `context_seconds` of audio on each side: memory stays bounded by the pass length
+    (attention no longer spans the whole file, which the official code would need hundreds of GB for)."""
+    num_frames = frame_count(num_samples, fps)
+    padded = padded_frame_count(num_frames, clip_length)
+    total = num_samples + (padded - num_frames) * (WAV2VEC_SAMPLE_RATE // int(fps))
+    signal = _SlidingSignal(iter(blocks), num_samples)
+    max_frames = padded if max_pass_seconds is None else max(1, int(max_pass_seconds * fps))
+    if padded <= max_frames:
+        write(0, encoder.encode(signal.take(0, total), padded))
+        return
+    context, samples_per_frame = round(context_seconds * fps), total / padded
+    silent_passes = {}  # a pass of digital silence gives the same rows as an earlier one of the same shape
+    for first in range(0, padded, max_frames):
+        last = min(first + max_frames, padded)
+        begin, end = max(0, first - context), min(padded, last + context)
+        piece = signal.take(round(begin * samples_per_frame), round(end * samples_per_frame))
+        shape = (piece.numel(), end - begin, first - begin, last - begin)
+        if not piece.any() and shape in silent_passes:
+            write(first, silent_passes[shape])
+            continue
+        rows = encoder.encode(piece, end - begin)[first - begin:last - begin]
+        if not piece.any():
+            silent_passes[shape] = rows
+        write(first, rows)
+
+
+class _SlidingSignal:
+    """Samples [start, end) of a signal read block by block; zeros past its `length`; what lies before the last
+    `start` asked for is dropped, so only one pass's samples are held."""
+
+    def __init__(self, blocks, length: int):
+        self.blocks, self.length = blocks, length
+        self.buffer, self.offset = torch.zeros(0), 0  # buffer holds samples [offset, offset + len)
+
+    def take(self, start: int, end: int) -> torch.Tensor:
+        while self.offset + self.buffer.numel() < min(end, self.length):
+            block = next(self.blocks, None)
+            if block is None:
+                break
+            self.buffer = torch.cat([self.buffer, block.reshape(-1).float()])
+        self.buffer = self.buffer[max(0, start - self.offset):]
+        self.offset = max(self.offset, start)
+        real = self.buffer[:max(0, min(end, self.length) - self.offset)]
+        return torch.cat([real, torch.zeros(end - start - real.numel())])

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import signal
 import sys
 
 from ..errors import MTVError
@@ -35,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM) turned into the same unwinding as Ctrl-C, so partial files are cleaned up."""
+
+    def __init__(self, number: int):
+        super().__init__(number)
+        self.number = number
+
+
+def _stop(number, frame):
+    raise Stopped(number)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,7 +55,18 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        previous = signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: leave signals to whoever runs us
+        previous = None
+    try:
         return args.run(args) or 0
     except MTVError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:
+        number = getattr(stop, "number", signal.SIGINT)
+        print(f"\nstopped ({signal.Signals(number).name}); finished files are kept, partial ones removed", file=sys.stderr)
+        return 128 + number
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

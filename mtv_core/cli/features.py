@@ -28,52 +28,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import os
+    import tempfile
     import time
 
-    from ..audio.features import encode_stems
-    from ..audio.speakers import add_second_speaker, split_speakers
+    from ..audio.features import StemSource, encode_sources
+    from ..audio.speakers import speaker_two_gain
     from ..audio.wav2vec import load_wav2vec2
+    from ..errors import ConfigError
+    from .checks import check_device, check_range
 
-    began = time.perf_counter()
-    stems = _read_stems(args)
+    check_range("--fps", args.fps, 24, 24, fix="the MTV models work at 24 fps")
+    check_range("--silence-dbfs", args.silence_dbfs, -200, 0)
+    device = check_device(args.device)
     if args.speaker2 and args.speaker_ranges:
-        from ..errors import ConfigError
-
         raise ConfigError("give either --speaker2 or --speaker-ranges, not both.")
-    if args.speaker2:
-        stems = add_second_speaker(stems, args.speaker2)
-    if args.speaker_ranges:
-        stems = split_speakers(stems, args.speaker_ranges)
-    encoder = load_wav2vec2(args.wav2vec, device=args.device)
-    features = encode_stems(
-        stems, encoder, fps=args.fps, silence_dbfs=args.silence_dbfs, encode_silent_as_silence=not args.keep_silent, cache_dir=args.cache
-    )
-    features.save(args.out)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mtv-stems-", dir=os.path.dirname(os.path.abspath(args.out))) as scratch:
+        files, flags = _stem_files(args, device, scratch)
+        sources = {name: StemSource.file(path) for name, path in files.items()}
+        if args.speaker2:
+            sources["speech2"] = StemSource.file(args.speaker2)
+        if args.speaker_ranges:
+            share = speaker_two_gain(args.speaker_ranges, 16000)
+            sources["speech2"] = StemSource.file(files["speech"], gain=share)
+            sources["speech"] = StemSource.file(files["speech"], gain=lambda first, count: 1 - share(first, count))
+        for name in ("speech", "effects", "music"):
+            if name not in sources:
+                sources[name], flags[name] = next(iter(sources.values())), "not given"
+        encoder = load_wav2vec2(args.wav2vec, device=device)
+        features = encode_sources(sources, encoder, fps=args.fps, silence_dbfs=args.silence_dbfs,
+                                  encode_silent_as_silence=not args.keep_silent, out=args.out, flags=flags,
+                                  cache_dir=args.cache)
     elapsed = time.perf_counter() - began
     shapes = {name: tuple(tensor.shape) for name, tensor in features.per_stream.items()}
+    seconds = features.num_frames / features.fps
     print(f"wrote {os.path.abspath(args.out)}: {features.num_frames} frames at {args.fps} fps (padded {features.num_padded_frames}), {shapes}")
     for name, reason in features.flags.items():
         print(f"  {name}: {reason}")
-    print(f"{elapsed:.2f} s for {stems.duration:.2f} s of audio (real-time factor {elapsed / stems.duration:.3f})")
+    print(f"{elapsed:.2f} s for {seconds:.2f} s of audio (real-time factor {elapsed / seconds:.3f})")
     return 0
 
 
-def _read_stems(args):
+def _stem_files(args, device: str, scratch: str) -> tuple[dict, dict]:
+    """{stream: file} for the input (a stems folder, a file demixed into `scratch`, or one file as one stem)."""
     import os
 
-    from ..audio.demix import load_demixer
-    from ..audio.io import load_audio
-    from ..audio.stems import stems_from_files
+    from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
     from ..errors import AudioInputError, ConfigError
 
     if os.path.isdir(args.input):
-        return stems_from_files(**_find_stem_files(args.input))
+        return _find_stem_files(args.input), {}
     if not os.path.isfile(args.input):
         raise AudioInputError(f"{args.input}: no such file or folder.")
     if args.demixer:
-        return load_demixer(args.demixer, device=args.device).separate(load_audio(args.input))
+        demixer = load_demixer(args.demixer, device=device)
+        demix_to_files(args.input, demixer, scratch)
+        return {name: os.path.join(scratch, file) for name, file in STEM_FILES.items()}, dict(demixer.flags)
     if args.stem:
-        return stems_from_files(**{args.stem: args.input})
+        return {args.stem: args.input}, {}
     raise ConfigError(f"{args.input} is a single file: pass --demixer MODEL to split it, or --stem NAME to use it as one stem.")
 
 

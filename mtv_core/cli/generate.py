@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--wav2vec", help="wav2vec2-base-960h folder or .safetensors")
     models.add_argument("--demixer", nargs="+", default=[], help="HTDemucs file(s); or pass stems below")
     for stem in ("speech", "speech2", "effects", "music"):
-        models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (instead of --demixer)")
+        models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (with --demixer: used instead of its {stem})")
+    models.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
 
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=30, help="sampler steps (official: 20, 30 or 50)")
@@ -88,12 +89,13 @@ def build_job(args):
     from ..pipeline.generate import GenerationConfig, MemoryOptions
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.job import GenerationJob, ModelFiles
+    from ..pipeline.memory import resolve_device
 
     _use_demo_defaults(args)
     scale = args.guidance
     guidance = GuidanceScales(*(getattr(args, f"{name}_guidance") if getattr(args, f"{name}_guidance") is not None
                                 else scale for name in ("text", "speech", "effects", "music")))
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stems = {name: getattr(args, name) for name in ("speech", "speech2", "effects", "music") if getattr(args, name)}
     return GenerationJob(
@@ -104,7 +106,8 @@ def build_job(args):
         memory=MemoryOptions(device=device, offload_components=args.offload, block_swap=args.block_swap,
                              fp8=args.fp8, vae_tile_latents=args.vae_tile),
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
-        work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments)
+        work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments,
+        speaker_ranges=args.speaker_ranges)
 
 
 def _print_progress(step: int, total: int) -> None:
@@ -122,8 +125,7 @@ def run(args) -> int:
     try:
         path = run_job(job, progress=_print_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished segments are in {job.segment_folder}. Run the same command again to resume.",
-              file=sys.stderr)
-        return 130
+        print(f"\nfinished segments are in {job.segment_folder}; run the same command again to resume.", file=sys.stderr)
+        raise
     print(path)
     return 0

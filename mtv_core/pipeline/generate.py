@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ConfigError, GenerationError
 from .guidance import GuidanceScales, GuidedModel
-from .memory import BlockSwap, convert_linears_to_fp8, on_device
+from .memory import BlockSwap, convert_linears_to_fp8, on_device, resolve_device
 from .prompt_schedule import PromptSchedule
 from .sampling import MAX_STEPS, MIN_STEPS, SAMPLERS, interruptible, sample
 from .segments import (PREFIX_FRAMES, SEGMENT_FRAMES, Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
@@ -19,6 +19,7 @@ from .segments import (PREFIX_FRAMES, SEGMENT_FRAMES, Segment, SegmentPlan, Segm
 from .vae import decode_latents, encode_frames, latent_channels
 
 MAX_SEED = 2**63 - 1
+MIN_VAE_TILE = 8  # latents; tiles overlap by 4
 
 
 @dataclass
@@ -58,6 +59,15 @@ class MemoryOptions:
     block_swap: int = 0  # transformer blocks kept in CPU memory and streamed in
     fp8: bool = False  # transformer-block Linear weights stored as float8_e4m3fn
     vae_tile_latents: int | None = None  # spatial VAE tiles (approximate; None = plain decode)
+
+    def __post_init__(self):
+        self.device = resolve_device(str(self.device))
+        if not isinstance(self.block_swap, int) or isinstance(self.block_swap, bool) or self.block_swap < 0:
+            raise ConfigError(f"block swap {self.block_swap!r} must be a whole number >= 0 (0: no block swap)")
+        tile = self.vae_tile_latents
+        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or not MIN_VAE_TILE <= tile <= 4096):
+            raise ConfigError(f"VAE tile {tile!r} is out of range; use a whole number of latents in {MIN_VAE_TILE}..4096, "
+                              "or no tiling")
 
 
 def check_compatible(model, vae) -> None:
@@ -163,14 +173,14 @@ def job_fingerprint(model, config: GenerationConfig, memory: MemoryOptions, text
                        start_image if start_image is not None else "no start image", *extra, *tensors)
 
 
-def generate_frames(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
+def render_segments(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
                     features, plan: SegmentPlan, store: SegmentStore | None = None,
-                    start_image: torch.Tensor | None = None, stop_after: int | None = None) -> torch.Tensor:
-    """All segments of a plan -> (plan.total_frames, H, W, 3) uint8. Finished segments found in `store` are
-    reused; new ones are saved there as they finish. stop_after=n stops after n segments (returns what exists)."""
+                    start_image: torch.Tensor | None = None, stop_after: int | None = None):
+    """Yields each segment's kept frames (F, H, W, 3) uint8 in order. Finished segments found in `store` are reused;
+    new ones are saved there as they finish. stop_after=n stops after n segments."""
     if text_embeddings.shape[0] != len(schedule.entries):
         raise GenerationError(f"{text_embeddings.shape[0]} text embeddings for {len(schedule.entries)} prompts")
-    kept, tail = [], None
+    tail = None
     steps = generator.config.steps
     for segment in plan.segments[:stop_after]:
         stored = store.load(segment.index) if store is not None else None
@@ -185,6 +195,13 @@ def generate_frames(generator: SegmentGenerator, text_embeddings: torch.Tensor, 
             stored = to_uint8(pixels[:, segment.keep_from:]), pixels[:, -PREFIX_FRAMES:].clone()
             if store is not None:
                 store.save(segment.index, *stored)
-        kept.append(stored[0])
+        yield stored[0]
         tail = stored[1]
+
+
+def generate_frames(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
+                    features, plan: SegmentPlan, store: SegmentStore | None = None,
+                    start_image: torch.Tensor | None = None, stop_after: int | None = None) -> torch.Tensor:
+    """All segments of a plan -> (plan.total_frames, H, W, 3) uint8, in memory (see `render_segments`)."""
+    kept = list(render_segments(generator, text_embeddings, schedule, features, plan, store, start_image, stop_after))
     return torch.cat(kept)[:plan.total_frames]

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, ModelFileError
-from .generate import (GenerationConfig, MemoryOptions, SegmentGenerator, check_compatible, generate_frames,
-                       job_fingerprint, prepare_model)
+from .generate import (GenerationConfig, MemoryOptions, SegmentGenerator, check_compatible, job_fingerprint,
+                       prepare_model, render_segments)
 from .keyframes import load_start_image
 from .memory import release_cached_memory
 from .prompt_schedule import PromptSchedule
@@ -44,6 +44,7 @@ class GenerationJob:
     work_dir: Path | None = None  # finished segments; default: next to the output
     dtype: torch.dtype = torch.float32
     keep_segments: bool = False
+    speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
 
     @property
     def segment_folder(self) -> Path:
@@ -93,9 +94,19 @@ def validate_job(job: GenerationJob) -> dict:
         raise ModelFileError(f"model file {str(model_path)!r} has no MTV config; convert it with "
                              "`python -m mtv_core convert`")
     _check_fit(model_config, _json_config(vae_path), _json_config(t5_path), vae_path, t5_path)
-    if model_config.get("multi_speaker") and "speech2" not in files.stems:
+    if job.speaker_ranges:
+        from ..audio.speakers import parse_speaker_ranges
+
+        parse_speaker_ranges(job.speaker_ranges)
+        if "speech2" in files.stems:
+            raise ConfigError("give either --speech2 FILE or --speaker-ranges, not both")
+    second_speaker = "speech2" in files.stems or bool(job.speaker_ranges)
+    if second_speaker and not model_config.get("multi_speaker"):
+        raise ConfigError("a second speaker was given (--speech2 or --speaker-ranges) but this is a single-speaker "
+                          "model; pass the multi model, or leave the second speaker out")
+    if model_config.get("multi_speaker") and not second_speaker:
         raise ConfigError("this is a two-speaker (multi) model and no second speaker was given; pass --speech2 FILE "
-                          "with --speech FILE (a silent file if Person2 never speaks)")
+                          "(a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2'")
     return model_config
 
 
@@ -122,36 +133,110 @@ def encode_text(job: GenerationJob) -> torch.Tensor:
     return embeddings
 
 
-def separate(job: GenerationJob, waveform):
-    from ..audio import load_demixer, stems_from_files
+def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
+    """({stream: audio file}, {stream: why it is silence}): the demixer's stems (written once into the work folder
+    and reused by a rerun), then the stems given as files on top of them (a second speaker, or a track to use
+    instead of the demixer's)."""
+    from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
 
-    if job.files.stems:
-        return stems_from_files(**{name: str(path) for name, path in job.files.stems.items()})
-    demixer = load_demixer([str(p) for p in job.files.demixer], device=job.memory.device)
-    stems = demixer.separate(waveform)
-    del demixer
-    release_cached_memory()
-    return stems
+    files, flags = {}, {}
+    if job.files.demixer:
+        folder = work / f"stems-{_digest(job.audio, *job.files.demixer)}"
+        if not (folder / "report.json").is_file():
+            demixer = load_demixer([str(p) for p in job.files.demixer], device=job.memory.device)
+            demix_to_files(job.audio, demixer, folder)
+            flags.update(demixer.flags)
+            del demixer
+            release_cached_memory()
+        else:
+            flags.update({name: stem["flag"] for name, stem in json.loads((folder / "report.json").read_text())["stems"].items() if stem.get("flag")})
+        files = {name: folder / file for name, file in STEM_FILES.items()}
+    for name, path in job.files.stems.items():
+        files[name] = Path(path)
+        flags.pop(name, None)
+    return files, flags
 
 
-def audio_features(job: GenerationJob, stems, fps: float):
-    from ..audio import encode_stems, load_wav2vec2
+def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
+    """wav2vec2 features of the stem files, streamed into a file in the work folder (reused by a rerun)."""
+    from ..audio import load_wav2vec2
+    from ..audio.features import AudioFeatures, StemSource, encode_sources
+    from ..audio.speakers import speaker_two_gain
 
+    path = work / f"features-{_digest(job.files.wav2vec, *files.values(), job.speaker_ranges, *sorted(flags))}.safetensors"
+    if path.is_file():
+        return AudioFeatures.load(path)
+    sources = {name: StemSource.file(file) for name, file in files.items()}
+    if job.speaker_ranges:
+        share = speaker_two_gain(job.speaker_ranges, 16000)
+        sources["speech2"] = StemSource.file(files["speech"], gain=share)
+        sources["speech"] = StemSource.file(files["speech"], gain=lambda first, count: 1 - share(first, count))
+    for name in ("speech", "effects", "music"):
+        if name not in sources:
+            sources[name], flags[name] = next(iter(sources.values())), "not given"
     encoder = load_wav2vec2(job.files.wav2vec, device=job.memory.device)
-    features = encode_stems(stems, encoder, fps=fps)
+    features = encode_sources(sources, encoder, fps=job.config.fps, out=path, flags=flags)
     del encoder
     release_cached_memory()
     return features
 
 
-def soundtrack(job: GenerationJob, waveform, stems) -> tuple[torch.Tensor, int]:
+def _digest(*parts) -> str:
+    """A short name for inputs: file contents (by size, time and path) and settings."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, (str, Path)) and Path(part).exists():
+            stat = Path(part).stat()
+            digest.update(f"{Path(part).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(json.dumps(part, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def soundtrack(job: GenerationJob, files: dict):
+    """(blocks, sample rate) of the audio to put in the mp4: the original mix, or the sum of the chosen stems."""
+    from ..audio import probe_audio
+    from ..audio.io import iter_audio_blocks
+
     if tuple(job.mux) == ("mix",):
-        return waveform.samples, waveform.sample_rate
-    chosen = [stems.tracks[name] for name in job.mux if name in stems.tracks]
+        return iter_audio_blocks(job.audio), probe_audio(job.audio).sample_rate
+    chosen = [files[name] for name in job.mux if name in files]
     if not chosen:
-        raise ConfigError(f"none of the stems {list(job.mux)} exist in this job; choose from {sorted(stems.tracks)}")
-    channels = max(track.shape[0] for track in chosen)
-    return sum(track.expand(channels, -1) for track in chosen), stems.sample_rate
+        raise ConfigError(f"none of the stems {list(job.mux)} exist in this job; choose from {sorted(files)}")
+    rate = probe_audio(chosen[0]).sample_rate
+    return _summed([iter_audio_blocks(path, sample_rate=rate) for path in chosen]), rate
+
+
+def _summed(streams):
+    """Block-by-block sum of several streams of (C, n) blocks (mono is widened to stereo)."""
+    pending = [torch.zeros(2, 0) for _ in streams]
+    while True:
+        for index, stream in enumerate(streams):
+            while stream is not None and pending[index].shape[1] < 48000:
+                block = next(stream, None)
+                if block is None:
+                    streams[index] = stream = None
+                else:
+                    pending[index] = torch.cat([pending[index], block.expand(2, -1) if block.shape[0] == 1 else block[:2]], dim=1)
+        ready = max(p.shape[1] for p in pending)
+        if ready == 0:
+            return
+        total = torch.zeros(2, ready)
+        for index, part in enumerate(pending):
+            total[:, :part.shape[1]] += part
+            pending[index] = part[:, ready:]
+        yield total
+
+
+def audio_duration(path) -> float:
+    """Seconds of sound in a file, counted by decoding it (a container's declared duration can be an estimate)."""
+    from ..audio import probe_audio
+    from ..audio.io import iter_audio_blocks
+
+    rate = probe_audio(path).sample_rate
+    return sum(block.shape[1] for block in iter_audio_blocks(path)) / rate
 
 
 def _file_identity(job: GenerationJob) -> list:
@@ -160,17 +245,18 @@ def _file_identity(job: GenerationJob) -> list:
 
 
 def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
-    """Run a job end to end; finished segments survive an interruption and a rerun resumes from them."""
-    from ..audio import load_audio
+    """Run a job end to end, streaming: stems, features and finished segments go to the work folder (a rerun
+    resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length."""
     from ..checkpoints import load_mtv_model
 
     model_config = validate_job(job)
     height, width = model_config["sample_height"] * SPATIAL_FACTOR, model_config["sample_width"] * SPATIAL_FACTOR
     start_image = None if job.start_image is None else load_start_image(job.start_image, width, height)
-    waveform = load_audio(job.audio)
-    plan = plan_segments(output_frame_count(waveform.duration, job.config.fps))
-    stems = separate(job, waveform)
-    features = audio_features(job, stems, job.config.fps)
+    work = job.segment_folder
+    work.mkdir(parents=True, exist_ok=True)
+    plan = plan_segments(output_frame_count(audio_duration(job.audio), job.config.fps))
+    files, flags = separate(job, work)
+    features = audio_features(job, files, flags, work)
     text = encode_text(job)
 
     model = load_mtv_model(job.files.model, dtype=job.dtype)
@@ -179,11 +265,27 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     swap = prepare_model(model, job.memory)
     fingerprint = job_fingerprint(model, job.config, job.memory, text, job.schedule, features, plan, start_image,
                                   _file_identity(job))
-    with SegmentStore(job.segment_folder, fingerprint) as store:
+    with SegmentStore(work, fingerprint) as store:
         generator = SegmentGenerator(model, vae, job.config, job.memory, swap, progress, interrupt)
-        frames = generate_frames(generator, text, job.schedule, features, plan, store, start_image)
-        audio, rate = soundtrack(job, waveform, stems)
-        path = write_mp4(job.out, frames, job.config.fps, audio, rate)
+        segments = render_segments(generator, text, job.schedule, features, plan, store, start_image)
+        audio, rate = soundtrack(job, files)
+        path = write_mp4(job.out, segments, job.config.fps, audio, rate, frame_count=plan.total_frames)
         if not job.keep_segments:
             store.remove()
+    if not job.keep_segments:
+        _remove_work_files(work)
     return path
+
+
+def _remove_work_files(work: Path) -> None:
+    """The stems and features this job wrote into its work folder; the folder too when nothing else is in it."""
+    import shutil
+
+    for path in work.glob("stems-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in work.glob("features-*.safetensors"):
+        path.unlink(missing_ok=True)
+    try:
+        work.rmdir()
+    except OSError:
+        pass

@@ -22,6 +22,23 @@ def _tensors(module: nn.Module, exclude: tuple[nn.Module, ...] = ()):
             yield tensor
 
 
+def resolve_device(name: str) -> str:
+    """'auto' (cuda when present, else cpu) or a torch device that exists here."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this machine has no CUDA GPU that torch can use; use the cpu device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA devices (0..{torch.cuda.device_count() - 1})")
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ConfigError(f"device {name!r} is not supported here; use auto, cpu or cuda")
+    return str(device)
+
+
 def move_module(module: nn.Module, device, exclude: tuple[nn.Module, ...] = ()) -> None:
     """Move a module's weights to a device in place, leaving the excluded submodules where they are."""
     device = torch.device(device)

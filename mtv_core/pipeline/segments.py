@@ -185,7 +185,6 @@ class SegmentStore:
         for path in self.folder.glob("segment_*.safetensors"):
             path.unlink()
         self._manifest().unlink(missing_ok=True)
-        self.lock.path.unlink(missing_ok=True)
         self.close()
         for folder in (self.folder, self.work_folder):
             try:

@@ -153,3 +153,25 @@ def test_features_cli_on_stems_folder_and_with_demixer(tmp_path, write, tiny_wav
     assert AudioFeatures.load(out2).num_frames == 24
     assert main(["features", str(mixed), "--wav2vec", str(tiny_wav2vec2_dir), "--out", str(tmp_path / "x.safetensors")]) == 1
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_passes_of_digital_silence_are_computed_once_and_equal_a_plain_pass_loop(tiny_encoder):
+    """An absent stream is wav2vec(silence) over the whole length: identical passes are encoded once."""
+    from mtv_core.audio.wav2vec import padded_frame_count
+
+    calls = []
+    encode = tiny_encoder.encode
+    tiny_encoder.encode = lambda piece, frames: calls.append(frames) or encode(piece, frames)
+    try:
+        rows, frames = encode_waveform(tiny_encoder, torch.zeros(16000 * 9), FPS, max_pass_seconds=2.0, context_seconds=0.5)
+    finally:
+        tiny_encoder.encode = encode
+    padded = padded_frame_count(frames)
+    expected, context, per_frame = [], 12, (16000 * 9 + (padded - frames) * 666) / padded
+    for first in range(0, padded, 48):  # the pass loop written out: every pass computed
+        last, begin = min(first + 48, padded), max(0, first - context)
+        end = min(padded, last + context)
+        piece = torch.zeros(round(end * per_frame) - round(begin * per_frame))
+        expected.append(encode(piece, end - begin)[first - begin:last - begin])
+    assert torch.equal(rows, torch.cat(expected))
+    assert len(calls) < len(expected) - 1  # the interior passes, all alike, ran once

@@ -145,3 +145,24 @@ def test_generate_with_the_demixer_and_a_chosen_stem_in_the_mp4(files, tmp_path)
     assert main(args) == 0
     frames, audio_seconds = _probe(tmp_path / "out.mp4")
     assert frames == 60 and abs(audio_seconds - 60 / 24) <= 1024 / 44100
+
+
+def test_a_second_speaker_file_is_added_on_top_of_the_demixers_stems(files, tmp_path):
+    """`--demixer X --speech2 FILE`: the demixer still gives speech, effects and music; the file adds Person2."""
+    pytest.importorskip("demucs")
+    from mtv_core.audio import AudioFeatures
+    from mtv_core.tiny import save_tiny_demixer
+
+    save_mtv_model(make_tiny_model("tiny-multi"), tmp_path / "multi.safetensors")
+    demixer = save_tiny_demixer(tmp_path / "demixer.safetensors")
+    args = _args(files, tmp_path / "out.mp4", "--demixer", str(demixer), "--keep-segments", "--work-dir", str(tmp_path / "work"))
+    for stem in ("--speech", "--effects", "--music"):
+        del args[args.index(stem):args.index(stem) + 2]
+    args[args.index("--model") + 1] = str(tmp_path / "multi.safetensors")
+    assert main([*args, "--speech2", str(files["speech"])]) == 0
+    features = AudioFeatures.load(next((tmp_path / "work").glob("features-*.safetensors")))
+    stems = next((tmp_path / "work").glob("stems-*"))
+    assert sorted(p.name for p in stems.glob("*.wav")) == ["effects.wav", "music.wav", "speech.wav"]
+    assert set(features.per_stream) == {"speech", "speech2", "effects", "music"}
+    assert not any("not given" in why for why in features.flags.values()), features.flags
+    assert main([*args, "--speaker-ranges", "0-1:1, 1-2.5:2", "--out", str(tmp_path / "ranges.mp4")]) == 0

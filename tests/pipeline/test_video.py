@@ -52,3 +52,15 @@ def test_the_same_frames_and_sound_always_make_the_same_file(tmp_path):
     audio = 0.3 * torch.sin(torch.arange(16000 * 3) / 16000 * 2 * torch.pi * 330)[None]
     files = {write_mp4(tmp_path / f"take{i}.mp4", frames, 24, audio, 16000).read_bytes() for i in range(3)}
     assert len(files) == 1
+
+
+def test_streamed_segments_and_sound_write_the_same_file_as_whole_tensors(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    frames = (torch.rand(70, 32, 48, 3, generator=generator) * 255).to(torch.uint8)
+    audio = 0.2 * torch.randn(2, 16000 * 4, generator=generator)  # longer than the 61 frames kept: cut
+    whole = write_mp4(tmp_path / "whole.mp4", frames[:61], 24, audio, 16000)
+    streamed = write_mp4(tmp_path / "streamed.mp4", (frames[i:i + 22] for i in range(0, 70, 22)), 24,
+                         (audio[:, i:i + 5000] for i in range(0, audio.shape[1], 5000)), 16000, frame_count=61)
+    assert streamed.read_bytes() == whole.read_bytes()
+    decoded, samples, _ = _read(streamed)
+    assert decoded.shape[0] == 61 and abs(samples - round(61 / 24 * 16000)) < 1024
