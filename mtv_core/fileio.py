@@ -71,23 +71,28 @@ def file_sha256(path, block: int = 1 << 20) -> str:
 
 
 class FolderLock:
-    """An exclusive lock on a folder, held while the process works in it (released when the process ends, even when
-    killed). A second process is refused at once with a message naming the holder."""
+    """An exclusive lock on a folder while a process works in it: a hidden `.lock` file, locked by the operating
+    system (so a killed process releases it) and removed on release. A second process is refused at once, with a
+    message naming the holder."""
 
     def __init__(self, folder: Path, what: str):
         self.path = Path(folder) / ".lock"
-        self.handle = open(self.path, "a+")
-        self.handle.seek(0)
-        try:
-            _lock(self.handle)
-        except OSError:
+        for _ in range(3):
+            self.handle = open(self.path, "a+")
             self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
-            self.handle.close()
-            from .errors import GenerationError
+            try:
+                _lock(self.handle)
+            except OSError:
+                self.handle.seek(0)
+                holder = self.handle.read().strip() or "another process"
+                self.handle.close()
+                from .errors import GenerationError
 
-            raise GenerationError(f"{what} {str(folder)!r} is in use by {holder}; wait for that run to finish, or "
-                                  "choose another folder") from None
+                raise GenerationError(f"{what} {str(folder)!r} is in use by {holder}; wait for that run to finish, "
+                                      "or choose another folder") from None
+            if self.path.exists() and os.path.samestat(os.fstat(self.handle.fileno()), os.stat(self.path)):
+                break
+            self.handle.close()  # the holder removed the file while we opened it: lock the new one
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"process {os.getpid()}")
@@ -95,6 +100,7 @@ class FolderLock:
 
     def release(self) -> None:
         if not self.handle.closed:
+            self.path.unlink(missing_ok=True)
             self.handle.close()
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, STEMS
+
 from . import comfy_adapter as comfy
 from .payloads import EncodedAudio
 
-STEM_OUTPUTS = ("speech", "effects", "music")
 
 
 def node_error(node: str, input_name: str, error: Exception) -> Exception:
@@ -59,7 +60,7 @@ class MTVLoadAudio:
         return True
 
     def load(self, start_seconds, duration_seconds, audio, audioUI=None):
-        from mtv_core.audio import load_audio, probe_audio, to_comfy_audio
+        from mtv_core.audio import load_audio, probe_audio
         from mtv_core.errors import AudioInputError
 
         try:
@@ -74,30 +75,19 @@ class MTVLoadAudio:
             waveform = load_audio(path, start=start_seconds, duration=duration_seconds or None)
         except Exception as error:
             raise node_error("MTV Load Audio", "audio", error)
-        return (to_comfy_audio(waveform),)
+        return (comfy.to_comfy_audio(waveform),)
 
 
 def _stem_outputs(stems):
-    from mtv_core.audio import to_comfy_audio
-
-    return tuple(to_comfy_audio(stems.waveform(name)) for name in STEM_OUTPUTS)
+    return tuple(comfy.to_comfy_audio(stems.waveform(name)) for name in STEMS)
 
 
 def _with_second_speaker(stems, speaker_ranges: str, second_speaker):
-    from mtv_core.audio import align_tracks, from_comfy_audio, resample, split_speakers
+    from mtv_core.audio import add_second_speaker, split_speakers
 
     if speaker_ranges.strip():
         return split_speakers(stems, speaker_ranges)
-    if second_speaker is None:
-        return stems
-    second = from_comfy_audio(second_speaker)
-    samples = resample(second.samples, second.sample_rate, stems.sample_rate)
-    channels = stems.tracks["speech"].shape[0]
-    if samples.shape[0] != channels:
-        samples = samples.mean(0, keepdim=True).expand(channels, -1)
-    aligned = align_tracks(dict(stems.tracks, speech2=samples), stems.sample_rate)
-    aligned.source_id, aligned.flags = stems.source_id, stems.flags
-    return aligned
+    return stems if second_speaker is None else add_second_speaker(stems, comfy.from_comfy_audio(second_speaker))
 
 
 _SPEAKER_INPUTS = {
@@ -110,7 +100,7 @@ class MTVDemixStems:
     DESCRIPTION = "Splits audio into speech, effects and music with an HTDemucs model; each stem also comes out as AUDIO to preview or save."
     CATEGORY = "MTV/audio"
     RETURN_TYPES = ("MTV_STEMS", "AUDIO", "AUDIO", "AUDIO")
-    RETURN_NAMES = ("stems", "speech", "effects", "music")
+    RETURN_NAMES = ("stems", *STEMS)
     FUNCTION = "demix"
 
     @classmethod
@@ -124,10 +114,8 @@ class MTVDemixStems:
         }
 
     def demix(self, audio, demixer, speaker_ranges="", second_speaker=None):
-        from mtv_core.audio import from_comfy_audio
-
         try:
-            stems = demixer.separate(from_comfy_audio(audio), progress=comfy.progress_and_interrupt(100))
+            stems = demixer.separate(comfy.from_comfy_audio(audio), progress=comfy.progress_and_interrupt(100))
             stems = _with_second_speaker(stems, speaker_ranges, second_speaker)
         except Exception as error:
             raise node_error("MTV Demix Stems", "audio", error)
@@ -144,33 +132,23 @@ class MTVStemsFromAudio:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"speech": ("AUDIO", {"tooltip": "The dialogue stem (silence if nobody speaks)."})},
+            "required": {SPEECH: ("AUDIO", {"tooltip": "The dialogue stem (silence if nobody speaks)."})},
             "optional": {
-                "effects": ("AUDIO", {"tooltip": "The sound-effects stem."}),
-                "music": ("AUDIO", {"tooltip": "The music stem."}),
+                EFFECTS: ("AUDIO", {"tooltip": "The sound-effects stem."}),
+                MUSIC: ("AUDIO", {"tooltip": "The music stem."}),
                 **_SPEAKER_INPUTS,
             },
         }
 
     def combine(self, speech, effects=None, music=None, speaker_ranges="", second_speaker=None):
-        import torch
+        from mtv_core.audio import stems_from_waveforms
 
-        from mtv_core.audio import align_tracks, content_hash, from_comfy_audio, resample
-
+        given = {name: audio for name, audio in zip(STEMS, (speech, effects, music)) if audio is not None}
         try:
-            first = from_comfy_audio(speech)
-            tracks, flags = {"speech": first.samples}, {}
-            for name, audio in (("effects", effects), ("music", music)):
-                if audio is None:
-                    tracks[name], flags[name] = torch.zeros_like(first.samples), "not given"
-                else:
-                    other = from_comfy_audio(audio)
-                    tracks[name] = resample(other.samples, other.sample_rate, first.sample_rate)
-            stems = align_tracks(tracks, first.sample_rate)
-            stems.source_id, stems.flags = content_hash(first.samples, first.sample_rate), flags
+            stems = stems_from_waveforms({name: comfy.from_comfy_audio(audio) for name, audio in given.items()})
             stems = _with_second_speaker(stems, speaker_ranges, second_speaker)
         except Exception as error:
-            raise node_error("MTV Stems From Audio", "speech", error)
+            raise node_error("MTV Stems From Audio", SPEECH, error)
         return (stems,)
 
 

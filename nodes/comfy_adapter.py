@@ -251,6 +251,35 @@ def output_folder(name: str) -> Path:
     return contained_path(output_directory(), name, "output folder")
 
 
+# -- ComfyUI's AUDIO ---------------------------------------------------------------------------------------------
+def to_comfy_audio(waveform) -> dict:
+    """A core Waveform -> ComfyUI's AUDIO: {"waveform": float32 [1, C, T] on the CPU, "sample_rate": int}."""
+    import torch
+
+    return {"waveform": waveform.samples.detach().to("cpu", torch.float32).unsqueeze(0).contiguous(),
+            "sample_rate": int(waveform.sample_rate)}
+
+
+def from_comfy_audio(audio: dict):
+    """ComfyUI's AUDIO ({"waveform": [B, C, T], "sample_rate": int}; B must be 1) -> a core Waveform."""
+    import torch
+
+    from mtv_core.audio.io import Waveform, check_finite
+    from mtv_core.errors import AudioInputError
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise AudioInputError("AUDIO input is not a ComfyUI audio dict with 'waveform' and 'sample_rate'; connect a Load Audio output.")
+    samples = torch.as_tensor(audio["waveform"]).detach().to("cpu", torch.float32)
+    if samples.dim() == 3:
+        if samples.shape[0] != 1:
+            raise AudioInputError(f"AUDIO input holds a batch of {samples.shape[0]} clips; pass one clip (batch 1).")
+        samples = samples[0]
+    if samples.dim() != 2 or samples.shape[1] == 0:
+        raise AudioInputError(f"AUDIO waveform has shape {tuple(samples.shape)}; expected [1, channels, samples] with samples > 0.")
+    check_finite(samples, "AUDIO input")
+    return Waveform(samples.contiguous(), int(audio["sample_rate"]))
+
+
 # -- progress, interrupts, devices ------------------------------------------------------------------------------
 def progress_callback(total: int):
     """(step, total) -> None that drives ComfyUI's progress bar (which also checks for interrupts)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from mtv_core.spec import EFFECTS, MAX_GUIDANCE, MAX_STRENGTH, MUSIC, OFFICIAL_GUIDANCE, SPEECH, SPEECH2
+
 from . import comfy_adapter as comfy
 from .audio import node_error
 from .payloads import MTVConditioning, TextConditioning
 
 CONVERSATIONS = ["one", "two", "none", "custom"]
-OFFICIAL_GUIDANCE = 3.5
 
 
 class MTVTextEncode:
@@ -86,7 +87,7 @@ class MTVSceneTransition:
 class MTVApply:
     DESCRIPTION = ("MST-ControlNet Apply: joins text and audio features for the MTV model. Strengths scale each stream "
                    "between its null features (0) and full (1); guidance pushes text, lip sync (speech), event timing "
-                   "(effects) and mood (music) separately. All guidance at 3.5 is the official joint guidance.")
+                   f"(effects) and mood (music) separately. All guidance at {OFFICIAL_GUIDANCE} is the official joint guidance.")
     CATEGORY = "MTV/conditioning"
     RETURN_TYPES = ("MTV_CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
@@ -94,8 +95,8 @@ class MTVApply:
 
     @classmethod
     def INPUT_TYPES(cls):
-        strength = lambda what: ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": f"How strongly {what} drives the video (0 = not at all)."})
-        guidance = lambda what: ("FLOAT", {"default": OFFICIAL_GUIDANCE, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": f"Guidance for {what} (1 = none; official: 3.5 for all)."})
+        strength = lambda what: ("FLOAT", {"default": 1.0, "min": 0.0, "max": MAX_STRENGTH, "step": 0.05, "tooltip": f"How strongly {what} drives the video (0 = not at all)."})
+        guidance = lambda what: ("FLOAT", {"default": OFFICIAL_GUIDANCE, "min": 0.0, "max": MAX_GUIDANCE, "step": 0.1, "tooltip": f"Guidance for {what} (1 = none; official: {OFFICIAL_GUIDANCE} for all)."})
         return {
             "required": {
                 "mtv_model": ("MTV_MODEL", {"tooltip": "The model these features are for (checks that the streams fit it)."}),
@@ -105,9 +106,9 @@ class MTVApply:
                 "effects_strength": strength("effects (event timing)"),
                 "music_strength": strength("music (mood)"),
                 "text_guidance": guidance("the text"),
-                "speech_guidance": guidance("speech"),
-                "effects_guidance": guidance("effects"),
-                "music_guidance": guidance("music"),
+                "speech_guidance": guidance(SPEECH),
+                "effects_guidance": guidance(EFFECTS),
+                "music_guidance": guidance(MUSIC),
             }
         }
 
@@ -123,20 +124,15 @@ class MTVApply:
             raise ConfigError(
                 f"MST-ControlNet Apply: input 'audio_features' has no {sorted(missing)} stream but the {mtv_model.model.config.variant} "
                 "model needs it; for the multi model give 'speaker_ranges' or a 'second_speaker' in Demix Stems")
-        if "speech2" in features.per_stream and "speech2" not in needed:
+        if SPEECH2 in features.per_stream and SPEECH2 not in needed:
             raise ConfigError(
                 "MST-ControlNet Apply: input 'mtv_model' is a single-speaker model but the audio features have a second speaker; "
                 "load the multi model, or clear 'speaker_ranges' / 'second_speaker' in Demix Stems")
-        strengths = {"speech": speech_strength, "speech2": speech_strength, "effects": effects_strength, "music": music_strength}
-        scaled = _scale_streams(features, {name: strengths[name] for name in needed})
+        strengths = {SPEECH: speech_strength, SPEECH2: speech_strength, EFFECTS: effects_strength, MUSIC: music_strength}
+        scaled = features.scaled({name: strengths[name] for name in needed})
         try:
-            scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance).validate()
+            scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance)
         except Exception as error:
             raise node_error("MST-ControlNet Apply", "text_guidance", error)
         return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)
 
-
-def _scale_streams(features, strengths: dict):
-    from dataclasses import replace
-
-    return replace(features, per_stream={name: features.per_stream[name] * strengths[name] for name in strengths})

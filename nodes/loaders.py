@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from mtv_core.spec import ATTENTION_BACKENDS
+
 from . import comfy_adapter as comfy
 from .payloads import ModelHandle
 
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
-ATTENTION = ["sdpa", "xformers", "sage", "math"]
 NONE = "none"
 
 
@@ -44,7 +45,7 @@ class MTVModelLoader:
             "required": {
                 "model_name": (comfy.list_model_files("diffusion_models"), {"tooltip": "An MTV .safetensors made by `python -m mtv_core convert` or the trainer."}),
                 "weight_dtype": (DTYPES, {"default": "auto", "tooltip": "Compute dtype. auto: bf16 on a GPU that has it, else fp32."}),
-                "attention": (ATTENTION, {"default": "sdpa", "tooltip": "Attention kernel. xformers and sage need their package and a CUDA GPU."}),
+                "attention": (list(ATTENTION_BACKENDS), {"default": "sdpa", "tooltip": "Attention kernel. xformers and sage need their package and a CUDA GPU."}),
                 "block_swap": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Transformer blocks kept in CPU memory and streamed to the GPU when needed (saves VRAM, costs speed)."}),
                 "fp8_weights": ("BOOLEAN", {"default": False, "tooltip": "Store the transformer blocks' linear weights in fp8 (half the memory of bf16); compute stays in the weight dtype."}),
                 "offload": ("BOOLEAN", {"default": False, "tooltip": "Keep the model in CPU memory between runs and move it to the GPU only while it samples."}),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from mtv_core.spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, SAMPLERS, SEGMENT_FRAMES, SEGMENT_STRIDE
+
 from . import comfy_adapter as comfy
 from .audio import node_error
+from .comfy_adapter import from_comfy_audio
 from .payloads import MTVLatents
-
-SAMPLERS = ["dpm", "ddim"]
-FPS = 24.0
 
 
 def _sampling_inputs():
@@ -17,41 +17,31 @@ def _sampling_inputs():
         "mtv_model": ("MTV_MODEL", {"tooltip": "From MTV Model Loader."}),
         "vae": ("MTV_VAE", {"tooltip": "From MTV VAE + T5 Loader."}),
         "conditioning": ("MTV_CONDITIONING", {"tooltip": "From MST-ControlNet Apply."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": 2**53, "control_after_generate": True, "tooltip": "Same seed, same video."}),
-        "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Denoising steps (official: 20, 30 or 50)."}),
-        "sampler": (SAMPLERS, {"default": "dpm", "tooltip": "dpm: the official stochastic DPM-Solver++(2M); ddim: deterministic."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": "Same seed, same video; segment k uses seed + k."}),
+        "steps": ("INT", {"default": 30, "min": MIN_STEPS, "max": MAX_STEPS, "tooltip": "Denoising steps (official: 20, 30 or 50)."}),
+        "sampler": (list(SAMPLERS), {"default": "dpm", "tooltip": "dpm: the official stochastic DPM-Solver++(2M); ddim: deterministic."}),
     }
 
 
 _START_IMAGE = ("IMAGE", {"tooltip": "Optional keyframe: the video starts from this picture (resized and centre-cropped to the model's size)."})
 
 
-def _generator(mtv_model, vae, conditioning, seed, steps, sampler, total_steps):
-    from mtv_core.pipeline.generate import GenerationConfig, SegmentGenerator
+def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=True):
+    from mtv_core.pipeline.generate import GenerationConfig
+    from mtv_core.pipeline.session import RenderSession
 
-    config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler, fps=FPS)
-    progress = comfy.progress_callback(total_steps)
-    interrupt = comfy.interrupt_check()
-    return SegmentGenerator(mtv_model.model, vae, config, mtv_model.memory, mtv_model.swap, progress, interrupt)
-
-
-def _start_pixels(image, model):
-    """ComfyUI IMAGE (B, H, W, 3) in [0, 1] -> one clean frame (3, 1, h, w) in [-1, 1] at the model's size."""
-    if image is None:
-        return None
-    from PIL import Image
-
-    from mtv_core.pipeline.keyframes import fit_image, image_to_tensor
-
-    pixels = (image[0].clamp(0, 1) * 255).round().byte().cpu().numpy()
-    size = _video_size(model)
-    return image_to_tensor(fit_image(Image.fromarray(pixels), *size))
+    config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler, colour_match=colour_match)
+    return RenderSession(mtv_model.model, vae, config, mtv_model.memory, mtv_model.swap, comfy.progress_callback(steps),
+                         comfy.interrupt_check(), identity=(mtv_model.name,))
 
 
-def _video_size(model) -> tuple[int, int]:
-    from mtv_core.pipeline.vae import SPATIAL_FACTOR
+def _render(conditioning, start_image):
+    """ComfyUI's conditioning and IMAGE (B, H, W, 3) in [0, 1] -> what the core renders."""
+    from mtv_core.pipeline.session import Render
 
-    return model.config.sample_width * SPATIAL_FACTOR, model.config.sample_height * SPATIAL_FACTOR
+    text = conditioning.text
+    return Render(text.embeddings, text.schedule, conditioning.audio.features, conditioning.audio.duration,
+                  None if start_image is None else start_image[0])
 
 
 def _to_image(frames_uint8):
@@ -59,24 +49,8 @@ def _to_image(frames_uint8):
     return frames_uint8.float() / 255.0
 
 
-def _plan(conditioning, node: str):
-    from mtv_core.pipeline.segments import output_frame_count, plan_segments
-
-    frames = output_frame_count(conditioning.audio.duration, FPS)
-    if frames < 1:
-        raise node_error(node, "conditioning", _error(
-            f"the audio lasts {conditioning.audio.duration:.3f}s, shorter than one video frame (1/{FPS:g}s); give longer audio"))
-    return plan_segments(frames)
-
-
-def _error(message: str):
-    from mtv_core.errors import GenerationError
-
-    return GenerationError(message)
-
-
 class MTVSampler:
-    DESCRIPTION = "Generates one 49-frame segment (2.04 s at 24 fps) of the soundtrack. For the whole soundtrack use Chain Segments."
+    DESCRIPTION = f"Generates one {SEGMENT_FRAMES}-frame segment ({SEGMENT_FRAMES / FPS:.2f} s at {FPS:g} fps) of the soundtrack. For the whole soundtrack use Chain Segments."
     CATEGORY = "MTV/sampling"
     RETURN_TYPES = ("IMAGE", "MTV_LATENT")
     RETURN_NAMES = ("frames", "latent")
@@ -87,37 +61,33 @@ class MTVSampler:
         return {
             "required": {
                 **_sampling_inputs(),
-                "segment": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Which segment of the soundtrack: k starts at k*44 frames."}),
+                "segment": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": f"Which segment of the soundtrack: k starts at k*{SEGMENT_STRIDE} frames."}),
             },
             "optional": {"start_image": _START_IMAGE},
         }
 
     def sample(self, mtv_model, vae, conditioning, seed, steps, sampler, segment, start_image=None):
-        from mtv_core.pipeline.generate import SegmentInputs, segment_features
-        from mtv_core.pipeline.segments import to_uint8
+        from mtv_core.errors import GenerationError
 
-        plan = _plan(conditioning, "MTV Sampler")
-        if segment >= len(plan.segments):
-            raise node_error("MTV Sampler", "segment", _error(
-                f"segment {segment} does not exist: the audio has {len(plan.segments)} segments (0..{len(plan.segments) - 1})"))
-        chosen = plan.segments[segment]
-        text = conditioning.text
-        inputs = SegmentInputs(text.schedule.embedding_at(text.embeddings, chosen.centre_time(FPS)),
-                               segment_features(conditioning.audio.features, chosen),
-                               _start_pixels(start_image, mtv_model.model))
         try:
-            generator = _generator(mtv_model, vae, conditioning, seed, steps, sampler, steps)
-            latents = generator.sample_latents(inputs, seed + segment)
-            pixels = generator.decode(latents)
+            session, render = _session(mtv_model, vae, conditioning, seed, steps, sampler), _render(conditioning, start_image)
+            count = len(session.plan(render).segments)
         except Exception as error:
             raise node_error("MTV Sampler", "conditioning", error)
-        return (_to_image(to_uint8(pixels)), MTVLatents(latents))
+        if segment >= count:
+            raise node_error("MTV Sampler", "segment", GenerationError(
+                f"segment {segment} does not exist: the audio has {count} segments (0..{count - 1})"))
+        try:
+            frames, latents = session.segment(render, segment)
+        except Exception as error:
+            raise node_error("MTV Sampler", "conditioning", error)
+        return (_to_image(frames), MTVLatents(latents))
 
 
 class MTVChainSegments:
-    DESCRIPTION = ("Generates the whole soundtrack as chained segments (stride 44, each continuing the last one's "
-                   "tail, colour-matched), saving each finished segment so a stopped job resumes; cuts the video and "
-                   "audio to exactly the audio's length.")
+    DESCRIPTION = (f"Generates the whole soundtrack as chained segments (stride {SEGMENT_STRIDE}, each continuing the last "
+                   "one's tail, colour-matched), saving each finished segment so a stopped job resumes; cuts the video "
+                   "and audio to exactly the audio's length.")
     CATEGORY = "MTV/sampling"
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("frames", "audio")
@@ -136,28 +106,21 @@ class MTVChainSegments:
         }
 
     def generate(self, mtv_model, vae, conditioning, seed, steps, sampler, audio, colour_match, work_folder, start_image=None):
-        from dataclasses import replace
-
-        from mtv_core.audio import from_comfy_audio
-        from mtv_core.pipeline.generate import generate_frames, job_fingerprint
-        from mtv_core.pipeline.segments import SegmentStore
+        from mtv_core.errors import GenerationError
         from mtv_core.pipeline.video import fit_audio
 
         waveform = from_comfy_audio(audio)
         if abs(waveform.duration - conditioning.audio.duration) > 0.05:
-            raise node_error("MTV Chain Segments", "audio", _error(
+            raise node_error("MTV Chain Segments", "audio", GenerationError(
                 f"this audio ({waveform.duration:.2f}s) is not the one the stems were made from ({conditioning.audio.duration:.2f}s); "
                 "connect the same Load Audio output to Demix Stems and here"))
-        plan = _plan(conditioning, "MTV Chain Segments")
-        start = _start_pixels(start_image, mtv_model.model)
         try:
-            generator = _generator(mtv_model, vae, conditioning, seed, steps, sampler, steps * len(plan.segments))
-            generator.config = replace(generator.config, colour_match=colour_match)
-            text = conditioning.text
-            fingerprint = job_fingerprint(mtv_model.model, generator.config, mtv_model.memory, text.embeddings,
-                                          text.schedule, conditioning.audio.features, plan, start, mtv_model.name)
-            with SegmentStore(comfy.output_folder(work_folder), fingerprint) as store:
-                frames = generate_frames(generator, text.embeddings, text.schedule, conditioning.audio.features, plan, store, start)
+            folder = comfy.output_folder(work_folder)
+        except Exception as error:
+            raise node_error("MTV Chain Segments", "work_folder", error)
+        try:
+            session = _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match)
+            frames = session.frames(_render(conditioning, start_image), folder)
         except Exception as error:
             raise node_error("MTV Chain Segments", "conditioning", error)
         trimmed = fit_audio(waveform.samples, waveform.sample_rate, frames.shape[0], FPS)

@@ -16,6 +16,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mtv_core.spec import SPEECH  # noqa: E402
+
 RATE = 16000
 MEASURE = ("import resource, sys; from mtv_core.cli import main; code = main(sys.argv[1:]); "
            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
@@ -62,7 +66,7 @@ def main() -> None:
             write_noise(audio, minutes)
         out = args.work / f"features-{minutes:g}min.safetensors"
         began = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", MEASURE, "features", str(audio), "--stem", "speech", "--wav2vec",
+        result = subprocess.run([sys.executable, "-c", MEASURE, "features", str(audio), "--stem", SPEECH, "--wav2vec",
                                  str(model), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
         if result.returncode:
             sys.exit(result.stderr[-2000:])

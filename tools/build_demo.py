@@ -21,10 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEMO = REPO / "mtv_core" / "demo"
+
+from mtv_core.spec import EFFECTS, STEMS  # noqa: E402
 EXAMPLE_CLIP = "000_basic_face"  # from the held-out world: a close-up face whose mouth follows the speech
 # The world has effect sounds only in its sound-event clips, so the (cumulative) stages before that one
 # hear silent effects stems; training the effects pathway there would teach it to ignore its input.
-FROZEN_STREAMS = {"basic_face": ["effects"], "single_character": ["effects"], "multi_character": ["effects"]}
+FROZEN_STREAMS = {"basic_face": [EFFECTS], "single_character": [EFFECTS], "multi_character": [EFFECTS]}
 
 
 def run(*command) -> None:
@@ -108,7 +110,7 @@ def pack(work: Path, run_dir: Path) -> None:
     shutil.rmtree(example, ignore_errors=True)
     example.mkdir()
     source = work / "heldout"
-    for stem in ("speech", "effects", "music"):
+    for stem in STEMS:
         shutil.copy(source / f"{EXAMPLE_CLIP}_{stem}.wav", example / f"{stem}.wav")
     shutil.copy(source / f"{EXAMPLE_CLIP}.mp4", example / "clip.mp4")
     rows = {row["clip"]: row for row in csv.DictReader(open(source / "captions.csv", newline=""))}

@@ -42,6 +42,7 @@ def thumbnail(frame, label: str | None) -> Image.Image:
 
 def main() -> None:
     from mtv_core import demo
+    from mtv_core.spec import STEMS
     from mtv_core.evaluation.ablations import generate_from_stems, load_model_set, world_captions
     from mtv_core.world import WorldSettings, write_world
 
@@ -60,7 +61,7 @@ def main() -> None:
                 stems, caption, label = demo.EXAMPLE_STEMS, demo.example_prompt(), None
             else:
                 spec = specs[KIND[name]]
-                stems = {stem: Path(world) / f"{spec.name}_{stem}.wav" for stem in ("speech", "effects", "music")}
+                stems = {stem: Path(world) / f"{spec.name}_{stem}.wav" for stem in STEMS}
                 caption, label = captions[spec.name], "preview: built-in demo model"
             frames = generate_from_stems(models, stems, caption, steps=args.steps, seed=args.seed)
             path = ROOT / "workflows" / f"{title}.jpg"

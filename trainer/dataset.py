@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 
 from mtv_core.audio import AudioFeatures
-from mtv_core.fileio import atomic_write
+from mtv_core.fileio import atomic_write, contained_path
+from mtv_core.spec import SEGMENT_FRAMES
 
 from .errors import TrainerError
 
 MANIFEST = "manifest.jsonl"
-CLIP_FRAMES = 49
+CLIP_FRAMES = SEGMENT_FRAMES
 
 
 @dataclass
@@ -117,16 +118,16 @@ class ClipDataset:
         return next(iter(self[0]["features"].values())).shape[-1]
 
     def _tensor(self, relative: str, key: str) -> torch.Tensor:
-        from safetensors.torch import load_file
+        from mtv_core.tensorfile import read_tensor_file
 
-        path = self.root / relative
+        path = contained_path(self.root, relative, "dataset folder")
         if not path.is_file():
             raise TrainerError(f"cached file {str(path)!r} listed in the manifest is missing; run `python -m trainer prepare` again")
-        return load_file(path)[key].float()
+        return read_tensor_file(path, "dataset file").load([key])[key].float()
 
     def _features_window(self, record: ClipRecord) -> dict:
         if record.features not in self._features:
-            self._features[record.features] = AudioFeatures.load(self.root / record.features)
+            self._features[record.features] = AudioFeatures.load(contained_path(self.root, record.features, "dataset folder"))
         window = self._features[record.features].flat_window(record.start_frame, CLIP_FRAMES)
         reference = next(iter(window.values()))
         # A single-speaker clip gives a two-speaker model zero ("null") features for Person2.

@@ -7,6 +7,8 @@ import re
 import torch
 from torch import nn
 
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH2
+
 from .errors import TrainerError
 
 TRAIN_MODES = ("official", "audio", "lora", "all")
@@ -18,9 +20,9 @@ LORA_TARGETS = r".*attn1\.(to_q|to_k|to_v|to_out\.0)"
 # The parameters that serve one audio stream alone (`--freeze-streams`); the shared interaction blocks
 # (attention, FFN, modulation) are not part of any.
 STREAM_PARAMETERS = {
-    "speech": re.compile(r"audio_encoders\.speech\.|audio_(attn|norm)\.speech2?\.|norm_speech\.|speaker_embeddings"),
-    "effects": re.compile(r"audio_encoders\.effects\.|audio_(attn|norm)\.effects\.|norm_effects\."),
-    "music": re.compile(r"audio_encoders\.music\.|music_adaln\."),
+    SPEECH: re.compile(rf"audio_encoders\.{SPEECH}\.|audio_(attn|norm)\.({SPEECH}|{SPEECH2})\.|norm_{SPEECH}\.|speaker_embeddings"),
+    EFFECTS: re.compile(rf"audio_encoders\.{EFFECTS}\.|audio_(attn|norm)\.{EFFECTS}\.|norm_{EFFECTS}\."),
+    MUSIC: re.compile(rf"audio_encoders\.{MUSIC}\.|{MUSIC}_adaln\."),
 }
 
 

@@ -21,13 +21,15 @@ from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
 from mtv_core.errors import MTVError
 from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
+from mtv_core.pipeline.keyframes import resize_and_crop
+from mtv_core.spec import EFFECTS, MUSIC, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
 from .errors import TrainerError
 from .scenes import detect_scenes
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-STEM_SUFFIXES = {"speech": "_speech.wav", "effects": "_effects.wav", "music": "_music.wav"}
+STEM_SUFFIXES = {name: f"_{name}.wav" for name in STEMS}
 EDGE_FRAMES = 3  # the +-2 feature window must stay inside the shot (official: start in [3, len - 49 - 3])
 REPORT = "report.json"
 
@@ -178,7 +180,7 @@ def window_starts(scene: tuple[int, int]) -> list[int]:
 
 
 def read_window(path: Path, start: int, size: tuple[int, int]) -> torch.Tensor:
-    """Frames [start, start + 49) resized (bicubic) and centre-cropped to size: (1, 3, 49, H, W) in [-1, 1]."""
+    """Frames [start, start + 49) resized and centre-cropped to size as a start image is: (1, 3, 49, H, W) in [-1, 1]."""
     frames = []
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
@@ -187,11 +189,7 @@ def read_window(path: Path, start: int, size: tuple[int, int]) -> torch.Tensor:
             if index >= start:
                 frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
     video = torch.stack(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
-    height, width = size
-    scale = max(height / video.shape[2], width / video.shape[3])
-    resized = torch.nn.functional.interpolate(video, size=(round(video.shape[2] * scale), round(video.shape[3] * scale)), mode="bicubic", align_corners=False)
-    top, left = (resized.shape[2] - height) // 2, (resized.shape[3] - width) // 2
-    return resized[:, :, top : top + height, left : left + width].clamp(-1, 1).permute(1, 0, 2, 3)[None]
+    return resize_and_crop(video, *size).clamp(-1, 1).permute(1, 0, 2, 3)[None]
 
 
 # -- the pass over all clips ---------------------------------------------------------------------
@@ -251,7 +249,7 @@ class Preparer:
         for scene, start in windows:
             if start + CLIP_FRAMES + 2 > features.num_padded_frames:
                 continue  # the audio ends before the picture
-            subsets = assign_subsets(info, audible(stems, "effects", start, fps), audible(stems, "music", start, fps))
+            subsets = assign_subsets(info, audible(stems, EFFECTS, start, fps), audible(stems, MUSIC, start, fps))
             records.append(ClipRecord(
                 id=f"{video.stem}-{source_hash[:8]}-{start:06d}", source=str(video), source_hash=source_hash,
                 start_frame=start, fps=fps, caption=info.caption, persons=info.persons, subsets=subsets,

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import torch
 
+from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
+from mtv_core.pipeline.session import RenderSession
 from mtv_core.pipeline.vae import load_vae
+from mtv_core.pipeline.video import write_mp4
+from mtv_core.spec import FPS
 
 from .errors import TrainerError
 
@@ -24,19 +28,14 @@ class SampleWriter:
 
     @torch.no_grad()
     def write(self, model, item: dict, step: int, device) -> Path:
-        from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, SegmentInputs
-        from mtv_core.pipeline.segments import to_uint8
-        from mtv_core.pipeline.video import write_mp4
-
         was_training = model.training
         model.eval()
         try:
-            generator = SegmentGenerator(model, self.vae, GenerationConfig(steps=self.steps, seed=0), MemoryOptions(device=str(device)))
-            inputs = SegmentInputs(item["text"][None], {name: f[None] for name, f in item["features"].items()}, None)
-            frames = to_uint8(generator.run(inputs, seed=0))
+            session = RenderSession(model, self.vae, GenerationConfig(steps=self.steps, seed=0), MemoryOptions(device=str(device)))
+            frames, _ = session.segment_from_windows(item["text"][None], {name: f[None] for name, f in item["features"].items()})
         finally:
             model.train(was_training)
         path = self.folder / f"step-{step:06d}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_mp4(path, frames, 24.0)
+        write_mp4(path, frames, FPS)
         return path

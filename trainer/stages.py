@@ -1,8 +1,10 @@
 """The MTV curriculum: which DEMIX subset each stage trains on, in order (paper, stages 1-5)."""
 
+from mtv_core.spec import CURRICULUM
+
 from .errors import TrainerError
 
-SUBSETS = ("basic_face", "single_character", "multi_character", "sound_event", "visual_mood")
+SUBSETS = CURRICULUM
 # Stage names equal the subset they train on.
 STAGE_ORDER = SUBSETS
 ALL = "all"

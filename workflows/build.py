@@ -22,6 +22,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from core_nodes import CORE_NODES as CORE  # noqa: E402
 from mtv_core import demo  # noqa: E402
+from mtv_core.spec import FPS, OFFICIAL_GUIDANCE, SPEECH, STEMS  # noqa: E402
 from nodes import NODE_CLASS_MAPPINGS  # noqa: E402
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -71,7 +72,10 @@ def text(node: str, conversation: str, scene: str, person1: str = "", person2: s
                                      "person2": person2, "speaker": speaker})}
 
 
-def apply(text_node: str, speech=1.0, effects=1.0, music=1.0, guidance=(3.5, 3.5, 3.5, 3.5)) -> dict:
+G = OFFICIAL_GUIDANCE
+
+
+def apply(text_node: str, speech=1.0, effects=1.0, music=1.0, guidance=(G, G, G, G)) -> dict:
     return {"9": ("MTVApply", {"mtv_model": ["1", 0], "text": [text_node, 0], "audio_features": ["7", 0],
                                "speech_strength": speech, "effects_strength": effects, "music_strength": music,
                                "text_guidance": guidance[0], "speech_guidance": guidance[1],
@@ -83,7 +87,7 @@ def chain_and_save(name: str, steps: int = 30) -> dict:
         "10": ("MTVChainSegments", {"mtv_model": ["1", 0], "vae": ["2", 0], "conditioning": ["9", 0], "seed": 42,
                                     "steps": steps, "sampler": "dpm", "audio": ["5", 0], "colour_match": True,
                                     "work_folder": f"mtv_segments/{name}"}),
-        "11": ("CreateVideo", {"images": ["10", 0], "fps": 24.0, "audio": ["10", 1]}),
+        "11": ("CreateVideo", {"images": ["10", 0], "fps": FPS, "audio": ["10", 1]}),
         "12": ("SaveVideo", {"video": ["11", 0], "filename_prefix": f"mtv/{name}", "format": "auto", "codec": "auto"}),
     }
 
@@ -109,7 +113,7 @@ TALK_MAN = "A man sits at a desk in a quiet study and talks to the camera."
 
 def demo_workflow() -> Workflow:
     """The built-in demo model on its example stems: runs anywhere, on a CPU, with nothing to download."""
-    stems = {"speech": "20", "effects": "21", "music": "22"}
+    stems = dict(zip(STEMS, ("20", "21", "22")))
     graph = {
         "1": ("MTVModelLoader", {"model_name": DEMO, "weight_dtype": "fp32", "attention": "sdpa", "block_swap": 0,
                                  "fp8_weights": False, "offload": False}),
@@ -149,16 +153,16 @@ WORKFLOWS = [
     Workflow("mtv_sound_events", "MTV Sound events (accm model)", {
         **loaders("accm"),
         **text("8", "none", "A wooden drum on a stage is struck by a stick; each hit makes the drum skin flash."),
-        **apply("8", effects=1.2, guidance=(3.5, 3.5, 5.0, 3.5)), **chain_and_save("sound_events"),
+        **apply("8", effects=1.2, guidance=(G, G, 5.0, G)), **chain_and_save("sound_events"),
     }, official_note("No speech: the effects stem times the events (strength 1.2 and guidance 5 on effects).", "accm")),
     Workflow("mtv_music_mood", "MTV Music mood", {
         **loaders("single"),
         **text("8", "none", "A quiet city street at dusk, lights reflecting on wet pavement."),
-        **apply("8", music=1.5, guidance=(3.5, 3.5, 3.5, 5.0)), **chain_and_save("music_mood"),
+        **apply("8", music=1.5, guidance=(G, G, G, 5.0)), **chain_and_save("music_mood"),
     }, official_note("The music stem sets the mood (strength 1.5 and guidance 5 on music).", "single")),
     Workflow("mtv_long_video", "MTV Long video - one speech track", {
         **loaders("single", demixer=False),
-        "6": ("MTVStemsFromAudio", {"speech": ["5", 0]}),
+        "6": ("MTVStemsFromAudio", {SPEECH: ["5", 0]}),
         **text("8", "one", TALK_MAN, person1="A man with a beard in a blue shirt, centre of the frame"),
         **apply("8"), **chain_and_save("long_video", steps=20),
     }, official_note("A long speech recording (no demixing): Chain Segments makes 2-second segments, each continuing "
@@ -177,7 +181,7 @@ WORKFLOWS = [
         "13": ("LoadImage", {"image": "mtv_keyframe.png"}),
         "10": ("MTVSampler", {"mtv_model": ["1", 0], "vae": ["2", 0], "conditioning": ["9", 0], "seed": 42, "steps": 30,
                               "sampler": "dpm", "segment": 0, "start_image": ["13", 0]}),
-        "11": ("CreateVideo", {"images": ["10", 0], "fps": 24.0}),
+        "11": ("CreateVideo", {"images": ["10", 0], "fps": FPS}),
         "12": ("SaveVideo", {"video": ["11", 0], "filename_prefix": "mtv/start_image_keyframe", "format": "auto", "codec": "auto"}),
     }, official_note("One 2-second segment that starts from your picture (Load Image: mtv_keyframe.png).", "single")),
 ]

@@ -5,17 +5,17 @@ Importing this package loads torch but neither demucs nor transformers; those lo
 
 from .demix import Demixer, convert_demixer, load_demixer
 from .features import AudioFeatures, encode_stems
-from .io import Waveform, from_comfy_audio, iter_audio_blocks, load_audio, probe_audio, save_wav, to_comfy_audio, to_mono, to_stereo
+from .io import Waveform, iter_audio_blocks, load_audio, probe_audio, save_wav, to_mono, to_stereo
 from .levels import LevelMeter, LevelReport, is_silent, measure, normalize_loudness, peak_dbfs, rms_dbfs, windowed_rms_dbfs
 from .resample import StreamResampler, resample
 from .speakers import add_second_speaker, parse_speaker_ranges, split_speakers
-from .stems import TRACK_NAMES, ContentHasher, Stems, align_tracks, content_hash, stems_from_files
+from .stems import TRACK_NAMES, ContentHasher, Stems, align_tracks, content_hash, stems_from_files, stems_from_waveforms
 from .wav2vec import Wav2Vec2Encoder, encode_waveform, frame_count, load_wav2vec2, padded_frame_count
 
 __all__ = [
     "AudioFeatures", "ContentHasher", "Demixer", "LevelMeter", "LevelReport", "Stems", "StreamResampler", "TRACK_NAMES", "Wav2Vec2Encoder", "Waveform",
     "add_second_speaker", "align_tracks", "content_hash", "convert_demixer", "encode_stems", "encode_waveform", "frame_count",
-    "from_comfy_audio", "is_silent", "iter_audio_blocks", "load_audio", "load_demixer", "load_wav2vec2", "measure",
+    "is_silent", "iter_audio_blocks", "load_audio", "load_demixer", "load_wav2vec2", "measure",
     "normalize_loudness", "padded_frame_count", "parse_speaker_ranges", "peak_dbfs", "probe_audio", "resample", "rms_dbfs",
-    "save_wav", "split_speakers", "stems_from_files", "to_comfy_audio", "to_mono", "to_stereo", "windowed_rms_dbfs",
+    "save_wav", "split_speakers", "stems_from_files", "stems_from_waveforms", "to_mono", "to_stereo", "windowed_rms_dbfs",
 ]

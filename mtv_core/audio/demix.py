@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ConfigError, ModelFileError
 from ..fileio import FolderLock, atomic_write
+from ..spec import EFFECTS, MUSIC, SPEECH, STEMS
 from ..tensorfile import build_on_meta, check_config_values, read_tensor_file
 from .io import Waveform, to_stereo
 from .levels import DEFAULT_SILENCE_DBFS
@@ -25,7 +26,7 @@ from .resample import resample
 from .stems import Stems, content_hash
 
 CINEMATIC_SOURCES = ("music", "effect", "dialog")  # MVSEP-CDX23 output order
-_CINEMATIC_TRACKS = {"dialog": "speech", "effect": "effects", "music": "music"}
+_CINEMATIC_TRACKS = {"dialog": SPEECH, "effect": EFFECTS, "music": MUSIC}
 _SAFETENSORS_FORMAT = "mtv-demixer-htdemucs"
 _SUPPORTED_CLASSES = ("HTDemucs",)
 
@@ -140,14 +141,14 @@ class Demixer:
 
     @property
     def flags(self) -> dict:
-        return {} if self.layout == "cinematic" else {"effects": "not separated: a standard music model has no effects stem"}
+        return {} if self.layout == "cinematic" else {EFFECTS: "not separated: a standard music model has no effects stem"}
 
     def separate(self, waveform: Waveform, progress: Optional[ProgressCallback] = None, block_seconds: float = 30.0) -> Stems:
         """Demixes a whole waveform; stems come at the model's rate (44.1 kHz for HTDemucs), stereo."""
         source_id = content_hash(waveform.samples, waveform.sample_rate)
         mix = resample(to_stereo(waveform).samples, waveform.sample_rate, self.sample_rate)
         total = mix.shape[1]
-        tracks = {name: torch.empty(2, total) for name in ("speech", "effects", "music")}
+        tracks = {name: torch.empty(2, total) for name in STEMS}
         block = max(1, int(block_seconds * self.sample_rate))
         position = 0
         for stem_block in self.separate_stream((mix[:, i:i + block] for i in range(0, total, block)), total, progress):
@@ -222,7 +223,7 @@ def track_mapping(sources) -> tuple:
         return "cinematic", {_CINEMATIC_TRACKS[name]: [index] for index, name in enumerate(order)}
     if "vocals" in names:
         speech = names.index("vocals")
-        return "music", {"speech": [speech], "effects": [], "music": [i for i in range(len(names)) if i != speech]}
+        return "music", {SPEECH: [speech], EFFECTS: [], MUSIC: [i for i in range(len(names)) if i != speech]}
     raise ConfigError(f"demixer sources {list(sources)} match no known layout; use a cinematic (music, effect, dialog) or a standard htdemucs (with vocals) model.")
 
 
@@ -338,7 +339,7 @@ def _from_json(value):
     return value
 
 
-STEM_FILES = {"speech": "speech.wav", "effects": "effects.wav", "music": "music.wav"}
+STEM_FILES = {name: f"{name}.wav" for name in STEMS}
 REPORT_FILE = "report.json"
 
 
@@ -386,7 +387,7 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
             raise
         for writer in writers.values():
             writer.close()
-        seconds = writers["speech"].num_frames / demixer.sample_rate
+        seconds = writers[SPEECH].num_frames / demixer.sample_rate
         report = {"input": str(Path(path).resolve()), "layout": demixer.layout, "source_id": hasher.hexdigest(),
                   "duration": seconds, "sample_rate": demixer.sample_rate,
                   "stems": {name: dict(meters[name].report().as_dict(), file=file, flag=demixer.flags.get(name))

@@ -22,15 +22,17 @@ import torch
 
 from ..errors import AudioInputError, ConfigError, ModelFileError
 from ..fileio import atomic_write, publish, temp_file_beside
+from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STEMS
 from ..tensorfile import read_tensor_file
 from .io import Waveform, iter_audio_blocks, probe_audio, to_mono
 from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
 from .resample import StreamResampler
+from .speakers import speaker_two_gain
 from .stems import TRACK_NAMES, Stems
 from .wav2vec import (CONTEXT_SECONDS, MAX_PASS_SECONDS, WAV2VEC_SAMPLE_RATE, SignalStats, Wav2Vec2Encoder, encode_stream,
                       frame_count, padded_frame_count)
 
-WINDOW_RADIUS = 2
+WINDOW_RADIUS = FEATURE_WINDOW_RADIUS
 FORMAT = "mtv-audio-features"
 ALIGN_TOLERANCE_SECONDS = 0.05
 BLOCK_SECONDS = 10.0
@@ -238,7 +240,7 @@ def _aligned_blocks(source: StemSource, length: int, normalize):
 
 
 # -- encoding ---------------------------------------------------------------------------------------------------
-def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = 24.0, clip_length: int = 49,
+def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = FPS, clip_length: int = SEGMENT_FRAMES,
                    silence_dbfs: float = DEFAULT_SILENCE_DBFS, encode_silent_as_silence: bool = True, out=None,
                    flags: Optional[dict] = None, source_id: str = "", progress=None, cache_dir=None,
                    max_pass_seconds: Optional[float] = MAX_PASS_SECONDS, context_seconds: float = CONTEXT_SECONDS) -> AudioFeatures:
@@ -255,7 +257,7 @@ def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = 24.0, c
     present = [name for name in names if name not in flags]
     if not present:
         raise AudioInputError("no audio streams to encode; give at least one of speech, effects, music.")
-    reference = "speech" if "speech" in present else present[0]
+    reference = SPEECH if SPEECH in present else present[0]
     measured = {reference: _measure(sources[reference], None, silence_dbfs)}
     length = measured[reference].samples
     if length < WAV2VEC_SAMPLE_RATE / fps:
@@ -354,7 +356,7 @@ def check_fps(fps) -> float:
     return float(fps)
 
 
-def encode_stems(stems: Stems, encoder: Wav2Vec2Encoder, fps: float = 24, clip_length: int = 49,
+def encode_stems(stems: Stems, encoder: Wav2Vec2Encoder, fps: float = FPS, clip_length: int = SEGMENT_FRAMES,
                  silence_dbfs: float = DEFAULT_SILENCE_DBFS, encode_silent_as_silence: bool = True, out=None,
                  **options) -> AudioFeatures:
     """Encodes the tracks of in-memory `stems` (speech, effects, music, and speech2 when present)."""
@@ -363,12 +365,25 @@ def encode_stems(stems: Stems, encoder: Wav2Vec2Encoder, fps: float = 24, clip_l
                           flags=stems.flags, source_id=stems.source_id, **options)
 
 
-def encode_stem_files(files: dict, encoder: Wav2Vec2Encoder, out, fps: float = 24, **options) -> AudioFeatures:
-    """Encodes stem files ({stream: path}; streams not given are silence) into the features file `out`, streaming:
-    the memory this takes does not grow with the audio's length."""
+def file_sources(files: dict, flags: Optional[dict] = None, speaker_ranges: str = "") -> tuple[dict, dict]:
+    """({stream: StemSource}, {stream: why it is silence}) for stem files ({stream: path}): `speaker_ranges`
+    ("0-2.5:1, 2.5-5:2") moves the second speaker's share of the speech file to speech2, and a stem not given
+    becomes flagged silence."""
+    flags = dict(flags or {})
     sources = {name: StemSource.file(path) for name, path in files.items()}
-    flags = {}
-    for name in ("speech", "effects", "music"):
+    if speaker_ranges:
+        share = speaker_two_gain(speaker_ranges, WAV2VEC_SAMPLE_RATE)
+        sources[SPEECH2] = StemSource.file(files[SPEECH], gain=share)
+        sources[SPEECH] = StemSource.file(files[SPEECH], gain=lambda first, count: 1 - share(first, count))
+    for name in STEMS:
         if name not in sources:
             sources[name], flags[name] = next(iter(sources.values())), "not given"
+    return sources, flags
+
+
+def encode_stem_files(files: dict, encoder: Wav2Vec2Encoder, out, fps: float = FPS, speaker_ranges: str = "",
+                      **options) -> AudioFeatures:
+    """Encodes stem files ({stream: path}; streams not given are silence) into the features file `out`, streaming:
+    the memory this takes does not grow with the audio's length."""
+    sources, flags = file_sources(files, options.pop("flags", None), speaker_ranges)
     return encode_sources(sources, encoder, fps, out=out, flags=flags, **options)

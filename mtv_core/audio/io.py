@@ -164,25 +164,6 @@ def downmix_matrix(channel_names) -> torch.Tensor:
     return matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1e-8)
 
 
-def to_comfy_audio(waveform: Waveform) -> dict:
-    return {"waveform": waveform.samples.detach().to("cpu", torch.float32).unsqueeze(0).contiguous(), "sample_rate": int(waveform.sample_rate)}
-
-
-def from_comfy_audio(audio: dict) -> Waveform:
-    """Takes ComfyUI's AUDIO dict ({"waveform": [B, C, T], "sample_rate": int}); B must be 1."""
-    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
-        raise AudioInputError("AUDIO input is not a ComfyUI audio dict with 'waveform' and 'sample_rate'; connect a Load Audio output.")
-    samples = torch.as_tensor(audio["waveform"]).detach().to("cpu", torch.float32)
-    if samples.dim() == 3:
-        if samples.shape[0] != 1:
-            raise AudioInputError(f"AUDIO input holds a batch of {samples.shape[0]} clips; pass one clip (batch 1).")
-        samples = samples[0]
-    if samples.dim() != 2 or samples.shape[1] == 0:
-        raise AudioInputError(f"AUDIO waveform has shape {tuple(samples.shape)}; expected [1, channels, samples] with samples > 0.")
-    _check_finite(samples, "AUDIO input")
-    return Waveform(samples.contiguous(), int(audio["sample_rate"]))
-
-
 def save_wav(path, waveform: Waveform) -> None:
     """Writes a float32 WAV atomically (temp file in the same folder, then os.replace)."""
     with WavWriter(path, waveform.sample_rate, waveform.num_channels) as writer:
@@ -364,11 +345,11 @@ def _trim_codec_padding(block, info, produced_before, duration, start):
 
 def _checked_block(array, path, produced) -> torch.Tensor:
     block = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    _check_finite(block, path, at_sample=produced - block.shape[1])
+    check_finite(block, path, at_sample=produced - block.shape[1])
     return block
 
 
-def _check_finite(samples: torch.Tensor, where, at_sample: int = 0) -> None:
+def check_finite(samples: torch.Tensor, where, at_sample: int = 0) -> None:
     finite = torch.isfinite(samples)
     if not bool(finite.all()):
         bad = int((~finite).sum())

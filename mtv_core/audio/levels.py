@@ -5,8 +5,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..spec import SILENCE_DBFS
 
-DEFAULT_SILENCE_DBFS = -45.0
+DEFAULT_SILENCE_DBFS = SILENCE_DBFS
 FLOOR_DBFS = -200.0
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import AudioInputError, ConfigError
+from ..spec import SPEECH, SPEECH2
 from .io import load_audio
 from .stems import Stems, align_tracks
 
@@ -35,24 +36,31 @@ def split_speakers(stems: Stems, ranges) -> Stems:
     """Moves the speech inside speaker-2 ranges to "speech2"; everything else stays with speaker 1."""
     if isinstance(ranges, str):
         ranges = parse_speaker_ranges(ranges)
-    if stems.flags.get("speech"):
-        raise AudioInputError(f"cannot split speakers: the speech stem is {stems.flags['speech']}.")
-    speech = stems.tracks["speech"]
+    if stems.flags.get(SPEECH):
+        raise AudioInputError(f"cannot split speakers: the speech stem is {stems.flags[SPEECH]}.")
+    speech = stems.tracks[SPEECH]
     mask = _speaker_two_mask(ranges, speech.shape[-1], stems.sample_rate)
-    tracks = dict(stems.tracks, speech=speech * (1 - mask), speech2=speech * mask)
+    tracks = {**stems.tracks, SPEECH: speech * (1 - mask), SPEECH2: speech * mask}
     return replace(stems, tracks=tracks)
 
 
-def add_second_speaker(stems: Stems, path) -> Stems:
-    """Adds speaker 2 from its own file (resampled; a length off by up to 50 ms is padded or cut)."""
-    second = load_audio(path, sample_rate=stems.sample_rate).samples
-    channels = stems.tracks["speech"].shape[0]
+def add_second_speaker(stems: Stems, second) -> Stems:
+    """Adds speaker 2 from its own recording: a file, or a Waveform (resampled; a length off by up to 50 ms is
+    padded or cut)."""
+    from .io import Waveform
+    from .resample import resample
+
+    if isinstance(second, Waveform):
+        source, second = "second speaker", resample(second.samples, second.sample_rate, stems.sample_rate)
+    else:
+        source, second = str(second), load_audio(second, sample_rate=stems.sample_rate).samples
+    channels = stems.tracks[SPEECH].shape[0]
     if second.shape[0] != channels:
         second = second.mean(dim=0, keepdim=True).expand(channels, -1)
-    tracks = {name: track for name, track in stems.tracks.items() if name != "speech2"}
+    tracks = {name: track for name, track in stems.tracks.items() if name != SPEECH2}
     sources = {name: "stems" for name in tracks}
-    sources["speech2"] = str(path)
-    aligned = align_tracks(dict(tracks, speech2=second), stems.sample_rate, sources)
+    sources[SPEECH2] = source
+    aligned = align_tracks({**tracks, SPEECH2: second}, stems.sample_rate, sources)
     return replace(stems, tracks=aligned.tracks)
 
 

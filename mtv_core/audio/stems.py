@@ -7,11 +7,12 @@ from typing import Optional
 import torch
 
 from ..errors import AudioInputError
+from ..spec import SPEECH, STEMS, STREAMS
 from .io import Waveform, load_audio
 from .levels import DEFAULT_SILENCE_DBFS, measure
 
-TRACK_NAMES = ("speech", "speech2", "effects", "music")
-REQUIRED_TRACKS = ("speech", "effects", "music")
+TRACK_NAMES = STREAMS
+REQUIRED_TRACKS = STEMS
 
 
 @dataclass
@@ -85,20 +86,32 @@ def stems_from_files(speech=None, effects=None, music=None, speech2=None, sample
     by up to 50 ms (codec padding) and are then padded or cut to the speech (else the first) track;
     larger differences are an error.
     """
-    paths = {name: path for name, path in (("speech", speech), ("speech2", speech2), ("effects", effects), ("music", music)) if path}
+    paths = {name: path for name, path in zip(STREAMS, (speech, speech2, effects, music)) if path}
     if not paths:
         raise AudioInputError("no stem files given; pass at least one of speech, effects, music.")
     waveforms = {}
     for name, path in paths.items():
         rate = sample_rate or (next(iter(waveforms.values())).sample_rate if waveforms else None)
         waveforms[name] = load_audio(path, sample_rate=rate)
-    return align_tracks({name: w.samples for name, w in waveforms.items()}, next(iter(waveforms.values())).sample_rate, {n: str(p) for n, p in paths.items()})
+    return stems_from_waveforms(waveforms, sources={n: str(p) for n, p in paths.items()})
+
+
+def stems_from_waveforms(waveforms: dict, sample_rate: Optional[int] = None, sources: Optional[dict] = None) -> Stems:
+    """Pre-separated stems given as Waveforms ({stream: Waveform}); resampled to one rate (the first's unless
+    `sample_rate` is given), aligned as `align_tracks` aligns; missing required stems become flagged silence."""
+    from .resample import resample
+
+    if not waveforms:
+        raise AudioInputError("no stems given; give at least one of speech, effects, music.")
+    rate = sample_rate or next(iter(waveforms.values())).sample_rate
+    tracks = {name: resample(w.samples, w.sample_rate, rate) for name, w in waveforms.items()}
+    return align_tracks(tracks, rate, sources)
 
 
 def align_tracks(tracks: dict, sample_rate: int, sources: Optional[dict] = None, tolerance_seconds: float = 0.05) -> Stems:
     """Builds `Stems` from tracks of nearly equal length; absent required tracks become flagged silence."""
     sources = sources or {name: name for name in tracks}
-    reference_name = "speech" if "speech" in tracks else next(iter(tracks))
+    reference_name = SPEECH if SPEECH in tracks else next(iter(tracks))
     length = tracks[reference_name].shape[-1]
     channels = max(track.shape[0] for track in tracks.values())
     aligned = {}

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, ModelFileError
+from ..spec import SEGMENT_FRAMES, WAV2VEC_SAMPLE_RATE
 from ..tensorfile import build_on_meta, check_config_values, check_folder_weights, read_config_json, read_tensor_file, weight_files
 
-WAV2VEC_SAMPLE_RATE = 16000
 NORMALIZE_EPS = 1e-7
 _TOP_LEVEL_NAMES = ("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed", "adapter.")
 _WRAPPER_PREFIXES = ("wav2vec2.", "model.", "audio_encoder.")
@@ -30,7 +30,7 @@ def frame_count(num_samples: int, fps: float, sample_rate: int = WAV2VEC_SAMPLE_
     return math.ceil(num_samples / sample_rate * fps)
 
 
-def padded_frame_count(num_frames: int, clip_length: int = 49) -> int:
+def padded_frame_count(num_frames: int, clip_length: int = SEGMENT_FRAMES) -> int:
     """The next count of the form 1 + k * (clip_length - 1) at or above `num_frames`."""
     step = clip_length - 1
     remainder = (num_frames - 1) % step
@@ -64,7 +64,7 @@ def normalize_waveform(samples: torch.Tensor) -> torch.Tensor:
     return stats.normalizer()(samples)
 
 
-def pad_for_clips(normalized: torch.Tensor, num_frames: int, fps: float, clip_length: int = 49) -> tuple:
+def pad_for_clips(normalized: torch.Tensor, num_frames: int, fps: float, clip_length: int = SEGMENT_FRAMES) -> tuple:
     """Appends zeros so the frame count becomes 1 + k*(clip_length-1); returns (waveform, padded count).
 
     Like the official code, each added frame adds `16000 // fps` zero samples to the normalised waveform.
@@ -262,7 +262,7 @@ MAX_PASS_SECONDS = 60.0  # longer audio is encoded in passes of this much (plus 
 CONTEXT_SECONDS = 10.0
 
 
-def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: float, clip_length: int = 49,
+def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: float, clip_length: int = SEGMENT_FRAMES,
                     max_pass_seconds: Optional[float] = MAX_PASS_SECONDS, context_seconds: float = CONTEXT_SECONDS) -> tuple:
     """Features (padded frames, layers, width) and the real frame count for a mono 16 kHz waveform [T]."""
     num_frames = frame_count(samples_16k.shape[-1], fps)
@@ -276,7 +276,7 @@ def encode_waveform(encoder: Wav2Vec2Encoder, samples_16k: torch.Tensor, fps: fl
     return rows, num_frames
 
 
-def encode_stream(encoder: Wav2Vec2Encoder, blocks, num_samples: int, fps: float, write, clip_length: int = 49,
+def encode_stream(encoder: Wav2Vec2Encoder, blocks, num_samples: int, fps: float, write, clip_length: int = SEGMENT_FRAMES,
                   max_pass_seconds: Optional[float] = MAX_PASS_SECONDS, context_seconds: float = CONTEXT_SECONDS) -> None:
     """Encode a normalised mono 16 kHz signal that arrives in blocks (`num_samples` in all), calling
     `write(first_row, features)` as rows are ready. Zeros pad it to 1 + 48k frames, as the official code pads.

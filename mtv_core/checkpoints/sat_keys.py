@@ -11,9 +11,11 @@ import re
 
 import torch
 
+from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
+
 MTV_PREFIX = "model.diffusion_model."
-_STREAM = {"": "speech", "_second": "speech2", "_effect": "effects"}
-_ENCODER = {"audio_proj": "speech", "audio_proj_effect": "effects", "audio_proj_music": "music"}
+_STREAM = {"": SPEECH, "_second": SPEECH2, "_effect": EFFECTS}
+_ENCODER = {"audio_proj": SPEECH, "audio_proj_effect": EFFECTS, "audio_proj_music": MUSIC}
 
 # (pattern, target, split) — split: None (rename), "qkv" (3 row chunks), "kv" (2 row chunks),
 # "adaln" (the SAT 12-chunk AdaLN order), "speaker0"/"speaker1" (rows of one stacked parameter).

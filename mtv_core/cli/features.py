@@ -7,17 +7,19 @@ single stem (--stem).
 
 import argparse
 
+from ..spec import EFFECTS, FPS, MUSIC, SPEECH, SPEECH2, STEMS
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mov", ".mkv", ".webm")
-STEM_FILE_NAMES = {"speech": ("speech", "dialog", "vocals"), "speech2": ("speech2",), "effects": ("effects", "effect"), "music": ("music",)}
+STEM_FILE_NAMES = {SPEECH: (SPEECH, "dialog", "vocals"), SPEECH2: (SPEECH2,), EFFECTS: (EFFECTS, "effect"), MUSIC: (MUSIC,)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="stems folder, or an audio/video file")
     parser.add_argument("--wav2vec", required=True, help="wav2vec2 Hugging Face folder or .safetensors file")
     parser.add_argument("--out", required=True, help="features .safetensors file to write")
-    parser.add_argument("--fps", type=float, default=24.0, help="video frame rate of the features (MTV: 24)")
+    parser.add_argument("--fps", type=float, default=FPS, help=f"video frame rate of the features (MTV: {FPS:g})")
     parser.add_argument("--demixer", action="append", default=None, help="demix INPUT with this HTDemucs file first (repeat to average)")
-    parser.add_argument("--stem", choices=("speech", "effects", "music"), help="use a single INPUT file as this stem; the others are silent")
+    parser.add_argument("--stem", choices=STEMS, help="use a single INPUT file as this stem; the others are silent")
     parser.add_argument("--speaker2", help="audio file with the second speaker")
     parser.add_argument("--speaker-ranges", help="split the speech stem by time, e.g. '0-2.5:1, 2.5-5:2'")
     parser.add_argument("--silence-dbfs", type=float, default=-45.0, help="stems quieter than this are encoded from silence")
@@ -31,13 +33,12 @@ def run(args) -> int:
     import tempfile
     import time
 
-    from ..audio.features import StemSource, encode_sources
-    from ..audio.speakers import speaker_two_gain
+    from ..audio.features import StemSource, encode_sources, file_sources
     from ..audio.wav2vec import load_wav2vec2
     from ..errors import ConfigError
     from .checks import check_device, check_range
 
-    check_range("--fps", args.fps, 24, 24, fix="the MTV models work at 24 fps")
+    check_range("--fps", args.fps, FPS, FPS, fix=f"the MTV models work at {FPS:g} fps")
     check_range("--silence-dbfs", args.silence_dbfs, -200, 0)
     device = check_device(args.device)
     if args.speaker2 and args.speaker_ranges:
@@ -45,16 +46,9 @@ def run(args) -> int:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtv-stems-", dir=os.path.dirname(os.path.abspath(args.out))) as scratch:
         files, flags = _stem_files(args, device, scratch)
-        sources = {name: StemSource.file(path) for name, path in files.items()}
+        sources, flags = file_sources(files, flags, args.speaker_ranges or "")
         if args.speaker2:
-            sources["speech2"] = StemSource.file(args.speaker2)
-        if args.speaker_ranges:
-            share = speaker_two_gain(args.speaker_ranges, 16000)
-            sources["speech2"] = StemSource.file(files["speech"], gain=share)
-            sources["speech"] = StemSource.file(files["speech"], gain=lambda first, count: 1 - share(first, count))
-        for name in ("speech", "effects", "music"):
-            if name not in sources:
-                sources[name], flags[name] = next(iter(sources.values())), "not given"
+            sources[SPEECH2] = StemSource.file(args.speaker2)
         encoder = load_wav2vec2(args.wav2vec, device=device)
         features = encode_sources(sources, encoder, fps=args.fps, silence_dbfs=args.silence_dbfs,
                                   encode_silent_as_silence=not args.keep_silent, out=args.out, flags=flags,

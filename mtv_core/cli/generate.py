@@ -2,6 +2,8 @@
 
 import argparse
 
+from ..spec import GUIDANCE_ORDER, OFFICIAL_GUIDANCE, SAMPLERS, STREAMS
+
 MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 
 
@@ -24,16 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--t5", help="T5 v1.1 XXL folder (encoder + tokenizer)")
     models.add_argument("--wav2vec", help="wav2vec2-base-960h folder or .safetensors")
     models.add_argument("--demixer", nargs="+", default=[], help="HTDemucs file(s); or pass stems below")
-    for stem in ("speech", "speech2", "effects", "music"):
+    for stem in STREAMS:
         models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (with --demixer: used instead of its {stem})")
     models.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
 
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=30, help="sampler steps (official: 20, 30 or 50)")
     sampling.add_argument("--seed", type=int, default=0)
-    sampling.add_argument("--sampler", default="dpm", help="dpm (official) or ddim")
-    sampling.add_argument("--guidance", type=float, default=3.5, help="joint guidance scale (official 3.5)")
-    for name in ("text", "speech", "effects", "music"):
+    sampling.add_argument("--sampler", default="dpm", choices=SAMPLERS, help="dpm (official) or ddim")
+    sampling.add_argument("--guidance", type=float, default=OFFICIAL_GUIDANCE, help=f"joint guidance scale (official {OFFICIAL_GUIDANCE})")
+    for name in GUIDANCE_ORDER:
         sampling.add_argument(f"--{name}-guidance", type=float, help=f"{name} scale (nested; default: --guidance)")
     sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
 
@@ -77,7 +79,7 @@ def _use_demo_defaults(args) -> None:
             args.prompt = args.prompt or demo.example_prompt()
     if not args.audio:
         raise ConfigError("no soundtrack: pass --audio FILE (or --example for the demo's example)")
-    stems = any(getattr(args, name) for name in ("speech", "speech2", "effects", "music"))
+    stems = any(getattr(args, name) for name in STREAMS)
     if not given and not args.demixer and not stems:
         raise ConfigError("the demo model comes without a demixer: pass the stems (--speech/--effects/--music), "
                           "a --demixer, or --example")
@@ -94,10 +96,10 @@ def build_job(args):
     _use_demo_defaults(args)
     scale = args.guidance
     guidance = GuidanceScales(*(getattr(args, f"{name}_guidance") if getattr(args, f"{name}_guidance") is not None
-                                else scale for name in ("text", "speech", "effects", "music")))
+                                else scale for name in GUIDANCE_ORDER))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-    stems = {name: getattr(args, name) for name in ("speech", "speech2", "effects", "music") if getattr(args, name)}
+    stems = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}
     return GenerationJob(
         audio=args.audio, schedule=_schedule(args), out=args.out,
         files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stems),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelFileError
+from ..spec import STEMS
 
 DEMO_DIR = Path(__file__).resolve().parent
 MODEL = DEMO_DIR / "model.safetensors"
@@ -14,7 +15,7 @@ VAE = DEMO_DIR / "vae.safetensors"
 T5 = DEMO_DIR / "t5"
 WAV2VEC = DEMO_DIR / "wav2vec2"
 EXAMPLE = DEMO_DIR / "example"
-EXAMPLE_STEMS = {name: EXAMPLE / f"{name}.wav" for name in ("speech", "effects", "music")}
+EXAMPLE_STEMS = {name: EXAMPLE / f"{name}.wav" for name in STEMS}
 EXAMPLE_AUDIO = EXAMPLE / "clip.mp4"
 EXAMPLE_PROMPT = EXAMPLE / "prompt.txt"
 

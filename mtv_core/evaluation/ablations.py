@@ -5,13 +5,14 @@ its unconditional branch sees."""
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-STREAM_ABLATIONS = {"no_audio": ("speech", "effects", "music"), "no_speech": ("speech",), "no_effects": ("effects",),
-                    "no_music": ("music",)}
+from ..spec import OFFICIAL_GUIDANCE, STEMS
+
+STREAM_ABLATIONS = {"no_audio": STEMS, **{f"no_{name}": (name,) for name in STEMS}}
 
 
 @dataclass
@@ -41,29 +42,27 @@ def stem_features(models: ModelSet, stem_files: dict):
     from ..audio import encode_stems, stems_from_files
 
     stems = stems_from_files(**stem_files)
-    return encode_stems(stems, models.wav2vec, fps=24), stems.duration
+    return encode_stems(stems, models.wav2vec), stems.duration
 
 
 def generate_clip(models: ModelSet, world: Path, clip: str, zero_streams=(), steps: int = 20, seed: int = 0,
-                  guidance: float = 3.5) -> torch.Tensor:
+                  guidance: float = OFFICIAL_GUIDANCE) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for a world clip, N = round(duration x 24)."""
-    stem_files = {name: Path(world) / f"{clip}_{name}.wav" for name in ("speech", "effects", "music")}
+    stem_files = {name: Path(world) / f"{clip}_{name}.wav" for name in STEMS}
     return generate_from_stems(models, stem_files, world_captions(world)[clip], zero_streams, steps, seed, guidance)
 
 
 def generate_from_stems(models: ModelSet, stem_files: dict, caption: str, zero_streams=(), steps: int = 20,
-                        seed: int = 0, guidance: float = 3.5) -> torch.Tensor:
+                        seed: int = 0, guidance: float = OFFICIAL_GUIDANCE) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for stem files and a caption, N = round(duration x 24)."""
-    from ..pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, generate_frames
+    from ..pipeline.generate import GenerationConfig, MemoryOptions
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.prompt_schedule import PromptSchedule
-    from ..pipeline.segments import output_frame_count, plan_segments
+    from ..pipeline.session import Render, RenderSession
 
     features, duration = stem_features(models, stem_files)
-    features = replace(features, per_stream={name: value * 0 if name in zero_streams else value
-                                             for name, value in features.per_stream.items()})
     schedule = PromptSchedule.single(caption)
-    text = models.text_encoder.encode(schedule.prompts)
+    render = Render(models.text_encoder.encode(schedule.prompts), schedule,
+                    features.scaled({name: 0.0 for name in zero_streams if name in features.per_stream}), duration)
     config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales.joint(guidance))
-    generator = SegmentGenerator(models.model, models.vae, config, MemoryOptions(device="cpu"))
-    return generate_frames(generator, text, schedule, features, plan_segments(output_frame_count(duration, 24.0)))
+    return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(render)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..audio.io import load_audio
 from ..errors import ConfigError
+from ..spec import STEMS
 from ..world.scene import ClipSpec
 
 
@@ -38,6 +39,6 @@ def clip_frames(path: Path, spec: ClipSpec) -> np.ndarray:
 def clip_audio(world: Path, spec: ClipSpec) -> np.ndarray:
     """The clip's mono mix: the sum of its three stems (what a model is conditioned on)."""
     stems = [load_audio(world / f"{spec.name}_{name}.wav", sample_rate=spec.sample_rate).samples.mean(dim=0).numpy()
-             for name in ("speech", "effects", "music")]
+             for name in STEMS]
     length = min(len(stem) for stem in stems)
     return np.clip(sum(stem[:length] for stem in stems), -1, 1)

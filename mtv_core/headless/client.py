@@ -66,7 +66,8 @@ class ComfyClient:
         bounded), at most `limit` bytes; into `sink` (a file) when given."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise GenerationError(f"{self.server} sent {int(declared)} bytes where at most {limit} are accepted")
+            raise GenerationError(f"{self.server} would send {int(declared)} bytes, more than the {limit} accepted; "
+                                  "refused (raise --max-download-mb if it is right)")
         chunks, size = [], 0
         while True:
             self.deadline.left(REQUEST_TIMEOUT)
@@ -78,7 +79,8 @@ class ComfyClient:
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:
-                raise GenerationError(f"{self.server} sent more than {limit} bytes; refused (raise --max-download-mb if it is right)")
+                raise GenerationError(f"{self.server} sent more than the {limit} bytes accepted; refused (raise "
+                                      "--max-download-mb if it is right)")
             if sink is None:
                 chunks.append(chunk)
             else:

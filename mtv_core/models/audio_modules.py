@@ -7,6 +7,7 @@ from diffusers.models.attention import FeedForward
 from torch import nn
 
 from ..attention import DEFAULT_BACKEND, attention
+from ..spec import EFFECTS, SPEECH
 
 
 class AudioProjection(nn.Module):
@@ -84,9 +85,9 @@ class AudioInteractionBlock(nn.Module):
     def forward(self, streams: dict[str, torch.Tensor], temb: torch.Tensor) -> dict[str, torch.Tensor]:
         """streams: name -> (B*T, tokens, dim) in interaction order; temb: (B*T, time_embed_dim)."""
         chunks = self.adaln(temb)[:, None].chunk(12, dim=-1)
-        params = {"speech": chunks[:6], "effects": chunks[6:]}
-        norms = {"speech": self.norm_speech, "effects": self.norm_effects}
-        groups = {name: "effects" if name == "effects" else "speech" for name in streams}
+        params = {SPEECH: chunks[:6], EFFECTS: chunks[6:]}
+        norms = {SPEECH: self.norm_speech, EFFECTS: self.norm_effects}
+        groups = {name: EFFECTS if name == EFFECTS else SPEECH for name in streams}  # speech2 shares speech's
 
         def modulated(name, norm, which):
             shift, scale = params[groups[name]][which], params[groups[name]][which + 1]

@@ -28,9 +28,9 @@ from torch import nn
 
 from ..attention import DEFAULT_BACKEND, attention, fused_attention, resolve_backend
 from ..errors import ConfigError
+from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 from .audio_modules import AudioInteractionBlock, AudioProjection
 
-SPEECH, SPEECH2, EFFECTS, MUSIC = "speech", "speech2", "effects", "music"
 
 
 @dataclass

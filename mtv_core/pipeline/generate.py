@@ -13,43 +13,49 @@ from ..errors import ConfigError, GenerationError
 from .guidance import GuidanceScales, GuidedModel
 from .memory import BlockSwap, convert_linears_to_fp8, on_device, resolve_device
 from .prompt_schedule import PromptSchedule
-from .sampling import MAX_STEPS, MIN_STEPS, SAMPLERS, interruptible, sample
-from .segments import (PREFIX_FRAMES, SEGMENT_FRAMES, Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
+from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
+from .sampling import interruptible, sample
+from .segments import (Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
                        to_uint8)
 from .vae import decode_latents, encode_frames, latent_channels
 
-MAX_SEED = 2**63 - 1
 MIN_VAE_TILE = 8  # latents; tiles overlap by 4
 
 
-@dataclass
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
 class GenerationConfig:
+    """How to sample, checked when made. Segment k of a job draws its noise from seed + k."""
+
     steps: int = 30
     seed: int = 0
     guidance: GuidanceScales = field(default_factory=GuidanceScales)
     sampler: str = "dpm"
-    fps: float = 24.0
     colour_match: bool = True
 
-    def validate(self) -> "GenerationConfig":
-        if not isinstance(self.steps, int) or not MIN_STEPS <= self.steps <= MAX_STEPS:
+    def __post_init__(self):
+        if not _whole(self.steps) or not MIN_STEPS <= self.steps <= MAX_STEPS:
             raise ConfigError(f"steps {self.steps!r} is out of range; use {MIN_STEPS}..{MAX_STEPS} "
                               "(official: 20, 30 or 50)")
-        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED - 100000:
-            raise ConfigError(f"seed {self.seed!r} must be a non-negative integer below 2**63 - 100000")
+        if not _whole(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed {self.seed!r} is out of range; use a whole number in 0..{MAX_SEED}")
         if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {SAMPLERS}")
-        if self.fps != 24.0:
-            raise ConfigError(f"fps {self.fps!r} is not supported; the MTV models work at 24 fps")
-        self.guidance.validate()
-        return self
+            raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+        if not isinstance(self.guidance, GuidanceScales):
+            raise ConfigError(f"guidance {self.guidance!r} is not a GuidanceScales")
+
+    def segment_seed(self, index: int) -> int:
+        return self.seed + index
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "seed": self.seed, "guidance": vars(self.guidance), "sampler": self.sampler,
-                "fps": self.fps, "colour_match": self.colour_match}
+                "colour_match": self.colour_match}
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryOptions:
     """Where weights live. Every option computes the same numbers as the plain path (fp8: within its rounding)."""
 
@@ -61,11 +67,11 @@ class MemoryOptions:
     vae_tile_latents: int | None = None  # spatial VAE tiles (approximate; None = plain decode)
 
     def __post_init__(self):
-        self.device = resolve_device(str(self.device))
-        if not isinstance(self.block_swap, int) or isinstance(self.block_swap, bool) or self.block_swap < 0:
+        object.__setattr__(self, "device", resolve_device(str(self.device)))
+        if not _whole(self.block_swap) or self.block_swap < 0:
             raise ConfigError(f"block swap {self.block_swap!r} must be a whole number >= 0 (0: no block swap)")
         tile = self.vae_tile_latents
-        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or not MIN_VAE_TILE <= tile <= 4096):
+        if tile is not None and (not _whole(tile) or not MIN_VAE_TILE <= tile <= 4096):
             raise ConfigError(f"VAE tile {tile!r} is out of range; use a whole number of latents in {MIN_VAE_TILE}..4096, "
                               "or no tiling")
 
@@ -99,7 +105,7 @@ class SegmentGenerator:
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
                  progress=None, interrupt=None):
         check_compatible(model, vae)
-        self.model, self.vae, self.config, self.memory = model, vae, config.validate(), memory
+        self.model, self.vae, self.config, self.memory = model, vae, config, memory
         self.swap = swap
         self.progress, self.interrupt = progress, interrupt
         self.last_prefix_latents = None
@@ -186,9 +192,9 @@ def render_segments(generator: SegmentGenerator, text_embeddings: torch.Tensor, 
         stored = store.load(segment.index) if store is not None else None
         if stored is None:
             prefix = tail if segment.has_prefix else start_image
-            inputs = SegmentInputs(schedule.embedding_at(text_embeddings, segment.centre_time(generator.config.fps)),
+            inputs = SegmentInputs(schedule.embedding_at(text_embeddings, segment.centre_time(FPS)),
                                    segment_features(features, segment), prefix)
-            pixels = generator.run(inputs, generator.config.seed + segment.index, segment.index * steps,
+            pixels = generator.run(inputs, generator.config.segment_seed(segment.index), segment.index * steps,
                                    len(plan.segments) * steps)
             if segment.has_prefix and generator.config.colour_match:
                 pixels = match_colour(pixels, tail)

@@ -19,30 +19,31 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..spec import GUIDANCE_ORDER, MAX_GUIDANCE, OFFICIAL_GUIDANCE, SPEECH, SPEECH2
 
-OFFICIAL_SCALE = 3.5
-MAX_SCALE = 30.0
-STREAM_LEVEL = {"speech": 2, "speech2": 2, "effects": 3, "music": 4}  # the branch level at which a stream turns on
+# The branch level at which a condition turns on: text 1, speech 2 (the second speaker with it), effects 3, music 4.
+STREAM_LEVEL = {**{name: level for level, name in enumerate(GUIDANCE_ORDER, start=1)}, SPEECH2: GUIDANCE_ORDER.index(SPEECH) + 1}
 
 
 @dataclass(frozen=True)
 class GuidanceScales:
-    text: float = OFFICIAL_SCALE
-    speech: float = OFFICIAL_SCALE
-    effects: float = OFFICIAL_SCALE
-    music: float = OFFICIAL_SCALE
+    """A scale per condition (in GUIDANCE_ORDER), each checked when the scales are made."""
+
+    text: float = OFFICIAL_GUIDANCE
+    speech: float = OFFICIAL_GUIDANCE
+    effects: float = OFFICIAL_GUIDANCE
+    music: float = OFFICIAL_GUIDANCE
+
+    def __post_init__(self):
+        for name in GUIDANCE_ORDER:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
+                raise ConfigError(f"{name} guidance scale {value!r} is out of range; use a number in [0, {MAX_GUIDANCE}] "
+                                  f"(official joint scale: {OFFICIAL_GUIDANCE}; 1 = no guidance)")
 
     @classmethod
-    def joint(cls, scale: float = OFFICIAL_SCALE) -> "GuidanceScales":
-        return cls(scale, scale, scale, scale)
-
-    def validate(self) -> "GuidanceScales":
-        for name in ("text", "speech", "effects", "music"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_SCALE:
-                raise ConfigError(f"{name} guidance scale {value!r} is out of range; use a number in [0, {MAX_SCALE}] "
-                                  f"(official joint scale: {OFFICIAL_SCALE}; 1 = no guidance)")
-        return self
+    def joint(cls, scale: float = OFFICIAL_GUIDANCE) -> "GuidanceScales":
+        return cls(*(scale for _ in GUIDANCE_ORDER))
 
     def branch_weights(self) -> dict[int, float]:
         """Branch level -> coefficient, leaving out zero coefficients."""
@@ -64,7 +65,7 @@ class GuidedModel:
     def __init__(self, model, text: torch.Tensor, tokens: dict | None, null_tokens: dict | None,
                  scales: GuidanceScales, clean_mask: torch.Tensor | None = None):
         self.model = model
-        self.weights = scales.validate().branch_weights()
+        self.weights = scales.branch_weights()
         if tokens is None:  # a backbone run without audio: speech/effects/music levels equal the text level
             self.weights = _merge_audio_levels(self.weights)
         self.clean_mask = clean_mask

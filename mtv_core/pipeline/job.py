@@ -9,16 +9,16 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, ModelFileError
-from .generate import (GenerationConfig, MemoryOptions, SegmentGenerator, check_compatible, job_fingerprint,
-                       prepare_model, render_segments)
+from ..spec import SPEECH2, STREAMS
+from .generate import GenerationConfig, MemoryOptions, prepare_model
 from .keyframes import load_start_image
 from .memory import release_cached_memory
 from .prompt_schedule import PromptSchedule
-from .segments import SegmentStore, output_frame_count, plan_segments
-from .vae import SPATIAL_FACTOR, load_vae
-from .video import check_writable, write_mp4
+from .session import Render, RenderSession
+from .vae import load_vae
+from .video import check_writable
 
-STEM_NAMES = ("speech", "speech2", "effects", "music")
+STEM_NAMES = STREAMS
 
 
 @dataclass
@@ -86,8 +86,7 @@ def validate_job(job: GenerationJob) -> dict:
         if name != "mix" and name not in STEM_NAMES:
             raise ConfigError(f"audio to mux {name!r} is unknown; use 'mix' or stem names {STEM_NAMES}")
     if job.start_image is not None:
-        _require_path(job.start_image, "start image", "pass an existing PNG or JPEG file")
-    job.config.validate()
+        load_start_image(_require_path(job.start_image, "start image", "pass an existing PNG or JPEG file"), 16, 16)
     check_writable(job.out)
     model_config = _json_config(model_path)
     if not model_config:
@@ -98,9 +97,9 @@ def validate_job(job: GenerationJob) -> dict:
         from ..audio.speakers import parse_speaker_ranges
 
         parse_speaker_ranges(job.speaker_ranges)
-        if "speech2" in files.stems:
+        if SPEECH2 in files.stems:
             raise ConfigError("give either --speech2 FILE or --speaker-ranges, not both")
-    second_speaker = "speech2" in files.stems or bool(job.speaker_ranges)
+    second_speaker = SPEECH2 in files.stems or bool(job.speaker_ranges)
     if second_speaker and not model_config.get("multi_speaker"):
         raise ConfigError("a second speaker was given (--speech2 or --speaker-ranges) but this is a single-speaker "
                           "model; pass the multi model, or leave the second speaker out")
@@ -160,22 +159,13 @@ def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
 def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
     """wav2vec2 features of the stem files, streamed into a file in the work folder (reused by a rerun)."""
     from ..audio import load_wav2vec2
-    from ..audio.features import AudioFeatures, StemSource, encode_sources
-    from ..audio.speakers import speaker_two_gain
+    from ..audio.features import AudioFeatures, encode_stem_files
 
     path = work / f"features-{_digest(job.files.wav2vec, *files.values(), job.speaker_ranges, *sorted(flags))}.safetensors"
     if path.is_file():
         return AudioFeatures.load(path)
-    sources = {name: StemSource.file(file) for name, file in files.items()}
-    if job.speaker_ranges:
-        share = speaker_two_gain(job.speaker_ranges, 16000)
-        sources["speech2"] = StemSource.file(files["speech"], gain=share)
-        sources["speech"] = StemSource.file(files["speech"], gain=lambda first, count: 1 - share(first, count))
-    for name in ("speech", "effects", "music"):
-        if name not in sources:
-            sources[name], flags[name] = next(iter(sources.values())), "not given"
     encoder = load_wav2vec2(job.files.wav2vec, device=job.memory.device)
-    features = encode_sources(sources, encoder, fps=job.config.fps, out=path, flags=flags)
+    features = encode_stem_files(files, encoder, path, speaker_ranges=job.speaker_ranges, flags=flags)
     del encoder
     release_cached_memory()
     return features
@@ -249,29 +239,19 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length."""
     from ..checkpoints import load_mtv_model
 
-    model_config = validate_job(job)
-    height, width = model_config["sample_height"] * SPATIAL_FACTOR, model_config["sample_width"] * SPATIAL_FACTOR
-    start_image = None if job.start_image is None else load_start_image(job.start_image, width, height)
+    validate_job(job)
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
-    plan = plan_segments(output_frame_count(audio_duration(job.audio), job.config.fps))
     files, flags = separate(job, work)
     features = audio_features(job, files, flags, work)
-    text = encode_text(job)
+    render = Render(encode_text(job), job.schedule, features, audio_duration(job.audio), job.start_image)
 
     model = load_mtv_model(job.files.model, dtype=job.dtype)
     vae = load_vae(job.files.vae, dtype=job.dtype)
-    check_compatible(model, vae)
     swap = prepare_model(model, job.memory)
-    fingerprint = job_fingerprint(model, job.config, job.memory, text, job.schedule, features, plan, start_image,
-                                  _file_identity(job))
-    with SegmentStore(work, fingerprint) as store:
-        generator = SegmentGenerator(model, vae, job.config, job.memory, swap, progress, interrupt)
-        segments = render_segments(generator, text, job.schedule, features, plan, store, start_image)
-        audio, rate = soundtrack(job, files)
-        path = write_mp4(job.out, segments, job.config.fps, audio, rate, frame_count=plan.total_frames)
-        if not job.keep_segments:
-            store.remove()
+    session = RenderSession(model, vae, job.config, job.memory, swap, progress, interrupt, _file_identity(job))
+    audio, rate = soundtrack(job, files)
+    path = session.write(render, job.out, audio, rate, work, keep=job.keep_segments)
     if not job.keep_segments:
         _remove_work_files(work)
     return path

@@ -11,14 +11,13 @@ from typing import Callable
 import torch
 
 from ..errors import GenerationError
+from ..spec import SAMPLERS
 
 OFFICIAL_SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
     prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=1.0,
     timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0,
 )
-SAMPLERS = ("dpm", "ddim")
-MIN_STEPS, MAX_STEPS = 1, 200
 
 ModelFn = Callable[[torch.Tensor, int], torch.Tensor]
 

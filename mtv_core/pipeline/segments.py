@@ -15,13 +15,10 @@ from pathlib import Path
 import torch
 
 from ..errors import GenerationError, ModelFileError
+from ..spec import PREFIX_FRAMES, SEGMENT_FRAMES, SEGMENT_STRIDE
 from ..fileio import FolderLock, atomic_write
 from ..tensorfile import read_tensor_file
 
-SEGMENT_FRAMES = 49
-SEGMENT_STRIDE = 44
-PREFIX_FRAMES = SEGMENT_FRAMES - SEGMENT_STRIDE  # 5 pixel frames -> 2 latents
-PREFIX_LATENTS = 2
 
 
 @dataclass(frozen=True)

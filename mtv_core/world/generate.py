@@ -15,13 +15,13 @@ import torch
 
 from ..audio.io import Waveform, save_wav
 from ..errors import ConfigError
+from ..spec import EFFECTS, MUSIC, SPEECH, STEMS
 from ..pipeline.captions import build_caption
 from ..pipeline.video import write_mp4
 from . import sounds
 from .scene import (HAIR_COLOURS, KINDS, OBJECT_COLOURS, OBJECT_SHAPES, ClipSpec, Person, SceneObject, WorldSettings,
                     background_boxes, closeup_person, mouth_heights, object_at, render, small_person)
 
-STEMS = ("speech", "effects", "music")
 CAPTIONS = "captions.csv"
 WORLD = "world.json"
 CAPTION_COLUMNS = ["clip", "caption", "persons", "face_closeup", "conversation", "person1", "person2", "speaker", "scene"]
@@ -86,12 +86,12 @@ def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, 
     stems = {name: sounds.silence(frames, fps) for name in STEMS}
     envelope, onsets = np.zeros(frames), []
     if persons:
-        stems["speech"], envelope = sounds.speech(rng, frames, fps)
+        stems[SPEECH], envelope = sounds.speech(rng, frames, fps)
     if thing:
         onsets = sounds.effect_onsets(rng, frames)
-        stems["effects"] = sounds.effects(rng, onsets, frames, fps)
+        stems[EFFECTS] = sounds.effects(rng, onsets, frames, fps)
     if mood:
-        stems["music"] = sounds.music(rng, mood, frames, fps)
+        stems[MUSIC] = sounds.music(rng, mood, frames, fps)
     caption = build_caption(fields["conversation"], fields["scene"], fields.get("person1"), fields.get("person2"), fields.get("speaker", 1))
     spec = ClipSpec(
         name=clip_name(index, kind), kind=kind, frames=frames, fps=fps, height=settings.height, width=settings.width,

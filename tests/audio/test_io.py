@@ -5,7 +5,7 @@ import pytest
 import torch
 from audio_signals import dominant_frequency, tone
 
-from mtv_core.audio import from_comfy_audio, load_audio, probe_audio, save_wav, to_comfy_audio, to_stereo
+from mtv_core.audio import load_audio, probe_audio, save_wav, to_stereo
 from mtv_core.audio.io import MAX_TRAILING_PADDING, Waveform, WavWriter
 from mtv_core.errors import AudioInputError
 
@@ -65,18 +65,6 @@ def test_start_and_duration_are_sample_exact(write):
         assert torch.equal(piece.samples[0], torch.from_numpy(ramp[0, first:first + 20000]))
     with pytest.raises(AudioInputError, match="past the end"):
         load_audio(path, start=10.0)
-
-
-def test_comfy_audio_round_trip():
-    waveform = Waveform(torch.randn(2, 1000), 22050)
-    audio = to_comfy_audio(waveform)
-    assert audio["waveform"].shape == (1, 2, 1000) and audio["sample_rate"] == 22050
-    back = from_comfy_audio(audio)
-    assert torch.equal(back.samples, waveform.samples) and back.sample_rate == 22050
-    with pytest.raises(AudioInputError, match="batch of 2"):
-        from_comfy_audio({"waveform": torch.zeros(2, 1, 10), "sample_rate": 8000})
-    with pytest.raises(AudioInputError, match="NaN"):
-        from_comfy_audio({"waveform": torch.full((1, 1, 10), float("nan")), "sample_rate": 8000})
 
 
 def test_save_wav_round_trip_and_atomicity(tmp_path):

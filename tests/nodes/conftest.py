@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import graph_runner
+from graph_runner import AUDIO_SECONDS
 from mtv_core import tiny
 from mtv_core.audio import Waveform, save_wav
-
-AUDIO_SECONDS = 3.0
 
 
 def example_soundtrack(seconds=AUDIO_SECONDS, rate=16000) -> np.ndarray:

@@ -10,6 +10,8 @@ import torch
 
 from nodes import NODE_CLASS_MAPPINGS
 
+AUDIO_SECONDS = 3.0  # the length of the example soundtrack the node tests use
+
 
 class CreateVideo:
     FUNCTION = "create"
@@ -43,7 +45,8 @@ class PreviewAudio:
     output_dir = Path("output")
 
     def preview(self, audio):
-        from mtv_core.audio import from_comfy_audio, save_wav
+        from mtv_core.audio import save_wav
+        from nodes.comfy_adapter import from_comfy_audio
 
         path = self.output_dir / "preview" / f"audio_{len(list(self.output_dir.glob('preview/*.wav'))):05d}.wav"
         save_wav(path, from_comfy_audio(audio))

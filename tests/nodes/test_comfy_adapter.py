@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtv_core.audio import Waveform, save_wav
-from mtv_core.errors import MTVError
+from mtv_core.errors import AudioInputError, MTVError
 from nodes import comfy_adapter as comfy
 from nodes.audio import MTVLoadAudio
 from nodes.loaders import MTVDemixerLoader, MTVModelLoader
@@ -112,3 +112,15 @@ def test_the_template_list_puts_the_demo_first_and_leaves_other_packs_alone():
     assert ordered["comfyui-mtv"] == ["MTV Demo - built-in model, nothing to download", "MTV Music mood", "MTV Talking character"]
     assert ordered["other-pack"] == ["b", "a"]
     assert comfy.demo_first(["not", "a", "mapping"]) == ["not", "a", "mapping"]
+
+
+def test_comfy_audio_round_trip():
+    waveform = Waveform(torch.randn(2, 1000), 22050)
+    audio = comfy.to_comfy_audio(waveform)
+    assert audio["waveform"].shape == (1, 2, 1000) and audio["sample_rate"] == 22050
+    back = comfy.from_comfy_audio(audio)
+    assert torch.equal(back.samples, waveform.samples) and back.sample_rate == 22050
+    with pytest.raises(AudioInputError, match="batch of 2"):
+        comfy.from_comfy_audio({"waveform": torch.zeros(2, 1, 10), "sample_rate": 8000})
+    with pytest.raises(AudioInputError, match="NaN"):
+        comfy.from_comfy_audio({"waveform": torch.full((1, 1, 10), float("nan")), "sample_rate": 8000})

@@ -8,8 +8,7 @@ import av
 import torch
 import pytest
 
-from conftest import AUDIO_SECONDS
-from graph_runner import run_workflow
+from graph_runner import AUDIO_SECONDS, run_workflow
 from mtv_core.errors import MTVError
 
 ROOT = Path(__file__).resolve().parents[2]

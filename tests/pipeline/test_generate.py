@@ -101,16 +101,21 @@ def test_prompt_schedule_blends_text_by_segment_centre(tiny_model, tiny_vae, fea
     assert [round(t.mean().item(), 4) for t in texts] == [0.0, 0.4167, 1.0]
 
 
-@pytest.mark.parametrize("config, fragment", [
-    (GenerationConfig(steps=0), "steps 0 is out of range"),
-    (GenerationConfig(steps=500), "steps 500"),
-    (GenerationConfig(seed=-1), "seed -1"),
-    (GenerationConfig(sampler="euler"), "sampler 'euler'"),
-    (GenerationConfig(guidance=GuidanceScales(text=50)), "text guidance scale 50"),
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: GenerationConfig(steps=0), "steps 0 is out of range"),
+    (lambda: GenerationConfig(steps=500), "steps 500"),
+    (lambda: GenerationConfig(steps=True), "steps True"),
+    (lambda: GenerationConfig(seed=-1), "seed -1"),
+    (lambda: GenerationConfig(seed=2**53), "seed 9007199254740992 is out of range"),
+    (lambda: GenerationConfig(sampler="euler"), "sampler 'euler'"),
+    (lambda: GuidanceScales(text=50), "text guidance scale 50"),
+    (lambda: GuidanceScales(music=float("nan")), "music guidance scale nan"),
+    (lambda: MemoryOptions(vae_tile_latents=0), "VAE tile 0 is out of range"),
+    (lambda: MemoryOptions(device="bogus"), "device 'bogus' is not a device"),
 ])
-def test_bad_generation_values_are_refused(config, fragment):
+def test_bad_values_are_refused_when_the_options_are_made(make, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        config.validate()
+        make()
 
 
 def test_a_vae_that_does_not_fit_the_model_is_refused(tiny_model):
