@@ -52,6 +52,16 @@ def resolve_backend(name: str | None) -> str:
     return name
 
 
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, tokens, head_dim) -> (batch, tokens, heads * head_dim)."""
+    return x.transpose(1, 2).flatten(2)
+
+
 def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
     """Unmasked attention over (batch, heads, tokens, head_dim) tensors; returns the same layout as `query`."""
     if backend == "sdpa":

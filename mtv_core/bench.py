@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
 import time
 from dataclasses import dataclass
 
 import torch
+from diffusers import CogVideoXTransformer3DModel
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+from .models import MTVTransformer3DModel, backbone_config
 
 
 @dataclass
@@ -19,7 +25,6 @@ class BenchResult:
 
 class PeakMemory:
     """Peak allocated memory: CUDA's counter on a GPU; on CPU, the process RSS sampled every 5 ms."""
-
     def __init__(self, device: torch.device):
         self.device = device
         self.peak = 0
@@ -56,9 +61,6 @@ class PeakMemory:
 
 
 def _release_free_memory():
-    import ctypes
-    import gc
-
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -74,9 +76,7 @@ def _rss() -> int:
 def bench_model(config: dict, batch: int = 2, repeats: int = 3, device: str = "cpu", dtype: torch.dtype = torch.float32,
                 attention_backend: str = "sdpa") -> list[BenchResult]:
     """One CFG-sized forward (batch 2) of MTV with all audio streams, and of the plain backbone."""
-    from diffusers import CogVideoXTransformer3DModel
 
-    from .models import backbone_config
 
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
@@ -99,8 +99,6 @@ def bench_model(config: dict, batch: int = 2, repeats: int = 3, device: str = "c
 
 
 def _bench_mtv(config, inputs, timestep, features, attention_backend, repeats, device, dtype) -> BenchResult:
-    from .models import MTVTransformer3DModel
-
     mtv = MTVTransformer3DModel(**config).to(device, dtype).eval()
     mtv.select_attention_backend(attention_backend)
     with torch.no_grad():
@@ -109,8 +107,6 @@ def _bench_mtv(config, inputs, timestep, features, attention_backend, repeats, d
 
 
 def _rotary(config, frames, device):
-    from diffusers.models.embeddings import get_3d_rotary_pos_embed
-
     grid = (config["sample_height"] // config["patch_size"], config["sample_width"] // config["patch_size"])
     return get_3d_rotary_pos_embed(config["attention_head_dim"], ((0, 0), grid), grid, frames, device=device)
 

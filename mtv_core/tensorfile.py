@@ -14,6 +14,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
+
 from .errors import ModelFileError
 
 MAX_HEADER_BYTES = 100_000_000
@@ -64,8 +67,6 @@ class TensorFile:
 
     def load(self, names=None, device="cpu") -> dict:
         """The named tensors (all by default) as torch tensors."""
-        from safetensors import SafetensorError, safe_open
-
         try:
             with safe_open(str(self.path), framework="pt", device=str(device)) as handle:
                 return {name: handle.get_tensor(name) for name in (self.tensors if names is None else names)}
@@ -138,8 +139,6 @@ def _few(keys: list[str]) -> str:
 def build_on_meta(build):
     """(module, {name: shape}) for the module `build()` makes, built on the meta device: its weights take no memory
     whatever its config says, so it can be compared with a file before anything is allocated."""
-    import torch
-
     with torch.device("meta"):
         module = build()
     return module, {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}

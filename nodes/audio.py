@@ -8,7 +8,6 @@ from . import comfy_adapter as comfy
 from .payloads import EncodedAudio
 
 
-
 def node_error(node: str, input_name: str, error: Exception) -> Exception:
     """Name the node and the input in front of mtv_core's message (which already says what to do)."""
     from mtv_core.errors import MTVError

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 DEMO = REPO / "mtv_core" / "demo"
 
 from mtv_core.spec import EFFECTS, STEMS  # noqa: E402
+
 EXAMPLE_CLIP = "000_basic_face"  # from the held-out world: a close-up face whose mouth follows the speech
 # The world has effect sounds only in its sound-event clips, so the (cumulative) stages before that one
 # hear silent effects stems; training the effects pathway there would teach it to ignore its input.
@@ -72,12 +73,12 @@ def train_vae(work: Path, steps: int) -> None:
 
 
 def build_components(work: Path) -> None:
-    from mtv_core import tiny
+    from mtv_core import testing
 
     if not (work / "t5").exists():
-        tiny.save_tiny_t5(work / "t5", words=caption_words(work / "world" / "captions.csv", work / "heldout" / "captions.csv"))
+        testing.save_tiny_t5(work / "t5", words=caption_words(work / "world" / "captions.csv", work / "heldout" / "captions.csv"))
     if not (work / "wav2vec2").exists():
-        tiny.save_tiny_wav2vec2(work / "wav2vec2")
+        testing.save_tiny_wav2vec2(work / "wav2vec2")
 
 
 def train_curriculum(work: Path, steps: int, batch_size: int) -> None:
@@ -97,7 +98,7 @@ def pack(work: Path, run_dir: Path) -> None:
     import torch
 
     from mtv_core.checkpoints import load_mtv_model
-    from mtv_core.tiny import save_mtv_model
+    from mtv_core.testing import save_mtv_model
 
     DEMO.mkdir(exist_ok=True)
     model = load_mtv_model(run_dir / "visual_mood" / "model.safetensors", dtype=torch.float16)
@@ -127,8 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    step(work / "world", "-m", "mtv_core", "world", "--out", work / "world", "--clips", args.clips, "--seed", 0, "--frames", 120)
-    step(work / "heldout", "-m", "mtv_core", "world", "--out", work / "heldout", "--clips", 5, "--seed", 1, "--frames", 72)
+    step(work / "world", "-m", "mtv_lab", "world", "--out", work / "world", "--clips", args.clips, "--seed", 0, "--frames", 120)
+    step(work / "heldout", "-m", "mtv_lab", "world", "--out", work / "heldout", "--clips", 5, "--seed", 1, "--frames", 72)
     train_vae(work, args.vae_steps)
     build_components(work)
     step(work / "data" / "manifest.jsonl", "-m", "trainer", "prepare", "--clips", work / "world", "--captions",

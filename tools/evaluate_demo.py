@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from mtv_core import demo
-    from mtv_core.evaluation.ablations import STREAM_ABLATIONS, generate_clip, load_model_set
     from mtv_core.pipeline.video import write_mp4
-    from mtv_core.world.generate import world_clips
+    from mtv_lab.evaluation.ablations import STREAM_ABLATIONS, generate_clip, load_model_set
+    from mtv_lab.world.generate import world_clips
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", type=Path, required=True)
@@ -40,7 +40,7 @@ def main() -> None:
             write_mp4(path, frames, 24.0)
             print(f"{variant}: {path}", flush=True)
     rows = [f"{variant}={args.out / 'videos' / variant}" for variant in variants]
-    subprocess.run([sys.executable, "-m", "mtv_core", "evaluate", "--world", str(args.world), "--videos", *rows,
+    subprocess.run([sys.executable, "-m", "mtv_lab", "evaluate", "--world", str(args.world), "--videos", *rows,
                     "--ground-truth", "--static", "--out", str(args.out / "report")], check=True, cwd=REPO)
 
 

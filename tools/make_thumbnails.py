@@ -43,8 +43,8 @@ def thumbnail(frame, label: str | None) -> Image.Image:
 def main() -> None:
     from mtv_core import demo
     from mtv_core.spec import STEMS
-    from mtv_core.evaluation.ablations import generate_from_stems, load_model_set, world_captions
-    from mtv_core.world import WorldSettings, write_world
+    from mtv_lab.evaluation.ablations import generate_from_stems, load_model_set, world_captions
+    from mtv_lab.world import WorldSettings, write_world
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)

@@ -48,6 +48,8 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the trained weights (model-ema.safetensors)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--official-interaction-timestep", action="store_true",
+                        help="the interaction blocks take batch row 0's timestep for every sample, as the official trainer does")
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--keep", type=int, default=3, help="step checkpoints kept per stage")
     parser.add_argument("--log-every", type=int, default=20)
@@ -98,7 +100,8 @@ def run_training(argv: list[str]) -> None:
         dropout=ConditioningDropout(args.text_dropout, args.audio_dropout, args.stream_dropout, args.clean_mask_prob),
         train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, frozen_streams=tuple(args.freeze_streams),
         ema=args.ema, mixed_precision=args.mixed_precision,
-        gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, keep=args.keep,
+        gradient_checkpointing=args.gradient_checkpointing, official_interaction_timestep=args.official_interaction_timestep,
+        save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
     )

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from mtv_core.audio import AudioFeatures
 from mtv_core.fileio import atomic_write, contained_path
 from mtv_core.spec import SEGMENT_FRAMES
+from mtv_core.tensorfile import read_tensor_file
 
 from .errors import TrainerError
 
@@ -30,7 +32,6 @@ CLIP_FRAMES = SEGMENT_FRAMES
 @dataclass
 class ClipRecord:
     """One training window: frames [start_frame, start_frame + 49) of `source` at its native fps."""
-
     id: str
     source: str
     source_hash: str
@@ -51,8 +52,6 @@ def text_cache_name(caption: str) -> str:
 
 
 def save_tensors(path: Path, tensors: dict) -> None:
-    from safetensors.torch import save_file
-
     atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp))
 
 
@@ -96,7 +95,6 @@ def select_subset(root: Path, records: list[ClipRecord], subset: str, stage: str
 
 class ClipDataset:
     """Items {latents (T, C, h, w), text (226, d), features {stream: (49, feature_dim)}} as float32."""
-
     def __init__(self, root: Path, records: list[ClipRecord], streams: tuple[str, ...]):
         self.root = Path(root)
         self.records = records
@@ -118,8 +116,6 @@ class ClipDataset:
         return next(iter(self[0]["features"].values())).shape[-1]
 
     def _tensor(self, relative: str, key: str) -> torch.Tensor:
-        from mtv_core.tensorfile import read_tensor_file
-
         path = contained_path(self.root, relative, "dataset folder")
         if not path.is_file():
             raise TrainerError(f"cached file {str(path)!r} listed in the manifest is missing; run `python -m trainer prepare` again")
@@ -145,7 +141,6 @@ def collate(items: list[dict]) -> dict:
 class EpochSampler:
     """Deterministic order: a seeded permutation per epoch, split across ranks. Its position
     (epoch, next index) is part of the training state, so a resumed run reads the same clips."""
-
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
         self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
         self.epoch, self.position = 0, 0

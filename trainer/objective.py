@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mtv_core.pipeline.sampling import make_scheduler
+
 # Clean-prefix frame masks (official `latent_frame_mask`, total p = 0.25).
 MASK_MODES = {
     "image_head": 0.22,
@@ -37,8 +39,6 @@ class ConditioningDropout:
 
 def official_alphas_cumprod() -> torch.Tensor:
     """alpha_bar over the 1000 training timesteps: the sampler's zero-SNR scaled-linear schedule."""
-    from mtv_core.pipeline.sampling import make_scheduler
-
     return make_scheduler("dpm").alphas_cumprod.to(torch.float64)
 
 
@@ -101,7 +101,6 @@ def drop_conditioning(text: torch.Tensor, features: dict, dropout: ConditioningD
 
 class DiffusionObjective(nn.Module):
     """Wraps the transformer so that one `forward` is one loss: what DDP / DeepSpeed / FSDP wrap."""
-
     def __init__(self, model: nn.Module, alphas_cumprod: torch.Tensor):
         super().__init__()
         self.model = model

@@ -13,7 +13,8 @@ from .errors import TrainerError
 
 TRAIN_MODES = ("official", "audio", "lora", "all")
 _AUDIO = re.compile(r"audio|music|speaker")
-# The official trainable set (mtv-official.md §1.2): all MTV modules, the backbone self-attention
+# The official trainable set (suimuc/MTV_Framework: SAT `disable_untrainable_params` with train_prefix
+# {model: [audio, attention]}): all MTV modules, the backbone self-attention
 # projections (SAT query_key_value/dense) and the post-attention LayerNorm. QK-LayerNorm stays frozen.
 _OFFICIAL_BACKBONE = re.compile(r"attn1\.(to_q|to_k|to_v|to_out)\.|norm2\.norm\.")
 LORA_TARGETS = r".*attn1\.(to_q|to_k|to_v|to_out\.0)"

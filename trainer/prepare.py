@@ -16,12 +16,22 @@ from pathlib import Path
 import av
 import torch
 
-from mtv_core.audio import encode_stems, is_silent, load_audio, load_demixer, load_wav2vec2, probe_audio, stems_from_files
+from mtv_core.audio import (
+    encode_stems,
+    is_silent,
+    load_audio,
+    load_demixer,
+    load_wav2vec2,
+    probe_audio,
+    stems_from_files,
+)
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
 from mtv_core.errors import MTVError
 from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 from mtv_core.pipeline.keyframes import resize_and_crop
+from mtv_core.pipeline.text import load_text_encoder
+from mtv_core.pipeline.vae import encode_frames, load_vae
 from mtv_core.spec import EFFECTS, MUSIC, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
@@ -36,8 +46,6 @@ REPORT = "report.json"
 
 class SkipClip(Exception):
     """This clip cannot be used; the message is the reason written to the report."""
-
-
 @dataclass
 class PrepareOptions:
     clips: Path
@@ -79,7 +87,6 @@ class PrepareReport:
 @dataclass
 class ClipInfo:
     """What the captions file says about one clip."""
-
     caption: str
     persons: int
     face_closeup: bool | None = None
@@ -276,7 +283,6 @@ class Preparer:
 
     def _encode_missing(self, video: Path, record: ClipRecord) -> None:
         if self.options.vae and not (record.latents and (self.out / record.latents).is_file()):
-            from mtv_core.pipeline.vae import encode_frames, load_vae
 
             self._vae = self._vae or load_vae(self.options.vae, device=self.options.device)
             generator = torch.Generator().manual_seed(int(record.source_hash[:8], 16) + record.start_frame)
@@ -284,7 +290,6 @@ class Preparer:
             record.latents = f"latents/{record.id}.safetensors"
             save_tensors(self.out / record.latents, {"latents": latents})
         if self.options.t5 and not (record.text and (self.out / record.text).is_file()):
-            from mtv_core.pipeline.text import load_text_encoder
 
             self._t5 = self._t5 or load_text_encoder(self.options.t5, device=self.options.device)
             record.text = text_cache_name(record.caption)

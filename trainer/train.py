@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from tqdm import tqdm
 
 from mtv_core.checkpoints import load_mtv_model
 from mtv_core.models import MTVTransformer3DModel, mtv_config
@@ -16,7 +18,14 @@ from mtv_core.models import MTVTransformer3DModel, mtv_config
 from .checkpoints import EMA_FILE, MODEL_FILE, CheckpointFolder, restore_rng_state, rng_state, save_model_files
 from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
 from .errors import TrainerError
-from .objective import ConditioningDropout, DiffusionObjective, drop_conditioning, official_alphas_cumprod, sample_clean_masks, sample_timesteps
+from .objective import (
+    ConditioningDropout,
+    DiffusionObjective,
+    drop_conditioning,
+    official_alphas_cumprod,
+    sample_clean_masks,
+    sample_timesteps,
+)
 from .params import EMA, merged_weights, select_trainable
 from .samples import SampleWriter
 from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
@@ -50,6 +59,7 @@ class TrainOptions:
     ema: float | None = None
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    official_interaction_timestep: bool = False  # row 0's timestep for every sample in the interaction blocks
     save_every: int = 200
     keep: int = 3
     log_every: int = 20
@@ -88,7 +98,6 @@ def _previous_output(options: TrainOptions, stage: str) -> Path | None:
 
 
 def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
-    from accelerate import Accelerator
 
     stage_dir = Path(options.out) / stage
     output = stage_dir / MODEL_FILE
@@ -110,6 +119,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
     names = select_trainable(model, options.train, options.lora_rank, options.frozen_streams)
     if options.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    model.first_row_interaction_timestep = options.official_interaction_timestep
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=options.betas, eps=1e-8, weight_decay=options.weight_decay)
@@ -151,8 +161,6 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
 
 def after_step(stage: str, step: int) -> None:
     """Called after every optimizer step; tests replace it to simulate a crash mid-run."""
-
-
 def build_model(options: TrainOptions, init: Path | None) -> MTVTransformer3DModel:
     if init is None:  # from scratch: no pretrained backbone for a zero music modulation to protect
         torch.manual_seed(options.seed)
@@ -312,7 +320,6 @@ def _setup_logging(out: Path, main: bool) -> None:
 def _progress_bar(options: TrainOptions, accelerator, stage: str, step: int):
     if not (options.progress and accelerator.is_main_process):
         return None
-    from tqdm import tqdm
 
     return tqdm(total=options.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True)
 

@@ -15,6 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from diffusers import AutoencoderKLCogVideoX
+
+from mtv_core.pipeline.vae import load_vae
+from mtv_core.testing import save_vae
 
 from .errors import TrainerError
 from .prepare import find_videos
@@ -47,8 +51,6 @@ def read_clip(path: Path) -> torch.Tensor:
 
 
 def new_vae(widths) -> "torch.nn.Module":
-    from diffusers import AutoencoderKLCogVideoX
-
     groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(w % g == 0 for w in widths))
     return AutoencoderKLCogVideoX(block_out_channels=tuple(widths), latent_channels=16, layers_per_block=1,
                                   norm_num_groups=groups, scaling_factor=0.7)
@@ -80,9 +82,6 @@ def vae_loss(vae, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def train_vae(args) -> float:
-    from mtv_core.pipeline.vae import load_vae
-    from mtv_core.tiny import save_vae
-
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     clips = [read_clip(path) for path in find_videos(args.clips)]

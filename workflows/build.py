@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from core_nodes import CORE_NODES as CORE  # noqa: E402
+
 from mtv_core import demo  # noqa: E402
 from mtv_core.spec import FPS, OFFICIAL_GUIDANCE, SPEECH, STEMS  # noqa: E402
 from nodes import NODE_CLASS_MAPPINGS  # noqa: E402

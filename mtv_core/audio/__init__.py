@@ -6,7 +6,16 @@ Importing this package loads torch but neither demucs nor transformers; those lo
 from .demix import Demixer, convert_demixer, load_demixer
 from .features import AudioFeatures, encode_stems
 from .io import Waveform, iter_audio_blocks, load_audio, probe_audio, save_wav, to_mono, to_stereo
-from .levels import LevelMeter, LevelReport, is_silent, measure, normalize_loudness, peak_dbfs, rms_dbfs, windowed_rms_dbfs
+from .levels import (
+    LevelMeter,
+    LevelReport,
+    is_silent,
+    measure,
+    normalize_loudness,
+    peak_dbfs,
+    rms_dbfs,
+    windowed_rms_dbfs,
+)
 from .resample import StreamResampler, resample
 from .speakers import add_second_speaker, parse_speaker_ranges, split_speakers
 from .stems import TRACK_NAMES, ContentHasher, Stems, align_tracks, content_hash, stems_from_files, stems_from_waveforms

@@ -7,23 +7,26 @@ a whole-file run to float tolerance while holding only a few segments in memory.
 data preparation used shifts=1 (a random time shift); shifts are left out here to stay deterministic.
 """
 
+import inspect
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import torch
+from safetensors.torch import save_file
 
 from ..errors import ConfigError, ModelFileError
 from ..fileio import FolderLock, atomic_write
 from ..spec import EFFECTS, MUSIC, SPEECH, STEMS
 from ..tensorfile import build_on_meta, check_config_values, read_tensor_file
-from .io import Waveform, to_stereo
-from .levels import DEFAULT_SILENCE_DBFS
-from .resample import resample
-from .stems import Stems, content_hash
+from .io import Waveform, WavWriter, downmix_matrix, iter_audio_blocks, probe_audio, to_stereo, write_text_atomically
+from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
+from .resample import StreamResampler, resample
+from .stems import ContentHasher, Stems, content_hash
 
 CINEMATIC_SOURCES = ("music", "effect", "dialog")  # MVSEP-CDX23 output order
 _CINEMATIC_TRACKS = {"dialog": SPEECH, "effect": EFFECTS, "music": MUSIC}
@@ -36,7 +39,6 @@ ProgressCallback = Callable[[int, int], None]
 @dataclass
 class DemixerFile:
     """What a demixer file holds: the HTDemucs constructor arguments and its float32 weights."""
-
     args: list
     kwargs: dict
     state: dict
@@ -62,8 +64,6 @@ def convert_demixer(input_path, output_path) -> DemixerFile:
 
 def write_demixer_file(demixer_file: DemixerFile, output_path) -> None:
     """Writes the constructor arguments (as JSON metadata) and weights as one safetensors file, atomically."""
-    from safetensors.torch import save_file
-
     metadata = {"format": _SAFETENSORS_FORMAT, "args": _to_json(demixer_file.args), "kwargs": _to_json(demixer_file.kwargs)}
     tensors = {name: tensor.contiguous() for name, tensor in demixer_file.state.items()}
     atomic_write(output_path, lambda temp: save_file(tensors, temp, metadata=metadata))
@@ -81,7 +81,6 @@ def meta_model(args: list, kwargs: dict, path):
         from demucs.htdemucs import HTDemucs
     except ImportError as error:
         raise ConfigError("demixing needs the demucs package: pip install demucs (it needs no torchaudio).") from error
-    import inspect
 
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ModelFileError(f"{path}: its model arguments are not a list and a mapping; {DEMUCS_FIX}.")
@@ -119,7 +118,6 @@ class Demixer:
     Layouts: "cinematic" (sources music, effect, dialog as in MVSEP-CDX23) and "music" (a standard
     4- or 6-stem htdemucs: vocals -> speech, every other source -> music, effects empty and flagged).
     """
-
     def __init__(self, models: list, overlap: float = 0.25, device="cpu"):
         if not models:
             raise ConfigError("a Demixer needs at least one model.")
@@ -275,8 +273,6 @@ def _read_safetensors(path) -> DemixerFile:
 
 def _read_demucs_package(path) -> DemixerFile:
     """Unpickles with torch's weights-only loader; only HTDemucs's class reference and Fraction are allowed."""
-    import pickle
-
     allowed = [Fraction]
     try:
         from demucs.htdemucs import HTDemucs
@@ -349,10 +345,6 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
     and report.json in `out_folder`, decoding, demixing and writing block by block: memory does not grow with the
     file's length. The folder is locked while this runs; temporary files a killed run left behind are removed
     first; the files appear only when whole."""
-    from .io import WavWriter, downmix_matrix, iter_audio_blocks, probe_audio, write_text_atomically
-    from .levels import LevelMeter
-    from .resample import StreamResampler
-    from .stems import ContentHasher
 
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)

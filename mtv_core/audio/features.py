@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from ..errors import AudioInputError, ConfigError, ModelFileError
 from ..fileio import atomic_write, publish, temp_file_beside
@@ -29,8 +30,16 @@ from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
 from .resample import StreamResampler
 from .speakers import speaker_two_gain
 from .stems import TRACK_NAMES, Stems
-from .wav2vec import (CONTEXT_SECONDS, MAX_PASS_SECONDS, WAV2VEC_SAMPLE_RATE, SignalStats, Wav2Vec2Encoder, encode_stream,
-                      frame_count, padded_frame_count)
+from .wav2vec import (
+    CONTEXT_SECONDS,
+    MAX_PASS_SECONDS,
+    WAV2VEC_SAMPLE_RATE,
+    SignalStats,
+    Wav2Vec2Encoder,
+    encode_stream,
+    frame_count,
+    padded_frame_count,
+)
 
 WINDOW_RADIUS = FEATURE_WINDOW_RADIUS
 FORMAT = "mtv-audio-features"
@@ -47,7 +56,6 @@ class AudioFeatures:
     `flags` says which streams were encoded from silence and why (absent or silent stem). `strengths` scales a
     stream's windows between its null input (0) and full (1), without copying the features.
     """
-
     per_stream: dict
     num_frames: int
     fps: float
@@ -124,7 +132,6 @@ class AudioFeatures:
 class FeatureFile:
     """A features file written in place: the header first (every shape is known before encoding), then each
     stream's rows as they are made; it appears under its name only when complete."""
-
     def __init__(self, path, shapes: dict, metadata: dict):
         self.path = Path(path)
         header = {name: {"dtype": "F32", "shape": list(shape), "data_offsets": [0, 0]} for name, shape in shapes.items()}
@@ -167,7 +174,6 @@ class FeatureFile:
 class StemSource:
     """A stream's audio: a file decoded block by block, or a track in memory; optionally gated in time (the second
     speaker's ranges). `blocks()` yields mono 16 kHz float32 blocks, the same whichever the source."""
-
     path: Optional[Path] = None
     samples: Optional[torch.Tensor] = None  # [C, T] when in memory
     sample_rate: int = 0
@@ -297,7 +303,6 @@ def _zeros(length: int):
 class _Sink:
     """Where encoded rows go: a features file or tensors in memory; with a cache folder, a stream whose content
     was encoded before with the same settings is copied from there."""
-
     def __init__(self, out, shapes: dict, metadata: dict, cache_dir, encoder, settings: dict):
         self.file = None if out is None else FeatureFile(out, shapes, metadata)
         self.tensors = {} if out is not None else {name: torch.empty(shape) for name, shape in shapes.items()}
@@ -329,7 +334,6 @@ class _Sink:
             return
         self._cached = torch.empty(self.shapes[name])
         encode(blocks)
-        from safetensors.torch import save_file
 
         atomic_write(path, lambda temp: save_file({"features": self._cached}, temp))
         self._cached = None

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import av
 import numpy as np
 import torch
 
-from ..fileio import atomic_write, publish, temp_file_beside
 from ..errors import AudioInputError
+from ..fileio import atomic_write, publish, temp_file_beside
 from .resample import StreamResampler
 
 # Decoders may emit a little codec padding after the declared end (AAC adds up to one frame); cut that
@@ -29,7 +30,6 @@ _SMPTE_5_1 = ("FL", "FR", "FC", "LFE", "BL", "BR")
 @dataclass
 class Waveform:
     """Audio samples [C, T] float32 at `sample_rate`, with the source's channel names when known."""
-
     samples: torch.Tensor
     sample_rate: int
     channel_names: Optional[tuple] = None
@@ -180,7 +180,6 @@ def write_text_atomically(path, text: str) -> None:
 
 class WavWriter:
     """Streams float32 [C, n] blocks to a 32-bit float WAV; the file appears only when the writer closes cleanly."""
-
     def __init__(self, path, sample_rate: int, num_channels: int):
         self.path = Path(path)
         self.sample_rate, self.num_channels = int(sample_rate), int(num_channels)
@@ -230,8 +229,6 @@ class WavWriter:
 
 
 def _open_container(path):
-    import av
-
     if not os.path.isfile(path):
         raise AudioInputError(f"{path}: no such file; check the path.")
     if os.path.getsize(path) == 0:
@@ -289,8 +286,6 @@ def _default_names(num_channels: int) -> tuple:
 
 
 def _decode_frames(container, stream, path, start, info):
-    import av
-
     if start > 1.0 and stream.time_base:
         target = int((start - 0.5) / stream.time_base) + (stream.start_time or 0)
         try:

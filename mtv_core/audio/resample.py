@@ -1,5 +1,6 @@
 """Band-limited resampling with julius, for whole signals and for signals that arrive in blocks."""
 
+import julius
 import torch
 import torch.nn.functional as F
 
@@ -8,7 +9,6 @@ def resample(samples: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tens
     """Resamples `samples` [..., T] from `orig_rate` to `new_rate` (windowed-sinc, julius defaults)."""
     if orig_rate == new_rate:
         return samples
-    import julius
 
     return julius.resample_frac(samples, int(orig_rate), int(new_rate))
 
@@ -20,9 +20,7 @@ class StreamResampler:
     with the signal's first and last samples repeated past its ends. This class keeps just enough input to
     produce every block whose window is complete, so memory stays bounded by the block size.
     """
-
     def __init__(self, orig_rate: int, new_rate: int):
-        import julius
 
         self._identity = orig_rate == new_rate
         self._julius = julius.ResampleFrac(int(orig_rate), int(new_rate))

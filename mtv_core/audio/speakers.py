@@ -7,7 +7,8 @@ import torch
 
 from ..errors import AudioInputError, ConfigError
 from ..spec import SPEECH, SPEECH2
-from .io import load_audio
+from .io import Waveform, load_audio
+from .resample import resample
 from .stems import Stems, align_tracks
 
 RAMP_SECONDS = 0.005  # short fades at range edges, so a cut does not become a click
@@ -47,9 +48,6 @@ def split_speakers(stems: Stems, ranges) -> Stems:
 def add_second_speaker(stems: Stems, second) -> Stems:
     """Adds speaker 2 from its own recording: a file, or a Waveform (resampled; a length off by up to 50 ms is
     padded or cut)."""
-    from .io import Waveform
-    from .resample import resample
-
     if isinstance(second, Waveform):
         source, second = "second speaker", resample(second.samples, second.sample_rate, stems.sample_rate)
     else:

@@ -10,6 +10,7 @@ from ..errors import AudioInputError
 from ..spec import SPEECH, STEMS, STREAMS
 from .io import Waveform, load_audio
 from .levels import DEFAULT_SILENCE_DBFS, measure
+from .resample import resample
 
 TRACK_NAMES = STREAMS
 REQUIRED_TRACKS = STEMS
@@ -23,7 +24,6 @@ class Stems:
     such tracks are all zeros and `present` is False for them. `source_id` is the content hash of the
     audio the stems came from, so a consumer can tell stems of another file apart.
     """
-
     tracks: dict
     sample_rate: int
     source_id: str = ""
@@ -61,7 +61,6 @@ class Stems:
 
 class ContentHasher:
     """Hashes [C, n] blocks in time-major order, so blocks hashed one by one match the whole signal."""
-
     def __init__(self, sample_rate: int):
         self._digest = hashlib.sha256(str(int(sample_rate)).encode())
 
@@ -99,8 +98,6 @@ def stems_from_files(speech=None, effects=None, music=None, speech2=None, sample
 def stems_from_waveforms(waveforms: dict, sample_rate: Optional[int] = None, sources: Optional[dict] = None) -> Stems:
     """Pre-separated stems given as Waveforms ({stream: Waveform}); resampled to one rate (the first's unless
     `sample_rate` is given), aligned as `align_tracks` aligns; missing required stems become flagged silence."""
-    from .resample import resample
-
     if not waveforms:
         raise AudioInputError("no stems given; give at least one of speech, effects, music.")
     rate = sample_rate or next(iter(waveforms.values())).sample_rate

@@ -1,4 +1,5 @@
-"""wav2vec2 at the video frame rate, as the official MTV pipeline computes it (mtv-official.md §2.3).
+"""wav2vec2 at the video frame rate, as the official MTV pipeline computes it
+(suimuc/MTV_Framework: sgm/utils/audio_processor.py and sgm/models/wav2vec.py).
 
 The CNN features (50 Hz) are linearly interpolated (align_corners=True) to the frame count before the
 transformer, through a forward hook on `model.feature_extractor`; the stock forward then runs with
@@ -16,7 +17,14 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, ModelFileError
 from ..spec import SEGMENT_FRAMES, WAV2VEC_SAMPLE_RATE
-from ..tensorfile import build_on_meta, check_config_values, check_folder_weights, read_config_json, read_tensor_file, weight_files
+from ..tensorfile import (
+    build_on_meta,
+    check_config_values,
+    check_folder_weights,
+    read_config_json,
+    read_tensor_file,
+    weight_files,
+)
 
 NORMALIZE_EPS = 1e-7
 _TOP_LEVEL_NAMES = ("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed", "adapter.")

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLCogVideoX
 
 from ..errors import ModelFileError
+from ..models import MTVTransformer3DModel
 from .files import load_pickled_state_dict, save_safetensors, unwrap_state_dict
 from .loading import MTV_KIND
 from .sat_keys import MTV_PREFIX, convert_mtv_state_dict, convert_vae_state_dict, infer_mtv_config, strip_prefix
@@ -75,8 +77,6 @@ def convert_checkpoint(source: str | Path, output: str | Path, dtype: torch.dtyp
 
 
 def _convert_mtv(state, variant, latent_size):
-    from ..models import MTVTransformer3DModel
-
     sat = strip_prefix(state)
     config = infer_mtv_config(sat, latent_size=latent_size)
     if variant:
@@ -98,8 +98,6 @@ def _convert_mtv(state, variant, latent_size):
 
 
 def _convert_vae(state):
-    from diffusers import AutoencoderKLCogVideoX
-
     tensors = convert_vae_state_dict(state)
     config = _infer_vae_config(tensors)
     with torch.device("meta"):

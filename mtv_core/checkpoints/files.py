@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from ..errors import ModelFileError
 from ..fileio import atomic_write
@@ -51,8 +52,6 @@ def unwrap_state_dict(saved) -> dict:
 
 def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], config: dict | None = None, kind: str | None = None) -> Path:
     """Write tensors (and the config as JSON metadata) to a temporary file, then rename it into place."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     metadata = {}
     if config is not None:

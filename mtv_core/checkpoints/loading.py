@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFileError
+from ..models import MTVTransformer3DModel
 from ..tensorfile import TensorFile, build_on_meta, check_config_values, read_tensor_file
 from .files import CONFIG_KEY
 
@@ -20,8 +21,6 @@ CONFIG_LIMITS = {"num_layers": (1, 256), "num_attention_heads": (1, 512), "audio
 
 def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", variant: str | None = None):
     """Build an `MTVTransformer3DModel` from a safetensors file written by the converter or trainer."""
-    from ..models import MTVTransformer3DModel
-
     tensors = read_tensor_file(path, "model file")
     config = mtv_file_config(tensors)
     if variant and _variant_family(variant) != _variant_family(config.get("variant", "single")):

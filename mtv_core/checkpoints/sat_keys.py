@@ -11,6 +11,7 @@ import re
 
 import torch
 
+from ..errors import ModelFileError
 from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 
 MTV_PREFIX = "model.diffusion_model."
@@ -125,8 +126,6 @@ def _split(name: str, tensor: torch.Tensor, split: str | None) -> dict[str, torc
 
 def infer_mtv_config(sat: dict[str, torch.Tensor], text_length: int = 226, latent_frames: int = 13, latent_size=None) -> dict:
     """Model dimensions from the SAT tensors' names and shapes (works for fine-tunes and test files)."""
-    from ..errors import ModelFileError
-
     def shape(key):
         if key not in sat:
             raise ModelFileError(f"the checkpoint has no tensor {MTV_PREFIX}{key}; it is not an MTV/CogVideoX SAT checkpoint")
@@ -169,8 +168,6 @@ def infer_mtv_config(sat: dict[str, torch.Tensor], text_length: int = 226, laten
 def _latent_size(sat, text_length, latent_frames, patch) -> tuple[int, int]:
     """The learned position table covers text + latent_frames x rows x cols patches; the official
     models are 2:3 (480x720), so solve rows x cols for that aspect."""
-    from ..errors import ModelFileError
-
     if "mixins.pos_embed.pos_embedding" not in sat:
         return 60, 90
     video_tokens = sat["mixins.pos_embed.pos_embedding"].shape[1] - text_length

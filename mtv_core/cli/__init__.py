@@ -14,16 +14,15 @@ COMMANDS = {
     "convert-demixer": ("mtv_core.cli.convert_demixer", "convert an HTDemucs .th file to safetensors"),
     "features": ("mtv_core.cli.features", "encode stems with wav2vec2 as MTV expects"),
     "generate": ("mtv_core.cli.generate", "make a video from audio and a prompt"),
-    "world": ("mtv_core.cli.world", "write a synthetic audio-visual dataset with exact ground truth"),
-    "evaluate": ("mtv_core.cli.evaluate", "score generated videos against a synthetic world (AV-Align and exact measures)"),
     "queue": ("mtv_core.cli.queue", "run an API-format workflow on a ComfyUI server and download its outputs"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mtv_core", description="MTV audio-synchronized video tools")
+def build_parser(commands: dict = COMMANDS, prog: str = "python -m mtv_core",
+                 description: str = "MTV audio-synchronized video tools") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text) in commands.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -48,8 +47,8 @@ def _stop(number, frame):
     raise Stopped(number)
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
+def main(argv=None, parser: argparse.ArgumentParser | None = None) -> int:
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

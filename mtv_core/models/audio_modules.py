@@ -6,7 +6,7 @@ import torch
 from diffusers.models.attention import FeedForward
 from torch import nn
 
-from ..attention import DEFAULT_BACKEND, attention
+from ..attention import DEFAULT_BACKEND, attention, merge_heads, split_heads
 from ..spec import EFFECTS, SPEECH
 
 
@@ -59,12 +59,8 @@ class AudioSelfAttention(nn.Module):
         self.backend = DEFAULT_BACKEND
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
-        out = attention(q, k, v, self.backend)
-        return self.to_out[0](out.transpose(1, 2).flatten(2))
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        q, k, v = (split_heads(proj(x), self.heads) for proj in (self.to_q, self.to_k, self.to_v))
+        return self.to_out[0](merge_heads(attention(q, k, v, self.backend)))
 
 
 class AudioInteractionBlock(nn.Module):

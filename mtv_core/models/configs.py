@@ -35,31 +35,10 @@ _OFFICIAL_AUDIO = dict(
     audio_interaction_head_dim=16,
 )
 # Small enough to run a step in well under a second on a CPU core; wav2vec2 width 32.
-_TINY_BACKBONE = dict(
-    num_attention_heads=2,
-    attention_head_dim=16,
-    in_channels=32,
-    out_channels=16,
-    time_embed_dim=32,
-    text_embed_dim=32,
-    num_layers=2,
-    sample_width=12,
-    sample_height=8,
-    sample_frames=49,
-    patch_size=2,
-    temporal_compression_ratio=4,
-    max_text_seq_length=226,
-    use_rotary_positional_embeddings=True,
-    use_learned_positional_embeddings=True,
-)
-_TINY_AUDIO = dict(
-    audio_feature_dim=5 * 12 * 32,
-    audio_dim=32,
-    audio_tokens_per_frame=4,
-    audio_intermediate_dim=32,
-    audio_interaction_layers=2,
-    audio_interaction_head_dim=16,
-)
+_TINY_BACKBONE = {**_OFFICIAL_BACKBONE, "num_attention_heads": 2, "attention_head_dim": 16, "time_embed_dim": 32,
+                  "text_embed_dim": 32, "num_layers": 2, "sample_width": 12, "sample_height": 8}
+_TINY_AUDIO = {**_OFFICIAL_AUDIO, "audio_feature_dim": 5 * 12 * 32, "audio_dim": 32, "audio_tokens_per_frame": 4,
+               "audio_intermediate_dim": 32, "audio_interaction_layers": 2}
 
 # The built-in demo model (trained on the synthetic world): small enough to train and run on a laptop CPU.
 _DEMO = {**_TINY_BACKBONE, **_TINY_AUDIO, "num_attention_heads": 4, "attention_head_dim": 32, "num_layers": 4,

@@ -22,15 +22,14 @@ from diffusers.models.embeddings import (
     get_3d_rotary_pos_embed,
 )
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.models.normalization import AdaLayerNorm
+from diffusers.models.normalization import AdaLayerNorm, CogVideoXLayerNormZero
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from torch import nn
 
-from ..attention import DEFAULT_BACKEND, attention, fused_attention, resolve_backend
+from ..attention import DEFAULT_BACKEND, attention, fused_attention, merge_heads, resolve_backend, split_heads
 from ..errors import ConfigError
 from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 from .audio_modules import AudioInteractionBlock, AudioProjection
-
 
 
 @dataclass
@@ -63,13 +62,12 @@ class MTVSelfAttnProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
         text_length = encoder_hidden_states.shape[1]
         tokens = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        q, k, v = (proj(tokens).unflatten(-1, (attn.heads, -1)).transpose(1, 2) for proj in (attn.to_q, attn.to_k, attn.to_v))
+        q, k, v = (split_heads(proj(tokens), attn.heads) for proj in (attn.to_q, attn.to_k, attn.to_v))
         q, k = attn.norm_q(q), attn.norm_k(k)
         if image_rotary_emb is not None:
             q = torch.cat([q[:, :, :text_length], apply_rotary_emb(q[:, :, text_length:], image_rotary_emb)], dim=2)
             k = torch.cat([k[:, :, :text_length], apply_rotary_emb(k[:, :, text_length:], image_rotary_emb)], dim=2)
-        out = attention(q, k, v, self.backend).transpose(1, 2).flatten(2)
-        out = attn.to_out[1](attn.to_out[0](out))
+        out = attn.to_out[1](attn.to_out[0](merge_heads(attention(q, k, v, self.backend))))
         return out[:, text_length:], out[:, :text_length]
 
 
@@ -88,6 +86,9 @@ class AudioCrossAttention(nn.Module):
 class MTVBlock(CogVideoXBlock):
     def __init__(self, dim, num_attention_heads, attention_head_dim, time_embed_dim, audio_dim, cross_streams, **kwargs):
         super().__init__(dim, num_attention_heads, attention_head_dim, time_embed_dim, attention_bias=True, **kwargs)
+        for name in ("norm1", "norm2"):
+            norm = getattr(self, name).norm
+            setattr(self, name, FrameLayerNormZero(time_embed_dim, dim, norm.elementwise_affine, norm.eps, bias=True))
         self.attn1.set_processor(MTVSelfAttnProcessor())
         self.audio_norm = nn.ModuleDict({name: nn.LayerNorm(dim) for name in cross_streams})
         self.audio_attn = nn.ModuleDict({name: AudioCrossAttention(dim, audio_dim) for name in cross_streams})
@@ -96,7 +97,7 @@ class MTVBlock(CogVideoXBlock):
 
     def forward(self, hidden_states, encoder_hidden_states, frames: FrameConditioning, image_rotary_emb=None, audio: AudioContext | None = None):
         text_length = encoder_hidden_states.shape[1]
-        norm_video, norm_text, gate, text_gate = modulate_frames(self.norm1, hidden_states, encoder_hidden_states, frames)
+        norm_video, norm_text, gate, text_gate = self.norm1(hidden_states, encoder_hidden_states, frames)
         attn_video, attn_text = self.attn1(hidden_states=norm_video, encoder_hidden_states=norm_text, image_rotary_emb=image_rotary_emb)
         hidden_states = hidden_states + gated(gate, attn_video, frames.num_frames)
         encoder_hidden_states = encoder_hidden_states + text_gate * attn_text
@@ -104,7 +105,7 @@ class MTVBlock(CogVideoXBlock):
         if audio is not None:
             hidden_states = self.inject_audio(hidden_states, audio, image_rotary_emb, frames.num_frames)
 
-        norm_video, norm_text, gate, text_gate = modulate_frames(self.norm2, hidden_states, encoder_hidden_states, frames)
+        norm_video, norm_text, gate, text_gate = self.norm2(hidden_states, encoder_hidden_states, frames)
         ff_out = self.ff(torch.cat([norm_text, norm_video], dim=1))
         hidden_states = hidden_states + gated(gate, ff_out[:, text_length:], frames.num_frames)
         encoder_hidden_states = encoder_hidden_states + text_gate * ff_out[:, :text_length]
@@ -121,16 +122,16 @@ class MTVBlock(CogVideoXBlock):
         for name in names:
             proj = self.audio_attn[name]
             query = proj.to_q(self.audio_norm[name](hidden_states)).reshape(batch * num_frames, frame_tokens, dim)
-            query = self.attn1.norm_q(_split_heads(query, self.attn1.heads))
+            query = self.attn1.norm_q(split_heads(query, self.attn1.heads))
             if spatial_rope is not None:
                 query = apply_rotary_emb(query, spatial_rope)
             tokens = audio.streams[name]
             queries.append(query)
-            keys.append(self.attn1.norm_k(_split_heads(proj.to_k(tokens), self.attn1.heads)))
-            values.append(_split_heads(proj.to_v(tokens), self.attn1.heads))
+            keys.append(self.attn1.norm_k(split_heads(proj.to_k(tokens), self.attn1.heads)))
+            values.append(split_heads(proj.to_v(tokens), self.attn1.heads))
         outputs = fused_attention(queries, keys, values, self.attention_backend)
         for name, out in zip(names, outputs):
-            out = out.transpose(1, 2).reshape(batch, length, dim)
+            out = merge_heads(out).reshape(batch, length, dim)
             hidden_states = hidden_states + self.audio_attn[name].to_out[0](out)
         if audio.music is not None:
             scale, shift = self.music_adaln(audio.music)[:, None].chunk(2, dim=-1)
@@ -138,23 +139,20 @@ class MTVBlock(CogVideoXBlock):
         return hidden_states
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+class FrameLayerNormZero(CogVideoXLayerNormZero):
+    """CogVideoX's AdaLN-Zero where each latent frame may use the timestep-0 modulation instead (clean prefix
+    frames); the same parameters, so checkpoints load unchanged."""
 
-
-def modulate_frames(norm, video, text, frames: FrameConditioning):
-    """CogVideoX AdaLN-Zero where each latent frame may use the timestep-0 parameters instead."""
-    params = norm.linear(norm.silu(frames.temb)).chunk(6, dim=1)
-    shift, scale, gate = (p[:, None, None] for p in params[:3])
-    if frames.clean_mask is not None:
-        clean = norm.linear(norm.silu(frames.temb_clean)).chunk(6, dim=1)
-        mask = frames.clean_mask[:, :, None, None]
-        shift, scale, gate = (torch.where(mask, c[:, None, None], p) for c, p in zip(clean[:3], (shift, scale, gate)))
-    video_frames = norm.norm(video).unflatten(1, (frames.num_frames, -1))
-    video = (video_frames * (1 + scale) + shift).flatten(1, 2)
-    text_shift, text_scale, text_gate = (p[:, None] for p in params[3:])
-    text = norm.norm(text) * (1 + text_scale) + text_shift
-    return video, text, gate, text_gate
+    def forward(self, video, text, frames: FrameConditioning):
+        params = self.linear(self.silu(frames.temb)).chunk(6, dim=1)
+        shift, scale, gate = (p[:, None, None] for p in params[:3])
+        if frames.clean_mask is not None:
+            clean = self.linear(self.silu(frames.temb_clean)).chunk(6, dim=1)
+            mask = frames.clean_mask[:, :, None, None]
+            shift, scale, gate = (torch.where(mask, c[:, None, None], p) for c, p in zip(clean[:3], (shift, scale, gate)))
+        video = (self.norm(video).unflatten(1, (frames.num_frames, -1)) * (1 + scale) + shift).flatten(1, 2)
+        text_shift, text_scale, text_gate = (p[:, None] for p in params[3:])
+        return video, self.norm(text) * (1 + text_scale) + text_shift, gate, text_gate
 
 
 def gated(gate: torch.Tensor, update: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -197,6 +195,7 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
         multi_speaker: bool = False,
         shared_injection: bool = False,
         variant: str = "single",
+        final_norm_eps: float = 1e-6,
     ):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
@@ -221,7 +220,7 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
                 for _ in range(num_layers)
             ]
         )
-        self.norm_final = nn.LayerNorm(dim)
+        self.norm_final = nn.LayerNorm(dim, eps=final_norm_eps)  # the official final LayerNorm's eps (diffusers: 1e-5)
         self.norm_out = AdaLayerNorm(embedding_dim=time_embed_dim, output_dim=2 * dim, norm_elementwise_affine=True, norm_eps=1e-5, chunk_dim=1)
         self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
 
@@ -237,6 +236,9 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
             [AudioInteractionBlock(audio_dim, time_embed_dim, audio_interaction_head_dim) for _ in range(audio_interaction_layers)]
         )
         self.gradient_checkpointing = False
+        # The official interaction blocks take batch row 0's timestep embedding for every sample; the same at
+        # inference (all rows share t), not in training with mixed timesteps. Off: each sample its own.
+        self.first_row_interaction_timestep = False
         self._rope_cache: dict = {}
         self.init_audio_weights()
 
@@ -311,6 +313,8 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
                     f"latents have {num_frames}; pass features for {(num_frames - 1) * 4 + 1} video frames"
                 )
         streams = {name: audio_tokens[name].flatten(0, 1) for name in self.interval_streams}
+        if self.first_row_interaction_timestep:
+            temb = temb[:1].expand_as(temb)
         frame_temb = temb.repeat_interleave(num_frames, dim=0)
         for block in self.audio_interaction_blocks:
             streams = block(streams, frame_temb)

@@ -1,4 +1,5 @@
-"""Structured captions in the template the MTV weights were trained on (mtv-official.md §5).
+"""Structured captions in the template the MTV weights were trained on (the official examples,
+e.g. baaivision/MTVCraft examples/One_person.txt).
 
 One person:  "One person conversation. Persons: Person1: <desc>. Person1 is speaking. Scene Description: <scene>"
 Two persons: "Two person conversation. Persons: Person1: <desc>. Person2: <desc>. Person<k> is speaking. Scene Description: <scene>"

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import ConfigError, GenerationError
+from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
 from .guidance import GuidanceScales, GuidedModel
 from .memory import BlockSwap, convert_linears_to_fp8, on_device, resolve_device
 from .prompt_schedule import PromptSchedule
-from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
 from .sampling import interruptible, sample
-from .segments import (Segment, SegmentPlan, SegmentStore, fingerprint, match_colour,
-                       to_uint8)
+from .segments import Segment, SegmentPlan, SegmentStore, fingerprint, match_colour, to_uint8
 from .vae import decode_latents, encode_frames, latent_channels
 
 MIN_VAE_TILE = 8  # latents; tiles overlap by 4

@@ -2,12 +2,20 @@
 and the mp4. Everything that can be checked without heavy computation is checked first."""
 
 import gc
+import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..audio import load_wav2vec2, probe_audio
+from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
+from ..audio.features import AudioFeatures, encode_stem_files
+from ..audio.io import iter_audio_blocks
+from ..audio.speakers import parse_speaker_ranges
+from ..checkpoints import load_mtv_model, read_config
 from ..errors import ConfigError, ModelFileError
 from ..spec import SPEECH2, STREAMS
 from .generate import GenerationConfig, MemoryOptions, prepare_model
@@ -15,6 +23,7 @@ from .keyframes import load_start_image
 from .memory import release_cached_memory
 from .prompt_schedule import PromptSchedule
 from .session import Render, RenderSession
+from .text import load_text_encoder
 from .vae import load_vae
 from .video import check_writable
 
@@ -60,7 +69,6 @@ def _require_path(path, what: str, fix: str) -> Path:
 def _json_config(path: Path) -> dict:
     if path.is_dir():
         return json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    from ..checkpoints import read_config
 
     return read_config(path) or {}
 
@@ -94,7 +102,6 @@ def validate_job(job: GenerationJob) -> dict:
                              "`python -m mtv_core convert`")
     _check_fit(model_config, _json_config(vae_path), _json_config(t5_path), vae_path, t5_path)
     if job.speaker_ranges:
-        from ..audio.speakers import parse_speaker_ranges
 
         parse_speaker_ranges(job.speaker_ranges)
         if SPEECH2 in files.stems:
@@ -122,8 +129,6 @@ def _check_fit(model_config: dict, vae_config: dict, t5_config: dict, vae_path: 
 
 def encode_text(job: GenerationJob) -> torch.Tensor:
     """T5 embeddings of every scheduled prompt; the encoder is released before the transformer loads."""
-    from .text import load_text_encoder
-
     encoder = load_text_encoder(job.files.t5, job.memory.device, job.dtype)
     embeddings = encoder.encode(job.schedule.prompts)
     del encoder
@@ -136,8 +141,6 @@ def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
     """({stream: audio file}, {stream: why it is silence}): the demixer's stems (written once into the work folder
     and reused by a rerun), then the stems given as files on top of them (a second speaker, or a track to use
     instead of the demixer's)."""
-    from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
-
     files, flags = {}, {}
     if job.files.demixer:
         folder = work / f"stems-{_digest(job.audio, *job.files.demixer)}"
@@ -158,9 +161,6 @@ def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
 
 def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
     """wav2vec2 features of the stem files, streamed into a file in the work folder (reused by a rerun)."""
-    from ..audio import load_wav2vec2
-    from ..audio.features import AudioFeatures, encode_stem_files
-
     path = work / f"features-{_digest(job.files.wav2vec, *files.values(), job.speaker_ranges, *sorted(flags))}.safetensors"
     if path.is_file():
         return AudioFeatures.load(path)
@@ -173,8 +173,6 @@ def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
 
 def _digest(*parts) -> str:
     """A short name for inputs: file contents (by size, time and path) and settings."""
-    import hashlib
-
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, (str, Path)) and Path(part).exists():
@@ -187,9 +185,6 @@ def _digest(*parts) -> str:
 
 def soundtrack(job: GenerationJob, files: dict):
     """(blocks, sample rate) of the audio to put in the mp4: the original mix, or the sum of the chosen stems."""
-    from ..audio import probe_audio
-    from ..audio.io import iter_audio_blocks
-
     if tuple(job.mux) == ("mix",):
         return iter_audio_blocks(job.audio), probe_audio(job.audio).sample_rate
     chosen = [files[name] for name in job.mux if name in files]
@@ -222,9 +217,6 @@ def _summed(streams):
 
 def audio_duration(path) -> float:
     """Seconds of sound in a file, counted by decoding it (a container's declared duration can be an estimate)."""
-    from ..audio import probe_audio
-    from ..audio.io import iter_audio_blocks
-
     rate = probe_audio(path).sample_rate
     return sum(block.shape[1] for block in iter_audio_blocks(path)) / rate
 
@@ -237,8 +229,6 @@ def _file_identity(job: GenerationJob) -> list:
 def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     """Run a job end to end, streaming: stems, features and finished segments go to the work folder (a rerun
     resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length."""
-    from ..checkpoints import load_mtv_model
-
     validate_job(job)
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
@@ -259,8 +249,6 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
 
 def _remove_work_files(work: Path) -> None:
     """The stems and features this job wrote into its work folder; the folder too when nothing else is in it."""
-    import shutil
-
     for path in work.glob("stems-*"):
         shutil.rmtree(path, ignore_errors=True)
     for path in work.glob("features-*.safetensors"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError
 
@@ -47,8 +48,6 @@ def _as_unit_tensor(image) -> torch.Tensor:
 
 
 def _read(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

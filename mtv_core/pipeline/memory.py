@@ -6,8 +6,8 @@ All three change where or how weights are stored, never the computation: each is
 from contextlib import contextmanager
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import ConfigError
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 import torch
+from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
 from ..errors import GenerationError
 from ..spec import SAMPLERS
@@ -24,10 +25,7 @@ ModelFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 class GenerationInterrupted(GenerationError):
     """The user stopped the job; finished segments stay on disk and a rerun resumes from them."""
-
-
 def make_scheduler(sampler: str = "dpm"):
-    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
     if sampler == "dpm":
         return CogVideoXDPMScheduler(**OFFICIAL_SCHEDULER_CONFIG)

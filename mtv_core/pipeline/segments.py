@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from ..errors import GenerationError, ModelFileError
-from ..spec import PREFIX_FRAMES, SEGMENT_FRAMES, SEGMENT_STRIDE
 from ..fileio import FolderLock, atomic_write
+from ..spec import PREFIX_FRAMES, SEGMENT_FRAMES, SEGMENT_STRIDE
 from ..tensorfile import read_tensor_file
-
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,6 @@ class SegmentStore:
     folder without touching each other's files (changing a setting back resumes that job), and nothing the store did
     not write is ever deleted. While open the store holds the job folder's lock: a second run of the same job is
     refused, not interleaved. A segment file that cannot be read is named and computed again."""
-
     def __init__(self, work_folder, job_fingerprint: str):
         self.job = job_fingerprint
         self.work_folder = Path(work_folder)
@@ -149,8 +148,6 @@ class SegmentStore:
 
     def save(self, index: int, kept: torch.Tensor, tail: torch.Tensor) -> None:
         """kept: (F, H, W, 3) uint8 output frames; tail: (3, 5, H, W) float32 last frames for the next prefix."""
-        from safetensors.torch import save_file
-
         tensors = {"kept": kept.contiguous(), "tail": tail.float().contiguous()}
         atomic_write(self.path(index), lambda temp: save_file(tensors, temp, metadata={"fingerprint": self.job}))
 

@@ -13,8 +13,15 @@ import torch
 
 from ..errors import GenerationError
 from ..spec import FPS
-from .generate import (GenerationConfig, MemoryOptions, SegmentGenerator, SegmentInputs, job_fingerprint,
-                       render_segments, segment_features)
+from .generate import (
+    GenerationConfig,
+    MemoryOptions,
+    SegmentGenerator,
+    SegmentInputs,
+    job_fingerprint,
+    render_segments,
+    segment_features,
+)
 from .keyframes import fit_start_image
 from .prompt_schedule import PromptSchedule
 from .segments import SegmentPlan, SegmentStore, output_frame_count, plan_segments, to_uint8

@@ -11,9 +11,17 @@ when a plain decode does not fit in memory.
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKLCogVideoX
 
 from ..errors import ModelFileError
-from ..tensorfile import build_on_meta, check_config_values, check_folder_weights, read_config_json, read_tensor_file, weight_files
+from ..tensorfile import (
+    build_on_meta,
+    check_config_values,
+    check_folder_weights,
+    read_config_json,
+    read_tensor_file,
+    weight_files,
+)
 
 LATENT_SCALE = 0.7  # official MTV / CogVideoX-5B scale_factor
 SPATIAL_FACTOR = 8
@@ -28,8 +36,6 @@ REBUILD_VAE = ("pass the CogVideoX VAE: a diffusers AutoencoderKLCogVideoX folde
 def load_vae(path, device="cpu", dtype=torch.float32):
     """AutoencoderKLCogVideoX from a diffusers folder or one converted safetensors file (config in metadata). The
     config is checked and compared with the weights (a meta-device build) before anything is allocated."""
-    from diffusers import AutoencoderKLCogVideoX
-
     path = Path(path)
     if path.is_dir():
         config = check_config_values(read_config_json(path / "config.json", "VAE"), VAE_LIMITS, path, "VAE", REBUILD_VAE)

@@ -2,7 +2,15 @@ import pytest
 import torch
 from audio_signals import dominant_frequency, tone
 
-from mtv_core.audio import LevelMeter, StreamResampler, is_silent, measure, normalize_loudness, resample, windowed_rms_dbfs
+from mtv_core.audio import (
+    LevelMeter,
+    StreamResampler,
+    is_silent,
+    measure,
+    normalize_loudness,
+    resample,
+    windowed_rms_dbfs,
+)
 
 
 @pytest.mark.parametrize("orig, new", [(44100, 16000), (8000, 44100), (96000, 48000), (48000, 44100)])

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from mtv_core import demo
-from mtv_core.evaluation import evaluate_clip
-from mtv_core.evaluation.ablations import generate_clip, load_model_set
-from mtv_core.evaluation.measures import background_warmth
-from mtv_core.evaluation.videos import clip_audio
-from mtv_core.world.generate import world_clips
+from mtv_lab.evaluation import evaluate_clip
+from mtv_lab.evaluation.ablations import generate_clip, load_model_set
+from mtv_lab.evaluation.measures import background_warmth
+from mtv_lab.evaluation.videos import clip_audio
+from mtv_lab.world.generate import world_clips
 
 STEPS = 12
 CLIPS_PER_KIND = 2
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def heldout(tmp_path_factory):
     """A held-out world (seed 1; the demo trained on seed 0): two clips of each kind."""
     folder = tmp_path_factory.mktemp("heldout") / "world"
-    subprocess.run([sys.executable, "-m", "mtv_core", "world", "--out", str(folder), "--clips", str(5 * CLIPS_PER_KIND),
+    subprocess.run([sys.executable, "-m", "mtv_lab", "world", "--out", str(folder), "--clips", str(5 * CLIPS_PER_KIND),
                     "--seed", "1", "--frames", "72"], check=True, cwd=REPO, capture_output=True)
     return folder, world_clips(folder)
 

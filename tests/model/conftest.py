@@ -1,9 +1,9 @@
 """Fixtures: synthetic official-layout checkpoints, converted once per session."""
 
 import pytest
+from sat_layout import write_sat_checkpoint
 
 from mtv_core.models import mtv_config
-from sat_layout import write_sat_checkpoint
 
 
 @pytest.fixture(scope="session")

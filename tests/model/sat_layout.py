@@ -1,5 +1,5 @@
 """A synthetic checkpoint in the official SAT / DeepSpeed layout, written from the key table of
-mtv-official.md (independently of the converter), with tiny dimensions and random values."""
+the official SAT code (suimuc/MTV_Framework, independently of the converter), with tiny dimensions and random values."""
 
 import torch
 

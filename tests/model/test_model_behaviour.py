@@ -5,8 +5,9 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
+from mtv_core import testing
 from mtv_core.models import MTVTransformer3DModel, backbone_config, mtv_config
-from mtv_core.models.transformer_mtv import AudioContext, FrameConditioning, modulate_frames
+from mtv_core.models.transformer_mtv import AudioContext, FrameConditioning
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,9 @@ def test_clean_frames_use_timestep_zero_modulation(model):
     mask = torch.zeros(2, 13, dtype=torch.bool)
     mask[:, :2] = True
     with torch.no_grad():
-        mixed = modulate_frames(block.norm1, video, text, FrameConditioning(temb, temb0, mask, 13))
-        noisy = modulate_frames(block.norm1, video, text, FrameConditioning(temb, None, None, 13))
-        clean = modulate_frames(block.norm1, video, text, FrameConditioning(temb0, None, None, 13))
+        mixed = block.norm1(video, text, FrameConditioning(temb, temb0, mask, 13))
+        noisy = block.norm1(video, text, FrameConditioning(temb, None, None, 13))
+        clean = block.norm1(video, text, FrameConditioning(temb0, None, None, 13))
     mixed_video = mixed[0].view(2, 13, 24, D)
     torch.testing.assert_close(mixed_video[:, :2], clean[0].view(2, 13, 24, D)[:, :2])
     torch.testing.assert_close(mixed_video[:, 2:], noisy[0].view(2, 13, 24, D)[:, 2:])
@@ -140,7 +141,7 @@ def test_official_sizes_have_the_published_parameter_counts():
         multi = MTVTransformer3DModel(**mtv_config("official-5b-multi"))
     def audio_params(m):
         return sum(p.numel() for n, p in m.named_parameters() if "audio" in n or "music" in n or "speaker" in n)
-    # mtv-official.md §1.3: MTV adds 5.962 B (single/accm) and 6.954 B (multi) parameters.
+    # The official MTV modules add 5.962 B (single/accm) and 6.954 B (multi) parameters to CogVideoX-5B.
     assert round(audio_params(single) / 1e9, 3) == 5.962
     assert round(audio_params(multi) / 1e9, 3) == 6.954
     assert 11.4e9 < sum(p.numel() for p in single.parameters()) < 11.7e9
@@ -160,3 +161,32 @@ def test_missing_stream_is_a_clear_error(model):
 
     with pytest.raises(ConfigError, match="effects"):
         model.project_audio({"speech": torch.zeros(1, 49, model.config.audio_feature_dim)})
+
+
+def test_the_final_layer_norm_uses_the_official_eps():
+    """(x - mean) / sqrt(var + 1e-6) * w + b, written out: the official final LayerNorm (diffusers uses 1e-5)."""
+    model = testing.tiny_mtv_model()
+    x = torch.randn(2, 7, model.norm_final.normalized_shape[0]) * 1e-3  # small activations, where eps matters
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-6) * model.norm_final.weight + model.norm_final.bias
+    torch.testing.assert_close(model.norm_final(x), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5), (x - mean) / torch.sqrt(var + 1e-6), atol=1e-3)
+
+
+def test_the_official_first_row_interaction_timestep_is_an_option():
+    """Row 0's timestep for every sample, as the official interaction blocks do; the same when all rows share t."""
+    model = testing.tiny_mtv_model()
+    generator = torch.Generator().manual_seed(0)
+    features = {name: torch.randn(2, 49, model.config.audio_feature_dim, generator=generator) for name in model.audio_streams}
+    tokens = model.project_audio(features)
+    mixed, shared = torch.tensor([10.0, 900.0]), torch.tensor([10.0, 10.0])
+    temb = lambda t: model._embed_timestep(t, torch.float32)
+    per_sample = model.audio_context(tokens, temb(mixed), 13).streams
+    model.first_row_interaction_timestep = True
+    first_row = model.audio_context(tokens, temb(mixed), 13).streams
+    row0_everywhere = model.audio_context(tokens, temb(shared), 13).streams
+    model.first_row_interaction_timestep = False
+    for name in per_sample:
+        assert torch.equal(first_row[name], row0_everywhere[name])
+        assert not torch.allclose(first_row[name][13:], per_sample[name][13:])  # sample 1 follows row 0's t
+        assert torch.equal(first_row[name][:13], per_sample[name][:13])

@@ -6,12 +6,11 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
+from sat_layout import sat_state_dict
 
 from mtv_core.checkpoints import convert_checkpoint, load_mtv_model, save_safetensors
 from mtv_core.errors import ModelFileError
 from mtv_core.models import mtv_config
-
-from sat_layout import sat_state_dict
 
 
 def test_loads_into_dtype_without_touching_other_values(sat_single):

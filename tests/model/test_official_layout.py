@@ -58,7 +58,7 @@ def sat_rotate(x, cos, sin):
 
 
 def sat_audio_step(sd, layer, h, streams, music_tokens, config):
-    """The official per-layer AUDIO step written from the SAT tensors (mtv-official.md §3.3)."""
+    """The official per-layer AUDIO step written from the SAT tensors (suimuc/MTV_Framework, dit_video_concat.py, AdaLNMixin.layer_forward)."""
     def w(name):
         return sd[f"{PREFIX}transformer.layers.{layer}.{name}"]
 
@@ -124,7 +124,7 @@ def test_adaln_chunks_follow_sat_order(sat_single):
 
 
 def sat_dual_block(sd, j, vocal, vocal2, accm, emb):
-    """The official Audio_Dual_Block written from its SAT tensors (mtv-official.md §3.2)."""
+    """The official Audio_Dual_Block written from its SAT tensors (suimuc/MTV_Framework, dit_video_concat.py)."""
     def w(name):
         return sd[f"{PREFIX}transformer.audio_combine.dual_blocks.{j}.{name}"]
 

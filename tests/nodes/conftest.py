@@ -1,13 +1,13 @@
 """A ComfyUI-like models / input / output layout holding tiny random models under the names the
 shipped workflows use."""
 
+import graph_runner
 import numpy as np
 import pytest
 import torch
-
-import graph_runner
 from graph_runner import AUDIO_SECONDS
-from mtv_core import tiny
+
+from mtv_core import testing
 from mtv_core.audio import Waveform, save_wav
 
 
@@ -28,12 +28,12 @@ def comfy_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("comfy")
     models, inputs, outputs = root / "models", root / "input", root / "output"
     for variant, config in (("single", "tiny-single"), ("accm", "tiny-single"), ("multi", "tiny-multi")):
-        model = tiny.tiny_mtv_model(config, sample_height=4, sample_width=6, variant=variant)
-        tiny.save_mtv_model(model, models / "diffusion_models" / f"mtv_{variant}.safetensors")
-    tiny.save_vae(tiny.tiny_vae(), models / "vae" / "cogvideox5b_vae.safetensors")
-    tiny.save_tiny_t5(models / "text_encoders" / "t5-v1_1-xxl")
-    tiny.save_tiny_wav2vec2(models / "audio_encoders" / "wav2vec2-base-960h")
-    tiny.save_tiny_demixer(models / "demucs" / "cdx23_dbb4db15.safetensors")
+        model = testing.tiny_mtv_model(config, sample_height=4, sample_width=6, variant=variant)
+        testing.save_mtv_model(model, models / "diffusion_models" / f"mtv_{variant}.safetensors")
+    testing.save_vae(testing.tiny_vae(), models / "vae" / "cogvideox5b_vae.safetensors")
+    testing.save_tiny_t5(models / "text_encoders" / "t5-v1_1-xxl")
+    testing.save_tiny_wav2vec2(models / "audio_encoders" / "wav2vec2-base-960h")
+    testing.save_tiny_demixer(models / "demucs" / "cdx23_dbb4db15.safetensors")
     inputs.mkdir()
     save_wav(inputs / "mtv_example.wav", Waveform(torch.from_numpy(example_soundtrack()), 16000))
     save_wav(inputs / "too_short.wav", Waveform(torch.zeros(1, 300), 16000))

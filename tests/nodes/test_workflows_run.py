@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import av
-import torch
 import pytest
-
+import torch
 from graph_runner import AUDIO_SECONDS, run_workflow
+
 from mtv_core.errors import MTVError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,9 @@
 """Tiny random models and inputs for the pipeline tests. Nothing is downloaded."""
 
 import pytest
-
-from mtv_core import tiny
 from pipeline_models import make_features, make_tiny_model, make_tiny_vae
+
+from mtv_core import testing
 
 
 @pytest.fixture(scope="session")
@@ -23,4 +23,4 @@ def features(tiny_model):
 
 @pytest.fixture(scope="session")
 def t5_folder(tmp_path_factory):
-    return tiny.save_tiny_t5(tmp_path_factory.mktemp("t5"))
+    return testing.save_tiny_t5(tmp_path_factory.mktemp("t5"))

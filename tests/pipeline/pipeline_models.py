@@ -2,7 +2,7 @@
 
 import torch
 
-from mtv_core import tiny
+from mtv_core import testing
 
 
 class WindowedFeatures:
@@ -28,11 +28,11 @@ class WindowedFeatures:
 
 def make_tiny_model(name: str = "tiny-single", seed: int = 0):
     """A tiny model at a 4x6 latent (32x48 pixels) so that VAE decoding stays fast on two cores."""
-    return tiny.tiny_mtv_model(name, seed=seed, sample_height=4, sample_width=6)
+    return testing.tiny_mtv_model(name, seed=seed, sample_height=4, sample_width=6)
 
 
 def make_tiny_vae(seed: int = 0):
-    return tiny.tiny_vae(seed)
+    return testing.tiny_vae(seed)
 
 
 def make_features(model, frames: int = 120, seed: int = 1) -> WindowedFeatures:

@@ -5,14 +5,14 @@ import json
 import av
 import numpy as np
 import pytest
-
 from pipeline_models import make_tiny_model, make_tiny_vae
+
 from mtv_core.cli import build_parser, main
 from mtv_core.cli.generate import build_job
 from mtv_core.errors import ConfigError, GenerationError, ModelFileError
 from mtv_core.pipeline.job import validate_job
 from mtv_core.pipeline.keyframes import load_start_image
-from mtv_core.tiny import save_mtv_model, save_tiny_wav2vec2, save_vae
+from mtv_core.testing import save_mtv_model, save_tiny_wav2vec2, save_vae
 
 
 def _write_wav(path, samples: np.ndarray, rate: int):
@@ -136,7 +136,7 @@ def test_start_image_of_another_size_is_resized_and_centre_cropped(tmp_path):
 
 def test_generate_with_the_demixer_and_a_chosen_stem_in_the_mp4(files, tmp_path):
     pytest.importorskip("demucs")
-    from mtv_core.tiny import save_tiny_demixer
+    from mtv_core.testing import save_tiny_demixer
 
     demixer = save_tiny_demixer(tmp_path / "demixer.safetensors")
     args = _args(files, tmp_path / "out.mp4", "--demixer", str(demixer), "--mux", "speech,music", "--seed", "7")
@@ -151,7 +151,7 @@ def test_a_second_speaker_file_is_added_on_top_of_the_demixers_stems(files, tmp_
     """`--demixer X --speech2 FILE`: the demixer still gives speech, effects and music; the file adds Person2."""
     pytest.importorskip("demucs")
     from mtv_core.audio import AudioFeatures
-    from mtv_core.tiny import save_tiny_demixer
+    from mtv_core.testing import save_tiny_demixer
 
     save_mtv_model(make_tiny_model("tiny-multi"), tmp_path / "multi.safetensors")
     demixer = save_tiny_demixer(tmp_path / "demixer.safetensors")

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from pipeline_models import make_tiny_model, make_tiny_vae
+
 from mtv_core.errors import ConfigError
 from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, SegmentInputs, prepare_model
 from mtv_core.pipeline.memory import FP8_DTYPE, BlockSwap, FP8Linear, convert_linears_to_fp8

@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from mtv_core.errors import GenerationError
-from mtv_core.pipeline.segments import (SegmentStore, _to_ycbcr, match_colour, output_frame_count, plan_segments,
-                                        to_uint8)
+from mtv_core.pipeline.segments import (
+    SegmentStore,
+    _to_ycbcr,
+    match_colour,
+    output_frame_count,
+    plan_segments,
+    to_uint8,
+)
 
 
 @pytest.mark.parametrize("frames, starts", [(1, [0]), (49, [0]), (50, [0, 44]), (93, [0, 44]), (94, [0, 44, 88]),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtv_core import tiny
+from mtv_core import testing
 from mtv_core.audio import Waveform, save_wav
 from mtv_core.errors import ConfigError, MTVError
 
@@ -61,7 +61,7 @@ def test_prepare_with_no_usable_clip_fails_with_the_reasons(tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
     (clips / "broken.mp4").write_bytes(b"not a video at all")
-    tiny.save_tiny_wav2vec2(tmp_path / "w2v")
+    testing.save_tiny_wav2vec2(tmp_path / "w2v")
     with pytest.raises(MTVError, match="(?s)no usable clip: every one of the 1 clips was skipped.*skipped broken.mp4: unreadable video"):
         prepare_dataset(PrepareOptions(clips=clips, out=tmp_path / "data", wav2vec=tmp_path / "w2v"))
 
@@ -83,7 +83,7 @@ def long_input(tmp_path_factory):
     rate, seconds = 16000, 90
     t = np.arange(rate * seconds) / rate
     save_wav(folder / "long.wav", Waveform(torch.from_numpy((0.3 * np.sin(2 * math.pi * 220 * t)).astype(np.float32))[None], rate))
-    tiny.save_tiny_demixer(folder / "demixer.safetensors")
+    testing.save_tiny_demixer(folder / "demixer.safetensors")
     return folder
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from hostile_files import MALFORMED, raw_safetensors
-from mtv_core import tiny
+
+from mtv_core import testing
 from mtv_core.audio import AudioFeatures, load_demixer, load_wav2vec2
 from mtv_core.checkpoints import load_mtv_model
 from mtv_core.errors import ModelFileError
@@ -50,18 +50,18 @@ def _config_change(key: str, **values):
 
 def bombs(folder: Path) -> dict:
     """Files of a few hundred KB whose configs ask for gigabytes (or for a billion modules)."""
-    model = tiny.save_mtv_model(tiny.tiny_mtv_model(), folder / "model.safetensors")
-    vae = tiny.save_vae(tiny.tiny_vae(), folder / "vae.safetensors")
+    model = testing.save_mtv_model(testing.tiny_mtv_model(), folder / "model.safetensors")
+    vae = testing.save_vae(testing.tiny_vae(), folder / "vae.safetensors")
     wav2vec = folder / "w2v"
-    tiny.save_tiny_wav2vec2(wav2vec)
+    testing.save_tiny_wav2vec2(wav2vec)
     from safetensors.torch import save_file
     from transformers import Wav2Vec2Model
 
     w2v_file = folder / "w2v.safetensors"
     reference = Wav2Vec2Model.from_pretrained(wav2vec)
     save_file(reference.state_dict(), w2v_file, metadata={"config": reference.config.to_json_string()})
-    demixer = tiny.save_tiny_demixer(folder / "demixer.safetensors")
-    t5 = tiny.save_tiny_t5(folder / "t5")
+    demixer = testing.save_tiny_demixer(folder / "demixer.safetensors")
+    t5 = testing.save_tiny_t5(folder / "t5")
     config = json.loads((t5 / "config.json").read_text())
     (t5 / "config.json").write_text(json.dumps({**config, "d_model": 8192, "d_ff": 32768, "num_layers": 48}))
     return {
@@ -113,11 +113,11 @@ def test_pickled_folder_weights_are_refused_by_name(tmp_path, kind):
     folder = tmp_path / kind
     folder.mkdir()
     if kind == "wav2vec2":
-        tiny.save_tiny_wav2vec2(folder)
+        testing.save_tiny_wav2vec2(folder)
     elif kind == "T5":
-        tiny.save_tiny_t5(folder)
+        testing.save_tiny_t5(folder)
     else:
-        tiny.tiny_vae().save_pretrained(folder)
+        testing.tiny_vae().save_pretrained(folder)
     for weights in folder.glob("*.safetensors"):
         weights.unlink()
     torch.save({"w": torch.zeros(1)}, folder / "pytorch_model.bin")
@@ -127,7 +127,7 @@ def test_pickled_folder_weights_are_refused_by_name(tmp_path, kind):
 
 
 def test_a_diffusers_vae_folder_still_loads_and_matches(tmp_path):
-    vae = tiny.tiny_vae()
+    vae = testing.tiny_vae()
     vae.save_pretrained(tmp_path / "vae")
     loaded = load_vae(tmp_path / "vae")
     for name, tensor in vae.state_dict().items():

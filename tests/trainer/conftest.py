@@ -1,7 +1,6 @@
 """Fixtures for the trainer tests."""
 
 import pytest
-
 from trainer_data import write_tiny_dataset
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from trainer_data import REPO, write_tiny_dataset
+
 from mtv_core.checkpoints import load_mtv_model
 
 

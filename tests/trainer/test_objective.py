@@ -3,7 +3,13 @@
 import torch
 
 from mtv_core.pipeline.sampling import make_scheduler
-from trainer.objective import ConditioningDropout, drop_conditioning, official_alphas_cumprod, sample_clean_masks, sample_timesteps
+from trainer.objective import (
+    ConditioningDropout,
+    drop_conditioning,
+    official_alphas_cumprod,
+    sample_clean_masks,
+    sample_timesteps,
+)
 
 
 def test_v_mse_equals_the_official_x0_loss_weighted_by_one_over_one_minus_alpha_bar():

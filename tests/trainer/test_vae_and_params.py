@@ -96,8 +96,9 @@ def test_music_modulation_starts_at_zero_on_a_backbone_and_random_from_scratch(t
 
 
 def test_cumulative_stages_replay_earlier_subsets(tmp_path):
-    from trainer.train import TrainOptions, stage_records
     from trainer_data import write_tiny_dataset
+
+    from trainer.train import TrainOptions, stage_records
 
     data = write_tiny_dataset(tmp_path / "data")
     cumulative = stage_records(TrainOptions(stage="sound_event", data=data, out=tmp_path), "sound_event")

@@ -1,9 +1,9 @@
 """A small world written once for the world and evaluation tests."""
 
 import pytest
-
-from mtv_core.world import write_world
 from world_test_settings import SETTINGS
+
+from mtv_lab.world import write_world
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from mtv_core.cli import main
 from mtv_core.errors import AudioInputError, ConfigError
-from mtv_core.evaluation import av_align, av_align_score, evaluate_clip
-from mtv_core.evaluation.av_align import local_maxima
-from mtv_core.world import WorldSettings, make_clip, render
-from mtv_core.world.generate import mix
+from mtv_lab.cli import main
+from mtv_lab.evaluation import av_align, av_align_score, evaluate_clip
+from mtv_lab.evaluation.av_align import local_maxima
+from mtv_lab.world import WorldSettings, make_clip, render
+from mtv_lab.world.generate import mix
 
 FPS, RATE = 24, 16000
 

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from world_test_settings import SETTINGS
 
 from mtv_core.audio import load_audio
 from mtv_core.errors import ConfigError
-from mtv_core.evaluation.videos import read_frames
-from mtv_core.world import KINDS, WorldSettings, load_truth, make_clip, render, truth_dict, world_clips, write_world
-from world_test_settings import SETTINGS
+from mtv_lab.evaluation.videos import read_frames
+from mtv_lab.world import KINDS, WorldSettings, load_truth, make_clip, render, truth_dict, world_clips, write_world
 
 
 def test_same_seed_same_clip_and_other_seed_other_clip():
@@ -69,7 +69,7 @@ def test_impossible_settings_are_refused_before_writing(tmp_path, change, messag
 
 def test_major_music_is_brighter_than_minor():
     """The moods differ in register and overtones, which a small audio encoder can hear (the third alone it cannot)."""
-    from mtv_core.world import sounds
+    from mtv_lab.world import sounds
 
     def centroid(samples):
         spectrum = np.abs(np.fft.rfft(samples))
@@ -83,7 +83,7 @@ def test_major_music_is_brighter_than_minor():
 
 def test_music_sets_the_wall_in_every_kind_but_sound_events():
     """Each stream's pathway hears its stem in most stages: music plays under speech too, and the wall follows it."""
-    from mtv_core.evaluation.measures import background_warmth
+    from mtv_lab.evaluation.measures import background_warmth
 
     settings = WorldSettings(seed=3, clips=10, frames=56)
     for index in range(10):
@@ -100,8 +100,8 @@ def test_music_sets_the_wall_in_every_kind_but_sound_events():
 def test_the_object_hops_at_each_onset_and_lands_a_fixed_time_later():
     """Whether the object is up depends only on the last HOP_FRAMES frames of sound (what one latent
     frame's effects window can hear), not on how many sounds came before."""
-    from mtv_core.evaluation.measures import object_change
-    from mtv_core.world.scene import HOP_FRAMES
+    from mtv_lab.evaluation.measures import object_change
+    from mtv_lab.world.scene import HOP_FRAMES
 
     spec, _ = make_clip(3, WorldSettings(seed=3, clips=4, frames=72))
     assert spec.kind == "sound_event" and len(spec.effect_onsets) >= 2

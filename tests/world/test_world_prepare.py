@@ -1,7 +1,7 @@
 """`trainer prepare` reads a generated world like user clips: the manifest's subsets are the world's truth."""
 
-from mtv_core.tiny import save_tiny_wav2vec2
-from mtv_core.world import world_clips
+from mtv_core.testing import save_tiny_wav2vec2
+from mtv_lab.world import world_clips
 from trainer.dataset import read_manifest
 from trainer.prepare import PrepareOptions, prepare_dataset
 

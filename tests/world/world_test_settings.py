@@ -1,5 +1,5 @@
 """Settings of the small world the tests share (a helper module; conftest imports it too)."""
 
-from mtv_core.world import WorldSettings
+from mtv_lab.world import WorldSettings
 
 SETTINGS = WorldSettings(seed=3, clips=6, frames=60)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import torch
 
-from ..spec import OFFICIAL_GUIDANCE, STEMS
+from mtv_core.audio import encode_stems, load_wav2vec2, stems_from_files
+from mtv_core.checkpoints import load_mtv_model
+from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
+from mtv_core.pipeline.guidance import GuidanceScales
+from mtv_core.pipeline.prompt_schedule import PromptSchedule
+from mtv_core.pipeline.session import Render, RenderSession
+from mtv_core.pipeline.text import load_text_encoder
+from mtv_core.pipeline.vae import load_vae
+from mtv_core.spec import OFFICIAL_GUIDANCE, STEMS
 
 STREAM_ABLATIONS = {"no_audio": STEMS, **{f"no_{name}": (name,) for name in STEMS}}
 
@@ -24,11 +32,6 @@ class ModelSet:
 
 
 def load_model_set(model, vae, t5, wav2vec) -> ModelSet:
-    from ..audio import load_wav2vec2
-    from ..checkpoints import load_mtv_model
-    from ..pipeline.text import load_text_encoder
-    from ..pipeline.vae import load_vae
-
     return ModelSet(load_mtv_model(model, dtype=torch.float32), load_vae(vae), load_text_encoder(t5, dtype=torch.float32),
                     load_wav2vec2(wav2vec))
 
@@ -39,8 +42,6 @@ def world_captions(world: Path) -> dict[str, str]:
 
 
 def stem_features(models: ModelSet, stem_files: dict):
-    from ..audio import encode_stems, stems_from_files
-
     stems = stems_from_files(**stem_files)
     return encode_stems(stems, models.wav2vec), stems.duration
 
@@ -55,10 +56,6 @@ def generate_clip(models: ModelSet, world: Path, clip: str, zero_streams=(), ste
 def generate_from_stems(models: ModelSet, stem_files: dict, caption: str, zero_streams=(), steps: int = 20,
                         seed: int = 0, guidance: float = OFFICIAL_GUIDANCE) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for stem files and a caption, N = round(duration x 24)."""
-    from ..pipeline.generate import GenerationConfig, MemoryOptions
-    from ..pipeline.guidance import GuidanceScales
-    from ..pipeline.prompt_schedule import PromptSchedule
-    from ..pipeline.session import Render, RenderSession
 
     features, duration = stem_features(models, stem_files)
     schedule = PromptSchedule.single(caption)

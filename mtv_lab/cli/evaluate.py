@@ -1,11 +1,11 @@
-"""`python -m mtv_core evaluate --world DIR --videos NAME=DIR ... --out REPORT_DIR`: score generated
+"""`python -m mtv_lab evaluate --world DIR --videos NAME=DIR ... --out REPORT_DIR`: score generated
 videos (mp4s named like the world's clips) against the world's ground truth."""
 
 import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--world", required=True, help="folder written by `python -m mtv_core world`")
+    parser.add_argument("--world", required=True, help="folder written by `python -m mtv_lab world`")
     parser.add_argument("--videos", nargs="*", default=[], metavar="NAME=DIR", help="a model's generated mp4s, one row each")
     parser.add_argument("--ground-truth", action="store_true", help="add a row for the world's own videos (the ceiling)")
     parser.add_argument("--static", action="store_true", help="add a row for the first frame held still (the floor)")
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_variants(items: list[str]) -> dict[str, str]:
-    from ..errors import ConfigError
+    from mtv_core.errors import ConfigError
 
     variants = {}
     for item in items:
@@ -30,7 +30,8 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..errors import ConfigError
+    from mtv_core.errors import ConfigError
+
     from ..evaluation.measures import evaluate_clip
     from ..evaluation.report import format_table, plot_clip, summarise, write_report
     from ..evaluation.videos import clip_audio, clip_frames, read_frames

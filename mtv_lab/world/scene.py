@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from mtv_core.errors import ConfigError
 
 KINDS = ("basic_face", "single_character", "multi_character", "sound_event", "visual_mood")
 SUBSETS = {  # what `trainer prepare` must find for each kind (music adds visual_mood: ClipSpec.subsets)

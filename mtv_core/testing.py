@@ -79,8 +79,9 @@ def save_tiny_wav2vec2(folder, hidden_size: int = 32, seed: int = 0) -> Path:
 
 def save_tiny_demixer(path, layout: str = "cinematic", seed: int = 0) -> Path:
     """A random HTDemucs (channels 8, depth 4) in the MVSEP-CDX23 cinematic or the 4-stem music layout."""
-    from demucs.htdemucs import HTDemucs
     from fractions import Fraction
+
+    from demucs.htdemucs import HTDemucs
 
     from .audio.demix import DemixerFile, write_demixer_file
 

@@ -3,11 +3,23 @@ ground truth (`ClipSpec`, or its JSON dict). Each looks only inside regions the 
 relative changes, so a soft, noisy generated video is measured as fairly as the rendered one.
 """
 
+import cv2
 import numpy as np
 
-from ..errors import AudioInputError, ConfigError
+from mtv_core.errors import AudioInputError, ConfigError
+
 from ..world.generate import spec_from_dict
-from ..world.scene import BACKGROUNDS, MOUTH, OBJECT_COLOURS, OBJECT_SHAPES, SKIN, ClipSpec, lifted, shape_mask, small_person
+from ..world.scene import (
+    BACKGROUNDS,
+    MOUTH,
+    OBJECT_COLOURS,
+    OBJECT_SHAPES,
+    SKIN,
+    ClipSpec,
+    lifted,
+    shape_mask,
+    small_person,
+)
 from .av_align import av_align
 
 EFFECT_TOLERANCE = 4  # frames: one latent interval
@@ -99,8 +111,6 @@ def measured_mood(frames: np.ndarray, spec: ClipSpec) -> str:
 # -- text -> attributes ----------------------------------------------------------------------------
 def person_count(still: np.ndarray, spec: ClipSpec) -> int:
     """Skin-coloured blobs at least 40 % of a small head in area."""
-    import cv2
-
     skin = np.linalg.norm(still.astype(np.float32) - np.array(SKIN, np.float32), axis=-1) < SKIN_DISTANCE
     _, _, stats, _ = cv2.connectedComponentsWithStats(skin.astype(np.uint8), connectivity=4)
     head = small_person(spec.height, 0, "black", "red", False).radii[0]

@@ -4,6 +4,8 @@ metric applies to), printed as a table, written as JSON, and a PNG per clip of s
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from ..world.scene import ClipSpec
@@ -57,10 +59,7 @@ def _plain(value):
 
 def plot_clip(path: Path, spec: ClipSpec, audio: np.ndarray, sample_rate: int, evaluation: dict, title: str) -> None:
     """Top: audio onset strength and peaks, speech envelope, effect onsets. Bottom: what the picture did."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     signals, frame_times = evaluation["signals"], np.arange(spec.frames) / spec.fps
     strength, hop_seconds = onset_strength(audio, sample_rate)

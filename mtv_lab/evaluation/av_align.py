@@ -6,6 +6,7 @@ Farneback optical-flow magnitude between consecutive frames. An audio peak match
 lies within one frame of it; score = matches / (audio peaks + video peaks - matches).
 """
 
+import cv2
 import numpy as np
 
 # librosa.onset defaults, expressed for any sample rate (librosa: 2048 / 512 samples at 22050 Hz)
@@ -53,8 +54,6 @@ def audio_peak_times(audio: np.ndarray, sample_rate: int) -> list[float]:
 
 def flow_magnitudes(frames: np.ndarray) -> np.ndarray:
     """Mean Farneback flow magnitude into each frame; frame 0 repeats frame 1's value (as TempoTokens)."""
-    import cv2
-
     grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
     magnitudes = [float(np.linalg.norm(cv2.calcOpticalFlowFarneback(a, b, None, **FARNEBACK), axis=2).mean())
                   for a, b in zip(grey, grey[1:])]

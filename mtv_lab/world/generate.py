@@ -13,14 +13,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import Waveform, save_wav
-from ..errors import ConfigError
-from ..spec import EFFECTS, MUSIC, SPEECH, STEMS
-from ..pipeline.captions import build_caption
-from ..pipeline.video import write_mp4
+from mtv_core.audio.io import Waveform, save_wav
+from mtv_core.errors import ConfigError
+from mtv_core.pipeline.captions import build_caption
+from mtv_core.pipeline.video import write_mp4
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, STEMS
+
 from . import sounds
-from .scene import (HAIR_COLOURS, KINDS, OBJECT_COLOURS, OBJECT_SHAPES, ClipSpec, Person, SceneObject, WorldSettings,
-                    background_boxes, closeup_person, mouth_heights, object_at, render, small_person)
+from .scene import (
+    HAIR_COLOURS,
+    KINDS,
+    OBJECT_COLOURS,
+    OBJECT_SHAPES,
+    ClipSpec,
+    Person,
+    SceneObject,
+    WorldSettings,
+    background_boxes,
+    closeup_person,
+    mouth_heights,
+    object_at,
+    render,
+    small_person,
+)
 
 CAPTIONS = "captions.csv"
 WORLD = "world.json"
@@ -174,6 +189,6 @@ def world_clips(folder) -> list[ClipSpec]:
     """The ground truth of every clip of a world folder, in order."""
     index = Path(folder) / WORLD
     if not index.is_file():
-        raise ConfigError(f"{str(folder)!r} is not a world folder (no {WORLD}); make one with `python -m mtv_core world --out {folder}`")
+        raise ConfigError(f"{str(folder)!r} is not a world folder (no {WORLD}); make one with `python -m mtv_lab world --out {folder}`")
     names = json.loads(index.read_text())["clip_names"]
     return [load_truth(Path(folder) / f"{name}.json") for name in names]

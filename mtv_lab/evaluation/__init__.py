@@ -1,5 +1,5 @@
 """Network-free metrics for audio-synchronised video: AV-Align (TempoTokens) and the measures the
-synthetic world (`mtv_core.world`) makes exact. `evaluate_clip` scores one decoded clip in-process."""
+synthetic world (`mtv_lab.world`) makes exact. `evaluate_clip` scores one decoded clip in-process."""
 
 from .av_align import av_align, av_align_score
 from .measures import METRICS, evaluate_clip

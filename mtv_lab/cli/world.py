@@ -1,4 +1,4 @@
-"""`python -m mtv_core world --out DIR --clips N --seed S`: a synthetic dataset with exact ground truth."""
+"""`python -m mtv_lab world --out DIR --clips N --seed S`: a synthetic dataset with exact ground truth."""
 
 import argparse
 

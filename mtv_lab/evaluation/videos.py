@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
-from ..audio.io import load_audio
-from ..errors import ConfigError
-from ..spec import STEMS
+from mtv_core.audio.io import load_audio
+from mtv_core.errors import ConfigError
+from mtv_core.spec import STEMS
+
 from ..world.scene import ClipSpec
 
 
@@ -30,7 +32,6 @@ def clip_frames(path: Path, spec: ClipSpec) -> np.ndarray:
         raise ConfigError(f"video {str(path)!r} runs at {fps:g} fps but world clip {spec.name} at {spec.fps:g} fps; "
                           f"generate at {spec.fps:g} fps so frames and sound line up")
     if frames.shape[1:3] != (spec.height, spec.width):
-        import cv2
 
         frames = np.stack([cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA) for frame in frames])
     return frames
