@@ -26,12 +26,15 @@ def _sampling_inputs():
 _START_IMAGE = ("IMAGE", {"tooltip": "Optional keyframe: the video starts from this picture (resized and centre-cropped to the model's size)."})
 
 
-def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=True):
+def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=True, vae_tile=0):
+    from dataclasses import replace
+
     from mtv_core.pipeline.generate import GenerationConfig
     from mtv_core.pipeline.session import RenderSession
 
     config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler, colour_match=colour_match)
-    return RenderSession(mtv_model.model, vae, config, mtv_model.memory, mtv_model.swap, comfy.progress_callback(steps),
+    memory = replace(mtv_model.memory, vae_tile_latents=vae_tile or None)
+    return RenderSession(mtv_model.model, vae, config, memory, mtv_model.swap, comfy.progress_callback(steps),
                          comfy.interrupt_check(), identity=(mtv_model.name,))
 
 
@@ -102,10 +105,13 @@ class MTVChainSegments:
                 "colour_match": ("BOOLEAN", {"default": True, "tooltip": "Match each segment's colours to the previous tail (prevents drift)."}),
                 "work_folder": ("STRING", {"default": "mtv_segments/job", "tooltip": "Folder under ComfyUI's output for finished segments, one subfolder per job; queueing the same job again resumes from them."}),
             },
-            "optional": {"start_image": _START_IMAGE},
+            "optional": {
+                "start_image": _START_IMAGE,
+                "vae_tile": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Decode in spatial tiles of this many latents (0: no tiling; at least 8 when on). Less memory, slightly different pixels at the seams."}),
+            },
         }
 
-    def generate(self, mtv_model, vae, conditioning, seed, steps, sampler, audio, colour_match, work_folder, start_image=None):
+    def generate(self, mtv_model, vae, conditioning, seed, steps, sampler, audio, colour_match, work_folder, start_image=None, vae_tile=0):
         from mtv_core.errors import GenerationError
         from mtv_core.pipeline.video import fit_audio
 
@@ -119,7 +125,7 @@ class MTVChainSegments:
         except Exception as error:
             raise node_error("MTV Chain Segments", "work_folder", error)
         try:
-            session = _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match)
+            session = _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match, vae_tile)
             frames = session.frames(_render(conditioning, start_image), folder)
         except Exception as error:
             raise node_error("MTV Chain Segments", "conditioning", error)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ..spec import GUIDANCE_ORDER, OFFICIAL_GUIDANCE, SAMPLERS, STREAMS
+from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, STEMS, STREAMS
 
 MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 
@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--guidance", type=float, default=OFFICIAL_GUIDANCE, help=f"joint guidance scale (official {OFFICIAL_GUIDANCE})")
     for name in GUIDANCE_ORDER:
         sampling.add_argument(f"--{name}-guidance", type=float, help=f"{name} scale (nested; default: --guidance)")
+    for name in STEMS:
+        sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
+                              help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
     sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
 
     memory = parser.add_argument_group("memory")
@@ -109,7 +112,7 @@ def build_job(args):
                              fp8=args.fp8, vae_tile_latents=args.vae_tile),
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
         work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments,
-        speaker_ranges=args.speaker_ranges)
+        speaker_ranges=args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS})
 
 
 def _print_progress(step: int, total: int) -> None:

@@ -17,7 +17,7 @@ from ..audio.io import iter_audio_blocks
 from ..audio.speakers import parse_speaker_ranges
 from ..checkpoints import load_mtv_model, read_config
 from ..errors import ConfigError, ModelFileError
-from ..spec import SPEECH2, STREAMS
+from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STREAMS
 from .generate import GenerationConfig, MemoryOptions, prepare_model
 from .keyframes import load_start_image
 from .memory import release_cached_memory
@@ -54,6 +54,7 @@ class GenerationJob:
     dtype: torch.dtype = torch.float32
     keep_segments: bool = False
     speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
+    strengths: dict = field(default_factory=dict)  # stream -> 0 (its null input) .. MAX_STRENGTH; the second speaker follows speech
 
     @property
     def segment_folder(self) -> Path:
@@ -106,6 +107,9 @@ def validate_job(job: GenerationJob) -> dict:
         parse_speaker_ranges(job.speaker_ranges)
         if SPEECH2 in files.stems:
             raise ConfigError("give either --speech2 FILE or --speaker-ranges, not both")
+    for name, value in job.strengths.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_STRENGTH:
+            raise ConfigError(f"{name} strength {value!r} is out of range; use a number in 0..{MAX_STRENGTH:g} (1 = as trained)")
     second_speaker = SPEECH2 in files.stems or bool(job.speaker_ranges)
     if second_speaker and not model_config.get("multi_speaker"):
         raise ConfigError("a second speaker was given (--speech2 or --speaker-ranges) but this is a single-speaker "
@@ -234,7 +238,8 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     files, flags = separate(job, work)
     features = audio_features(job, files, flags, work)
-    render = Render(encode_text(job), job.schedule, features, audio_duration(job.audio), job.start_image)
+    strengths = {name: job.strengths.get(SPEECH if name == SPEECH2 else name, 1.0) for name in features.per_stream}
+    render = Render(encode_text(job), job.schedule, features.scaled(strengths), audio_duration(job.audio), job.start_image)
 
     model = load_mtv_model(job.files.model, dtype=job.dtype)
     vae = load_vae(job.files.vae, dtype=job.dtype)
