@@ -11,7 +11,7 @@ from . import comfy_adapter
 from .audio import MTVDemixStems, MTVEncodeWav2Vec, MTVLoadAudio, MTVStemsFromAudio
 from .conditioning import MTVApply, MTVSceneTransition, MTVTextEncode
 from .loaders import MTVDemixerLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
-from .sampling import MTVChainSegments, MTVDecode, MTVSampler
+from .sampling import MTVChainSegments, MTVDecode, MTVSampler, MTVStepCache
 
 _NODES = {
     "MTVModelLoader": (MTVModelLoader, "MTV Model Loader"),
@@ -25,6 +25,7 @@ _NODES = {
     "MTVTextEncode": (MTVTextEncode, "MTV Text Encode"),
     "MTVSceneTransition": (MTVSceneTransition, "Scene Transition"),
     "MTVApply": (MTVApply, "MST-ControlNet Apply"),
+    "MTVStepCache": (MTVStepCache, "MTV Step Cache"),
     "MTVSampler": (MTVSampler, "MTV Sampler"),
     "MTVChainSegments": (MTVChainSegments, "Chain Segments"),
     "MTVDecode": (MTVDecode, "MTV Decode"),

@@ -49,7 +49,10 @@ class MTVModelLoader:
                 "block_swap": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Transformer blocks kept in CPU memory and streamed to the GPU when needed (saves VRAM, costs speed)."}),
                 "fp8_weights": ("BOOLEAN", {"default": False, "tooltip": "Store the transformer blocks' linear weights in fp8 (half the memory of bf16); compute stays in the weight dtype."}),
                 "offload": ("BOOLEAN", {"default": False, "tooltip": "Keep the model in CPU memory between runs and move it to the GPU only while it samples."}),
-            }
+            },
+            "optional": {
+                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the transformer blocks (one graph shared by all blocks; the first run takes longer). Needs Triton on a GPU or a C++ compiler on the CPU."}),
+            },
         }
 
     @classmethod
@@ -60,15 +63,16 @@ class MTVModelLoader:
     def VALIDATE_INPUTS(cls, model_name):
         return comfy.check_model_name("diffusion_models", model_name)
 
-    def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload):
+    def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload, compile=False):
         from mtv_core.checkpoints import load_mtv_model
         from mtv_core.pipeline.generate import MemoryOptions, prepare_model
 
         device = comfy.torch_device()
+        memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=block_swap, fp8=fp8_weights,
+                               compile=compile)
         path = comfy.model_path("diffusion_models", model_name)
         model = load_mtv_model(path, dtype=resolve_dtype(weight_dtype, device), device="cpu")
         model.select_attention_backend(attention)
-        memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=block_swap, fp8=fp8_weights)
         swap = prepare_model(model, memory)
         return (ModelHandle(model, memory, swap, model_name),)
 

@@ -9,12 +9,13 @@ import torch
 
 @dataclass
 class ModelHandle:
-    """MTV_MODEL: a loaded transformer with the memory options it was prepared for."""
+    """MTV_MODEL: a loaded transformer with the memory options it was prepared for, and the step cache to use."""
 
     model: torch.nn.Module
     memory: object  # mtv_core.pipeline.generate.MemoryOptions
     swap: object | None
     name: str
+    cache: object | None = None  # mtv_core.pipeline.speed.StepCache
 
 
 @dataclass

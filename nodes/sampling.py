@@ -32,7 +32,8 @@ def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=Tr
     from mtv_core.pipeline.generate import GenerationConfig
     from mtv_core.pipeline.session import RenderSession
 
-    config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler, colour_match=colour_match)
+    config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler,
+                              colour_match=colour_match, cache=mtv_model.cache)
     memory = replace(mtv_model.memory, vae_tile_latents=vae_tile or None)
     return RenderSession(mtv_model.model, vae, config, memory, mtv_model.swap, comfy.progress_callback(steps),
                          comfy.interrupt_check(), identity=(mtv_model.name,))
@@ -131,6 +132,37 @@ class MTVChainSegments:
             raise node_error("MTV Chain Segments", "conditioning", error)
         trimmed = fit_audio(waveform.samples, waveform.sample_rate, frames.shape[0], FPS)
         return (_to_image(frames), {"waveform": torch.from_numpy(trimmed)[None], "sample_rate": waveform.sample_rate})
+
+
+class MTVStepCache:
+    DESCRIPTION = ("Makes sampling faster by reusing transformer work between steps (approximate). The cache restarts "
+                   "whenever the audio, text or keyframes change, so the motion stays locked to the sound.")
+    CATEGORY = "MTV/sampling"
+    RETURN_TYPES = ("MTV_MODEL",)
+    RETURN_NAMES = ("mtv_model",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from mtv_core.pipeline.speed import CACHES
+
+        fbc, taylorseer = CACHES["fbc"], CACHES["taylorseer"]
+        return {
+            "required": {
+                "mtv_model": ("MTV_MODEL", {"tooltip": "From MTV Model Loader."}),
+                "method": (list(CACHES), {"default": "fbc", "tooltip": "fbc: skip the later blocks while the first block's output barely changes. taylorseer: predict attention and feed-forward between full steps."}),
+                "fbc_threshold": ("FLOAT", {"default": fbc.default, "min": fbc.low, "max": fbc.high, "step": 0.005, "tooltip": "fbc: higher = more steps reused = faster, less exact."}),
+                "taylorseer_interval": ("INT", {"default": int(taylorseer.default), "min": int(taylorseer.low), "max": int(taylorseer.high), "tooltip": "taylorseer: steps between full computations; 1 = no prediction."}),
+            }
+        }
+
+    def apply(self, mtv_model, method, fbc_threshold, taylorseer_interval):
+        from dataclasses import replace
+
+        from mtv_core.pipeline.speed import StepCache
+
+        value = fbc_threshold if method == "fbc" else taylorseer_interval
+        return (replace(mtv_model, cache=StepCache.parse(f"{method}:{value}")),)
 
 
 class MTVDecode:

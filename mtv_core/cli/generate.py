@@ -42,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
     sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
 
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--cache", help="step cache: fbc[:THRESHOLD] (first-block cache, default 0.05) or "
+                                       "taylorseer[:INTERVAL] (default 2); approximate, audio-aware")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (one graph for all)")
+    speed.add_argument("--parallel", default="auto",
+                       help="under torchrun --nproc-per-node N: how the N processes share each step: auto, or "
+                            "ulysses=U,branches=B (U processes split the rows of every frame, B groups split the "
+                            "guidance branches; U x B = N)")
+
     memory = parser.add_argument_group("memory")
     memory.add_argument("--device", default="auto", help="cuda, cpu, ... (default: cuda when present)")
     memory.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
@@ -95,6 +104,7 @@ def build_job(args):
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.job import GenerationJob, ModelFiles
     from ..pipeline.memory import resolve_device
+    from ..pipeline.speed import StepCache
 
     _use_demo_defaults(args)
     scale = args.guidance
@@ -107,12 +117,13 @@ def build_job(args):
         audio=args.audio, schedule=_schedule(args), out=args.out,
         files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stems),
         config=GenerationConfig(steps=args.steps, seed=args.seed, guidance=guidance, sampler=args.sampler,
-                                colour_match=not args.no_colour_match),
+                                colour_match=not args.no_colour_match, cache=StepCache.parse(args.cache)),
         memory=MemoryOptions(device=device, offload_components=args.offload, block_swap=args.block_swap,
-                             fp8=args.fp8, vae_tile_latents=args.vae_tile),
+                             fp8=args.fp8, vae_tile_latents=args.vae_tile, compile=args.compile),
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
         work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments,
-        speaker_ranges=args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS})
+        speaker_ranges=args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS},
+        parallel=args.parallel)
 
 
 def _print_progress(step: int, total: int) -> None:
@@ -132,5 +143,6 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print(f"\nfinished segments are in {job.segment_folder}; run the same command again to resume.", file=sys.stderr)
         raise
-    print(path)
+    if path is not None:  # None: a helper process of a torchrun job (rank 0 writes the video)
+        print(path)
     return 0

@@ -10,10 +10,13 @@ the previous segment's tail) get timestep-0 modulation.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import (
     CogVideoXPatchEmbed,
     TimestepEmbedding,
@@ -30,6 +33,7 @@ from ..attention import DEFAULT_BACKEND, attention, fused_attention, merge_heads
 from ..errors import ConfigError
 from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 from .audio_modules import AudioInteractionBlock, AudioProjection
+from .row_parallel import RowParallel
 
 
 @dataclass
@@ -41,6 +45,7 @@ class FrameConditioning:
     temb_clean: torch.Tensor | None
     clean_mask: torch.Tensor | None
     num_frames: int
+    key_mask: torch.Tensor | None = None  # self-attention keys to keep when the rows are split (RowParallel)
 
 
 @dataclass
@@ -58,6 +63,7 @@ class MTVSelfAttnProcessor:
 
     def __init__(self, backend: str = DEFAULT_BACKEND):
         self.backend = backend
+        self.row_parallel: RowParallel | None = None
 
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
         text_length = encoder_hidden_states.shape[1]
@@ -67,7 +73,11 @@ class MTVSelfAttnProcessor:
         if image_rotary_emb is not None:
             q = torch.cat([q[:, :, :text_length], apply_rotary_emb(q[:, :, text_length:], image_rotary_emb)], dim=2)
             k = torch.cat([k[:, :, :text_length], apply_rotary_emb(k[:, :, text_length:], image_rotary_emb)], dim=2)
-        out = attn.to_out[1](attn.to_out[0](merge_heads(attention(q, k, v, self.backend))))
+        if self.row_parallel is not None:
+            out = self.row_parallel.attention(q, k, v, attention_mask)
+        else:
+            out = attention(q, k, v, self.backend)
+        out = attn.to_out[1](attn.to_out[0](merge_heads(out)))
         return out[:, text_length:], out[:, :text_length]
 
 
@@ -98,7 +108,8 @@ class MTVBlock(CogVideoXBlock):
     def forward(self, hidden_states, encoder_hidden_states, frames: FrameConditioning, image_rotary_emb=None, audio: AudioContext | None = None):
         text_length = encoder_hidden_states.shape[1]
         norm_video, norm_text, gate, text_gate = self.norm1(hidden_states, encoder_hidden_states, frames)
-        attn_video, attn_text = self.attn1(hidden_states=norm_video, encoder_hidden_states=norm_text, image_rotary_emb=image_rotary_emb)
+        attn_video, attn_text = self.attn1(hidden_states=norm_video, encoder_hidden_states=norm_text,
+                                           image_rotary_emb=image_rotary_emb, attention_mask=frames.key_mask)
         hidden_states = hidden_states + gated(gate, attn_video, frames.num_frames)
         encoder_hidden_states = encoder_hidden_states + text_gate * attn_text
 
@@ -155,16 +166,21 @@ class FrameLayerNormZero(CogVideoXLayerNormZero):
         return video, self.norm(text) * (1 + text_scale) + text_shift, gate, text_gate
 
 
+# diffusers' step caches find a block's video and text outputs through this registry.
+TransformerBlockRegistry.register(MTVBlock, TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=1))
+
+
 def gated(gate: torch.Tensor, update: torch.Tensor, num_frames: int) -> torch.Tensor:
     """gate (B, T|1, 1, D) times update (B, T*S, D)."""
     return (gate * update.unflatten(1, (num_frames, -1))).flatten(1, 2)
 
 
-class MTVTransformer3DModel(ModelMixin, ConfigMixin):
+class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
     """CogVideoX-5B-I2V transformer plus the MTV audio modules, computing what the released MTV
     weights were trained for. Build from a named config: `MTVTransformer3DModel(**mtv_config("tiny-single"))`."""
 
     _supports_gradient_checkpointing = True
+    _repeated_blocks = ["MTVBlock"]
     _no_split_modules = ["MTVBlock", "CogVideoXPatchEmbed"]
     _skip_layerwise_casting_patterns = ["patch_embed", "norm"]
 
@@ -240,6 +256,8 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
         # inference (all rows share t), not in training with mixed timesteps. Off: each sample its own.
         self.first_row_interaction_timestep = False
         self._rope_cache: dict = {}
+        self._cached_conditioning: dict | None = None
+        self.row_parallel: RowParallel | None = None
         self.init_audio_weights()
 
     @property
@@ -347,18 +365,53 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
 
         tokens = self.patch_embed(encoder_hidden_states, hidden_states)
         text_length = encoder_hidden_states.shape[1]
-        text, video = tokens[:, :text_length], tokens[:, text_length:]
+        # contiguous, so that every block sees the same strides (one compiled graph for all blocks)
+        text, video = tokens[:, :text_length].contiguous(), tokens[:, text_length:].contiguous()
         rotary = self._rotary_embedding(num_frames, height, width, hidden_states.device)
+        grid = (num_frames, height // self.config.patch_size, width // self.config.patch_size)
+        if self.row_parallel is not None:
+            video, rotary = self.row_parallel.split(video, grid), self.row_parallel.split_rope(rotary, grid)
+            frames.key_mask = self.row_parallel.key_mask(text_length + video.shape[1], text_length, grid, video.device)
         audio = None if audio_tokens is None else self.audio_context(audio_tokens, temb, num_frames)
 
-        for block in self.transformer_blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                video, text = self._gradient_checkpointing_func(block, video, text, frames, rotary, audio)
-            else:
-                video, text = block(video, text, frames, rotary, audio)
+        with self._step_cache_for(encoder_hidden_states, audio_tokens, clean_mask):
+            for block in self.transformer_blocks:
+                if torch.is_grad_enabled() and self.gradient_checkpointing:
+                    video, text = self._gradient_checkpointing_func(block, video, text, frames, rotary, audio)
+                else:
+                    video, text = block(video, text, frames, rotary, audio)
 
         video = self.proj_out(self.norm_out(self.norm_final(video), temb=temb))
+        if self.row_parallel is not None:
+            video = self.row_parallel.gather(video, grid)
         return self._unpatchify(video, batch, num_frames, height, width)
+
+    def split_rows(self, row_parallel: RowParallel | None) -> None:
+        """Run as one of several processes that each hold some rows of every latent frame (None: alone)."""
+        self.row_parallel = row_parallel
+        for block in self.transformer_blocks:
+            block.attn1.processor.row_parallel = row_parallel
+
+    # -- step caching (diffusers' CacheMixin) -----------------------------------------------------
+    @contextmanager
+    def _step_cache_for(self, text, audio_tokens, clean_mask):
+        """A step cache reuses block work of earlier calls. The audio (and text, and clean prefix) enters every
+        block, so work done for other conditioning must never be reused: the cache starts afresh whenever the
+        conditioning differs from the previous call's. Guidance branches therefore belong in one batched call."""
+        if not self.is_cache_enabled:
+            yield
+            return
+        conditioning = {"text": text, "clean_mask": clean_mask, **{f"audio {name}": tokens for name, tokens in (audio_tokens or {}).items()}}
+        if not _same_conditioning(self._cached_conditioning, conditioning):
+            self._reset_stateful_cache()
+            self._cached_conditioning = {name: None if value is None else value.detach().clone()
+                                         for name, value in conditioning.items()}
+        with self.cache_context("mtv"):
+            yield
+
+    def disable_cache(self) -> None:
+        super().disable_cache()
+        self._cached_conditioning = None
 
     def _pad_image_channels(self, latents: torch.Tensor) -> torch.Tensor:
         channels = latents.shape[2]
@@ -392,3 +445,15 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin):
         p = self.config.patch_size
         x = x.reshape(batch, frames, height // p, width // p, -1, p, p)
         return x.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+
+
+
+def _same_conditioning(previous: dict | None, current: dict) -> bool:
+    return previous is not None and previous.keys() == current.keys() and all(
+        _same_tensor(previous[name], current[name]) for name in current)
+
+
+def _same_tensor(old: torch.Tensor | None, new: torch.Tensor | None) -> bool:
+    if old is None or new is None:
+        return old is new
+    return old.shape == new.shape and old.dtype == new.dtype and old.device == new.device and torch.equal(old, new)

@@ -13,9 +13,11 @@ from ..errors import ConfigError, GenerationError
 from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
 from .guidance import GuidanceScales, GuidedModel
 from .memory import BlockSwap, convert_linears_to_fp8, on_device, resolve_device
+from .parallel import DenoiseJob, ParallelRun
 from .prompt_schedule import PromptSchedule
 from .sampling import interruptible, sample
 from .segments import Segment, SegmentPlan, SegmentStore, fingerprint, match_colour, to_uint8
+from .speed import StepCache, check_compile, compile_blocks, step_cache
 from .vae import decode_latents, encode_frames, latent_channels
 
 MIN_VAE_TILE = 8  # latents; tiles overlap by 4
@@ -34,6 +36,7 @@ class GenerationConfig:
     guidance: GuidanceScales = field(default_factory=GuidanceScales)
     sampler: str = "dpm"
     colour_match: bool = True
+    cache: StepCache | None = None  # step caching (approximate: part of what decides the pixels)
 
     def __post_init__(self):
         if not _whole(self.steps) or not MIN_STEPS <= self.steps <= MAX_STEPS:
@@ -45,18 +48,21 @@ class GenerationConfig:
             raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
         if not isinstance(self.guidance, GuidanceScales):
             raise ConfigError(f"guidance {self.guidance!r} is not a GuidanceScales")
+        if self.cache is not None and not isinstance(self.cache, StepCache):
+            object.__setattr__(self, "cache", StepCache.parse(str(self.cache)))
 
     def segment_seed(self, index: int) -> int:
         return self.seed + index
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "seed": self.seed, "guidance": vars(self.guidance), "sampler": self.sampler,
-                "colour_match": self.colour_match}
+                "colour_match": self.colour_match, "cache": None if self.cache is None else str(self.cache)}
 
 
 @dataclass(frozen=True)
 class MemoryOptions:
-    """Where weights live. Every option computes the same numbers as the plain path (fp8: within its rounding)."""
+    """Where weights live and how the blocks run. Every option computes the same numbers as the plain path (fp8: within
+    its rounding; compile: within float reassociation)."""
 
     device: str = "cpu"
     offload_components: bool = False  # transformer and VAE on the device only while they run
@@ -64,9 +70,12 @@ class MemoryOptions:
     block_swap: int = 0  # transformer blocks kept in CPU memory and streamed in
     fp8: bool = False  # transformer-block Linear weights stored as float8_e4m3fn
     vae_tile_latents: int | None = None  # spatial VAE tiles (approximate; None = plain decode)
+    compile: bool = False  # torch.compile each transformer block (regional compilation)
 
     def __post_init__(self):
         object.__setattr__(self, "device", resolve_device(str(self.device)))
+        if self.compile:
+            check_compile(self.device)
         if not _whole(self.block_swap) or self.block_swap < 0:
             raise ConfigError(f"block swap {self.block_swap!r} must be a whole number >= 0 (0: no block swap)")
         tile = self.vae_tile_latents
@@ -83,9 +92,11 @@ def check_compatible(model, vae) -> None:
 
 
 def prepare_model(model, memory: MemoryOptions) -> BlockSwap | None:
-    """Apply the one-time memory options (fp8, block swap) to a loaded model; returns the swap to exclude."""
+    """Apply the one-time options (fp8, compile, block swap) to a loaded model; returns the swap to exclude."""
     if memory.fp8:
         convert_linears_to_fp8(model.transformer_blocks)
+    if memory.compile:
+        compile_blocks(model, memory.device)
     if memory.block_swap:
         return BlockSwap(model, memory.block_swap, memory.device)
     return None
@@ -102,10 +113,10 @@ class SegmentGenerator:
     """Samples and decodes single segments with one model, VAE and set of options."""
 
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
-                 progress=None, interrupt=None):
+                 progress=None, interrupt=None, parallel: ParallelRun | None = None):
         check_compatible(model, vae)
         self.model, self.vae, self.config, self.memory = model, vae, config, memory
-        self.swap = swap
+        self.swap, self.parallel = swap, parallel
         self.progress, self.interrupt = progress, interrupt
         self.last_prefix_latents = None
 
@@ -141,6 +152,14 @@ class SegmentGenerator:
 
     def sample_latents(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
         """One segment -> denoised latents (1, 13, C, h, w)."""
+        job = self.denoise_job(inputs, seed)
+        if self.parallel is not None:
+            self.parallel.share(job)
+        return denoise(self.model, job, self.config, self.memory, self.swap, self._progress(step_offset, total_steps),
+                       self.interrupt, self.parallel)
+
+    def denoise_job(self, inputs: SegmentInputs, seed: int) -> DenoiseJob:
+        """Noise, clean prefix latents and audio tokens of one segment: everything the denoising loop needs."""
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn(self.latent_shape(), generator=generator)
         prefix = None if inputs.prefix_pixels is None else self.encode_prefix(inputs.prefix_pixels, generator)
@@ -149,17 +168,25 @@ class SegmentGenerator:
         clean_mask = torch.zeros(noise.shape[:2], dtype=torch.bool)
         if prefix is not None:
             clean_mask[:, :prefix.shape[1]] = True
-        exclude = (self.model.audio_encoders, *(self.swap.blocks if self.swap else ()))
-        with on_device(self.model, self.memory.device, self.memory.offload_components, exclude), \
-                interruptible(self.model.transformer_blocks, self.interrupt):
-            guided = GuidedModel(self.model, inputs.text, tokens, null_tokens, self.config.guidance, clean_mask)
-            return sample(self.config.sampler, guided, noise, self.config.steps, generator=generator,
-                          prefix=prefix, progress=self._progress(step_offset, total_steps), interrupt=self.interrupt)
+        return DenoiseJob(inputs.text, tokens, null_tokens, clean_mask, noise, prefix, generator.get_state())
 
     def _progress(self, offset: int, total: int | None):
         if self.progress is None:
             return None
         return lambda step, steps: self.progress(offset + step, total or steps)
+
+
+def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
+            progress=None, interrupt=None, parallel=None) -> torch.Tensor:
+    """The sampler loop of one segment (in every process of a parallel run) -> latents (1, 13, C, h, w)."""
+    generator = torch.Generator("cpu")
+    generator.set_state(job.generator_state)
+    exclude = (model.audio_encoders, *(swap.blocks if swap else ()))
+    with on_device(model, memory.device, memory.offload_components, exclude), \
+            interruptible(model.transformer_blocks, interrupt), step_cache(model, config.cache):
+        guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel)
+        return sample(config.sampler, guided, job.noise, config.steps, generator=generator, prefix=job.prefix,
+                      progress=progress, interrupt=interrupt)
 
 
 def segment_features(features, segment: Segment) -> dict:

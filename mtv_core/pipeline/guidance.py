@@ -60,14 +60,19 @@ def branch_inputs(level: int, text: torch.Tensor, tokens: dict, null_tokens: dic
 
 
 class GuidedModel:
-    """model_fn(x, t) for the samplers: runs every needed branch in one batched forward and combines them."""
+    """model_fn(x, t) for the samplers: runs every needed branch in one batched forward and combines them. In a
+    parallel run (`parallel`: pipeline.parallel.ParallelRun) this process runs its share of the branches and the
+    weighted parts are summed across processes."""
 
     def __init__(self, model, text: torch.Tensor, tokens: dict | None, null_tokens: dict | None,
-                 scales: GuidanceScales, clean_mask: torch.Tensor | None = None):
+                 scales: GuidanceScales, clean_mask: torch.Tensor | None = None, parallel=None):
         self.model = model
         self.weights = scales.branch_weights()
         if tokens is None:  # a backbone run without audio: speech/effects/music levels equal the text level
             self.weights = _merge_audio_levels(self.weights)
+        self.parallel = parallel
+        if parallel is not None:
+            self.weights = parallel.my_branches(self.weights)
         self.clean_mask = clean_mask
         self.text, self.tokens = self._batch(text, tokens, null_tokens)
 
@@ -87,7 +92,8 @@ class GuidedModel:
         tokens = None if self.tokens is None else {k: v.to(param.device, param.dtype) for k, v in self.tokens.items()}
         v = self.model(batch, self.text.to(param.device, param.dtype), timestep, audio_tokens=tokens, clean_mask=mask)
         parts = v.float().to(x.device).chunk(count)
-        return sum(weight * part for weight, part in zip(self.weights.values(), parts))
+        guided = sum(weight * part for weight, part in zip(self.weights.values(), parts))
+        return guided if self.parallel is None else self.parallel.combine(guided)
 
 
 def _merge_audio_levels(weights: dict[int, float]) -> dict[int, float]:

@@ -5,7 +5,7 @@ import gc
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,9 +18,10 @@ from ..audio.speakers import parse_speaker_ranges
 from ..checkpoints import load_mtv_model, read_config
 from ..errors import ConfigError, ModelFileError
 from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STREAMS
-from .generate import GenerationConfig, MemoryOptions, prepare_model
+from .generate import GenerationConfig, MemoryOptions, denoise, prepare_model
 from .keyframes import load_start_image
 from .memory import release_cached_memory
+from .parallel import ParallelPlan, ParallelRun, launched_processes, plan_parallel, start_processes
 from .prompt_schedule import PromptSchedule
 from .session import Render, RenderSession
 from .text import load_text_encoder
@@ -55,6 +56,7 @@ class GenerationJob:
     keep_segments: bool = False
     speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
     strengths: dict = field(default_factory=dict)  # stream -> 0 (its null input) .. MAX_STRENGTH; the second speaker follows speech
+    parallel: str = "auto"  # how processes started by torchrun share the work: auto or "ulysses=U,branches=B"
 
     @property
     def segment_folder(self) -> Path:
@@ -74,8 +76,8 @@ def _json_config(path: Path) -> dict:
     return read_config(path) or {}
 
 
-def validate_job(job: GenerationJob) -> dict:
-    """Every check that needs no heavy computation. Returns the model's config."""
+def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
+    """Every check that needs no heavy computation. Returns the model's config and how processes share the work."""
     files = job.files
     model_path = _require_path(files.model, "model file", "pass the converted MTV .safetensors with --model")
     vae_path = _require_path(files.vae, "VAE", "pass the converted VAE .safetensors or a diffusers folder with --vae")
@@ -117,7 +119,9 @@ def validate_job(job: GenerationJob) -> dict:
     if model_config.get("multi_speaker") and not second_speaker:
         raise ConfigError("this is a two-speaker (multi) model and no second speaker was given; pass --speech2 FILE "
                           "(a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2'")
-    return model_config
+    plan = plan_parallel(job.parallel, launched_processes(), model_config.get("num_attention_heads", 1),
+                         len(job.config.guidance.branch_weights()), job.config.cache)
+    return model_config, plan
 
 
 def _check_fit(model_config: dict, vae_config: dict, t5_config: dict, vae_path: Path, t5_path: Path) -> None:
@@ -230,10 +234,24 @@ def _file_identity(job: GenerationJob) -> list:
     return [(str(Path(p).resolve()), Path(p).stat().st_size if Path(p).is_file() else 0) for p in paths]
 
 
-def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
+def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path | None:
     """Run a job end to end, streaming: stems, features and finished segments go to the work folder (a rerun
-    resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length."""
-    validate_job(job)
+    resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length.
+    Under torchrun the processes share the denoising and rank 0 does the rest; the others return None."""
+    _, plan = validate_job(job)
+    if plan.size == 1:
+        return _render(job, progress, interrupt)
+    parallel = start_processes(plan, job.memory.device)
+    if not parallel.is_leader:
+        _serve(job, parallel, interrupt)
+        return None
+    try:
+        return _render(job, progress, interrupt, parallel)
+    finally:
+        parallel.finish()
+
+
+def _render(job: GenerationJob, progress, interrupt, parallel: ParallelRun | None = None) -> Path:
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
     files, flags = separate(job, work)
@@ -241,15 +259,30 @@ def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path:
     strengths = {name: job.strengths.get(SPEECH if name == SPEECH2 else name, 1.0) for name in features.per_stream}
     render = Render(encode_text(job), job.schedule, features.scaled(strengths), audio_duration(job.audio), job.start_image)
 
-    model = load_mtv_model(job.files.model, dtype=job.dtype)
+    model, memory, swap = _load_transformer(job, parallel)
     vae = load_vae(job.files.vae, dtype=job.dtype)
-    swap = prepare_model(model, job.memory)
-    session = RenderSession(model, vae, job.config, job.memory, swap, progress, interrupt, _file_identity(job))
+    session = RenderSession(model, vae, job.config, memory, swap, progress, interrupt, _file_identity(job), parallel)
     audio, rate = soundtrack(job, files)
     path = session.write(render, job.out, audio, rate, work, keep=job.keep_segments)
     if not job.keep_segments:
         _remove_work_files(work)
     return path
+
+
+def _load_transformer(job: GenerationJob, parallel: ParallelRun | None):
+    memory = job.memory if parallel is None else replace(job.memory, device=parallel.device)
+    model = load_mtv_model(job.files.model, dtype=job.dtype)
+    swap = prepare_model(model, memory)
+    if parallel is not None:
+        parallel.install(model)
+    return model, memory, swap
+
+
+def _serve(job: GenerationJob, parallel: ParallelRun, interrupt) -> None:
+    """A process other than rank 0: denoise each segment rank 0 sends, until it says there are no more."""
+    model, memory, swap = _load_transformer(job, parallel)
+    while (segment := parallel.share(None)) is not None:
+        denoise(model, segment, job.config, memory, swap, interrupt=interrupt, parallel=parallel)
 
 
 def _remove_work_files(work: Path) -> None:

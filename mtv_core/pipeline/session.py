@@ -50,8 +50,8 @@ class RenderSession:
     are (it is part of the job fingerprint, so another model never resumes this one's segments)."""
 
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap=None, progress=None,
-                 interrupt=None, identity=()):
-        self.generator = SegmentGenerator(model, vae, config, memory, swap, progress, interrupt)
+                 interrupt=None, identity=(), parallel=None):
+        self.generator = SegmentGenerator(model, vae, config, memory, swap, progress, interrupt, parallel)
         self.identity = identity
 
     @property

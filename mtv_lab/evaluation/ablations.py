@@ -54,12 +54,17 @@ def generate_clip(models: ModelSet, world: Path, clip: str, zero_streams=(), ste
 
 
 def generate_from_stems(models: ModelSet, stem_files: dict, caption: str, zero_streams=(), steps: int = 20,
-                        seed: int = 0, guidance: float = OFFICIAL_GUIDANCE) -> torch.Tensor:
+                        seed: int = 0, guidance: float = OFFICIAL_GUIDANCE, cache=None) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for stem files and a caption, N = round(duration x 24)."""
-
     features, duration = stem_features(models, stem_files)
+    return generate_from_features(models, features, duration, caption, zero_streams, steps, seed, guidance, cache)
+
+
+def generate_from_features(models: ModelSet, features, duration: float, caption: str, zero_streams=(), steps: int = 20,
+                           seed: int = 0, guidance: float = OFFICIAL_GUIDANCE, cache=None) -> torch.Tensor:
+    """Frames (N, H, W, 3) uint8 for encoded features (mtv_core.audio.AudioFeatures) and a caption."""
     schedule = PromptSchedule.single(caption)
     render = Render(models.text_encoder.encode(schedule.prompts), schedule,
                     features.scaled({name: 0.0 for name in zero_streams if name in features.per_stream}), duration)
-    config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales.joint(guidance))
+    config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales.joint(guidance), cache=cache)
     return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(render)

@@ -28,6 +28,8 @@ def cli(*args, timeout=120):
     (["--device", "bogus"], "device 'bogus' is not a device"),
     (["--block-swap", "-1"], "block swap -1 must be a whole number >= 0"),
     (["--steps", "0"], "steps 0 is out of range"),
+    (["--cache", "teacache"], "step cache 'teacache' is unknown; use one of fbc, taylorseer"),
+    (["--cache", "fbc:7"], "threshold (relative change of the first block's residual that forces a full step) must be"),
 ])
 def test_generate_refuses_bad_values_before_loading_anything(tmp_path, args, words):
     began = time.monotonic()
