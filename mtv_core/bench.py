@@ -14,6 +14,11 @@ from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
 from .models import MTVTransformer3DModel, backbone_config
+from .pipeline.generate import GenerationConfig, denoise, prepare_model
+from .pipeline.memory import on_device
+from .pipeline.parallel import DenoiseJob
+from .pipeline.sampling import sample
+from .pipeline.speed import AttentionCounter, step_cache
 
 
 @dataclass
@@ -125,3 +130,117 @@ def _time(name, fn, repeats, device) -> BenchResult:
                 torch.cuda.synchronize(device)
             best = min(best, time.perf_counter() - start)
     return BenchResult(name, best, memory.used if device.type != "cuda" else memory.peak)
+
+
+# -- the sampling pipeline: one segment's denoising steps, with the memory and speed options -------------------------
+@dataclass
+class StepResult:
+    name: str
+    seconds_per_step: float
+    first_step: float  # includes compilation and the first upload
+    peak_bytes: int
+    attention_skipped: float  # fraction of joint self-attentions a step cache left out
+
+
+class StepTimer:
+    """The samplers' progress callback: a time stamp per step."""
+
+    def __init__(self):
+        self.stamps = []
+
+    def __call__(self, step: int, total: int) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def durations(self) -> list[float]:
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+
+
+def random_model(model_class, config: dict, dtype: torch.dtype):
+    """A model with random weights, made without the cost of its initialisers (built on meta, filled in place)."""
+    with torch.device("meta"):
+        model = model_class(**config)
+    model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            tensor.data.normal_(0.0, 0.02, generator=generator)
+    return torch.nn.Module.to(model, dtype).eval()  # diffusers 0.42's .to(dtype) warns for nothing
+
+
+def bench_pipeline(config: dict, steps: int, memory, cache=None, dtype: torch.dtype = torch.bfloat16,
+                   attention_backend: str = "sdpa") -> list[StepResult]:
+    """`steps` denoising steps of one segment (official joint guidance: two branches per step) with MTV and with
+    plain CogVideoX of the same size, each with the same memory and speed options."""
+    inputs = _segment_inputs(config, dtype)
+    settings = GenerationConfig(steps=steps, seed=0, cache=cache)
+    mtv = random_model(MTVTransformer3DModel, config, dtype)
+    mtv.select_attention_backend(attention_backend)
+    job = _mtv_job(mtv, inputs)
+    swap = prepare_model(mtv, memory)
+    results = [_bench_steps("mtv", mtv, memory, lambda timer: denoise(mtv, job, settings, memory, swap, progress=timer))]
+    del mtv, job, swap
+    plain = random_model(CogVideoXTransformer3DModel, backbone_config(config), dtype)
+    swap = prepare_model(plain, memory)
+    guided = _plain_guided(plain, config, inputs, settings.guidance.text)
+
+    def run_plain(timer):
+        with on_device(plain, memory.device, memory.offload_components, swap.blocks if swap else ()), \
+                step_cache(plain, settings.cache), plain.cache_context("cogvideox"):
+            sample(settings.sampler, guided, inputs["noise"], steps, generator=torch.Generator().manual_seed(0),
+                   progress=timer)
+    results.append(_bench_steps("cogvideox", plain, memory, run_plain))
+    return results
+
+
+def _segment_inputs(config: dict, dtype: torch.dtype) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    frames = (config["sample_frames"] - 1) // config["temporal_compression_ratio"] + 1
+    shape = (1, frames, config["out_channels"], config["sample_height"], config["sample_width"])
+    return {"noise": torch.randn(shape, generator=generator),
+            "text": torch.randn(1, config["max_text_seq_length"], config["text_embed_dim"], generator=generator).to(dtype),
+            "features": torch.randn(1, config["sample_frames"], config["audio_feature_dim"], generator=generator).to(dtype)}
+
+
+def _mtv_job(model, inputs):
+    """The segment's denoising job: audio tokens projected once, as the pipeline does."""
+    with torch.no_grad():
+        streams = {name: inputs["features"] for name in model.audio_streams}
+        tokens = model.project_audio(streams)
+        null_tokens = model.project_audio({name: torch.zeros_like(value) for name, value in streams.items()})
+    clean = torch.zeros(inputs["noise"].shape[:2], dtype=torch.bool)
+    return DenoiseJob(inputs["text"], tokens, null_tokens, clean, inputs["noise"], None,
+                      torch.Generator().manual_seed(0).get_state())
+
+
+def _plain_guided(model, config: dict, inputs: dict, scale: float):
+    """CogVideoX with the official joint CFG (unconditional = zero text) as a sampler's model function."""
+    frames, height, width = inputs["noise"].shape[1], config["sample_height"], config["sample_width"]
+    grid = (height // config["patch_size"], width // config["patch_size"])
+    rotary = {}
+
+    def model_fn(x, t):
+        param = next(model.parameters())
+        batch = torch.cat([x, x]).to(param.device, param.dtype)
+        batch = torch.cat([batch, torch.zeros_like(batch)], dim=2)
+        text = inputs["text"].to(param.device)
+        if param.device not in rotary:
+            rotary[param.device] = get_3d_rotary_pos_embed(config["attention_head_dim"], ((0, 0), grid), grid, frames,
+                                                           device=param.device)
+        timestep = torch.full((2,), t, device=param.device)
+        v = model(batch, torch.cat([torch.zeros_like(text), text]), timestep, image_rotary_emb=rotary[param.device], return_dict=False)[0]
+        uncond, cond = v.float().to(x.device).chunk(2)
+        return uncond + scale * (cond - uncond)
+    return model_fn
+
+
+def _bench_steps(name: str, model, memory, run) -> StepResult:
+    _release_free_memory()
+    timer, device = StepTimer(), torch.device(memory.device)
+    with torch.no_grad(), PeakMemory(device) as peak, AttentionCounter(model) as counter:
+        run(timer)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    durations = timer.durations()
+    later = durations[1:] or durations
+    return StepResult(name, sum(later) / len(later), durations[0], peak.peak if device.type == "cuda" else peak.used,
+                      counter.skipped / max(counter.skipped + counter.computed, 1))

@@ -60,7 +60,7 @@ def load_vae(path, device="cpu", dtype=torch.float32):
         vae.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         raise ModelFileError(f"VAE {str(path)!r} does not match its config ({str(error)[:300]}); {REBUILD_VAE}") from None
-    return vae.to(device=device, dtype=dtype).eval()
+    return torch.nn.Module.to(vae, device=device, dtype=dtype).eval()  # diffusers 0.42's .to(dtype) warns for nothing
 
 
 def _from_config(model_class, config: dict, path):
