@@ -23,6 +23,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from core_nodes import CORE_NODES as CORE  # noqa: E402
 
 from mtv_core import demo  # noqa: E402
+from mtv_core.pipeline.speed import CACHES  # noqa: E402
 from mtv_core.spec import FPS, OFFICIAL_GUIDANCE, SPEECH, STEMS  # noqa: E402
 from nodes import NODE_CLASS_MAPPINGS  # noqa: E402
 
@@ -83,9 +84,9 @@ def apply(text_node: str, speech=1.0, effects=1.0, music=1.0, guidance=(G, G, G,
                                "effects_guidance": guidance[2], "music_guidance": guidance[3]})}
 
 
-def chain_and_save(name: str, steps: int = 30) -> dict:
+def chain_and_save(name: str, steps: int = 30, model: str = "1") -> dict:
     return {
-        "10": ("MTVChainSegments", {"mtv_model": ["1", 0], "vae": ["2", 0], "conditioning": ["9", 0], "seed": 42,
+        "10": ("MTVChainSegments", {"mtv_model": [model, 0], "vae": ["2", 0], "conditioning": ["9", 0], "seed": 42,
                                     "steps": steps, "sampler": "dpm", "audio": ["5", 0], "colour_match": True,
                                     "work_folder": f"mtv_segments/{name}"}),
         "11": ("CreateVideo", {"images": ["10", 0], "fps": FPS, "audio": ["10", 1]}),
@@ -165,9 +166,13 @@ WORKFLOWS = [
         **loaders("single", demixer=False),
         "6": ("MTVStemsFromAudio", {SPEECH: ["5", 0]}),
         **text("8", "one", TALK_MAN, person1="A man with a beard in a blue shirt, centre of the frame"),
-        **apply("8"), **chain_and_save("long_video", steps=20),
+        "15": ("MTVStepCache", {"mtv_model": ["1", 0], "method": "fbc", "fbc_threshold": CACHES["fbc"].default,
+                                "taylorseer_interval": int(CACHES["taylorseer"].default)}),
+        **apply("8"), **chain_and_save("long_video", steps=20, model="15"),
     }, official_note("A long speech recording (no demixing): Chain Segments makes 2-second segments, each continuing "
-                     "the last, colour-matched, cut to the audio's exact length.", "single", demixer=False)),
+                     "the last, colour-matched, cut to the audio's exact length.", "single", demixer=False,
+                     extra="MTV Step Cache reuses transformer work between steps (faster, slightly approximate); "
+                           "bypass it (Ctrl+B) for the exact result.")),
     Workflow("mtv_scene_transition", "MTV Scene transition", {
         **loaders("single"),
         **text("8", "one", "A man talks in a sunny garden.", person1="A man in a white shirt, centre of the frame"),
@@ -230,7 +235,7 @@ GROUP_OF = {
     "MTVModelLoader": "Models", "MTVVAEAndT5Loader": "Models", "MTVWav2VecLoader": "Models",
     "MTVEncodeWav2Vec": "Conditioning", "MTVTextEncode": "Conditioning", "MTVSceneTransition": "Conditioning",
     "MTVApply": "Conditioning",
-    "LoadImage": "Sampling", "MTVSampler": "Sampling", "MTVChainSegments": "Sampling", "MTVDecode": "Sampling",
+    "LoadImage": "Sampling", "MTVStepCache": "Sampling", "MTVSampler": "Sampling", "MTVChainSegments": "Sampling", "MTVDecode": "Sampling",
     "CreateVideo": "Output", "SaveVideo": "Output",
 }
 GROUP_COLOURS = {"Audio": "#3f789e", "Models": "#8a8a3f", "Conditioning": "#a1309b", "Sampling": "#b06634", "Output": "#3f9e5a"}

@@ -162,3 +162,15 @@ def test_ui_and_api_formats_describe_the_same_graph(path):
         assert rebuilt[node_id]["class_type"] == api[node_id]["class_type"]
         for name, value in api[node_id]["inputs"].items():
             assert rebuilt[node_id]["inputs"][name] == value, (path.stem, node_id, name)
+
+
+def test_step_cache_node_attaches_a_cache_without_touching_its_input():
+    from mtv_core.pipeline.speed import StepCache
+    from nodes import MTVStepCache
+    from nodes.payloads import ModelHandle
+
+    handle = ModelHandle(model=None, memory=None, swap=None, name="m")
+    (fbc,) = MTVStepCache().apply(handle, "fbc", 0.2, 3)
+    (taylor,) = MTVStepCache().apply(handle, "taylorseer", 0.2, 3)
+    assert fbc.cache == StepCache("fbc", 0.2) and taylor.cache == StepCache("taylorseer", 3)
+    assert handle.cache is None and fbc.name == "m"
