@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -105,8 +106,10 @@ def run_training(argv: list[str]) -> None:
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
     )
-    for path in run_curriculum(options):
-        print(path)
+    outputs = run_curriculum(options)
+    if os.environ.get("RANK", "0") == "0":  # one list of outputs, not one per process
+        for path in outputs:
+            print(path)
 
 
 def run_prepare(argv: list[str]) -> None:

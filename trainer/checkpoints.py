@@ -1,17 +1,18 @@
-"""Step checkpoints of a stage run: RUN/<stage>/checkpoints/step-00000200/{model,ema}.safetensors + state.pt.
+"""Step checkpoints of a stage run: RUN/<stage>/checkpoints/step-00000200/ holds engine/ (accelerate's
+save_state: model, optimizer and scheduler as the engine shards them, every process's RNG), state.pt (the
+trainer's own state: step, data position, EMA, the run's settings) and {model,ema}.safetensors (whole weights,
+readable by the loaders).
 
-A checkpoint is written into a hidden partial folder, renamed into place, and only then named in the
-`latest` file; a failure at any point (disk full) leaves the previous checkpoint and `latest` as they were.
+Every process writes its part into a hidden partial folder; rank 0 renames it into place and only then names it in
+the `latest` file; a failure at any point (disk full) leaves the previous checkpoint and `latest` as they were.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mtv_core.checkpoints import save_safetensors
@@ -23,7 +24,9 @@ from .errors import CheckpointWriteError, TrainerError
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "model-ema.safetensors"
 STATE_FILE = "state.pt"
+ENGINE_DIR = "engine"
 LATEST = "latest"
+STATE_FORMAT = 2  # state.pt beside accelerate's engine state
 
 
 def save_model_files(folder: Path, weights: dict, config: dict, ema_weights: dict | None) -> None:
@@ -53,17 +56,33 @@ class CheckpointFolder:
         folder = self.root / pointer.read_text().strip()
         return folder if (folder / STATE_FILE).is_file() else None
 
-    def save(self, step: int, weights: dict, config: dict, ema_weights: dict | None, state: dict) -> Path:
-        final = self.step_dir(step)
-        partial = self.root / f".{final.name}.partial"
+    def partial(self, step: int) -> Path:
+        return self.root / f".{self.step_dir(step).name}.partial"
+
+    def start(self, step: int) -> Path:
+        """An empty partial folder for the step's checkpoint (rank 0, before every process writes into it)."""
+        partial = self.partial(step)
         shutil.rmtree(partial, ignore_errors=True)
-        try:
-            partial.mkdir(parents=True)
+        self._guard(step, partial, lambda: partial.mkdir(parents=True))
+        return partial
+
+    def publish(self, step: int, weights: dict, config: dict, ema_weights: dict | None, state: dict) -> Path:
+        """Rank 0, once every process has written its part: the model files and state.pt, then into place."""
+        partial, final = self.partial(step), self.step_dir(step)
+
+        def finish():
             save_model_files(partial, weights, config, ema_weights)
             save_state(partial / STATE_FILE, state)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
             atomic_write(self.root / LATEST, lambda temp: Path(temp).write_text(final.name))
+        self._guard(step, partial, finish)
+        self._prune()
+        return final
+
+    def _guard(self, step: int, partial: Path, work) -> None:
+        try:
+            work()
         except OSError as error:
             shutil.rmtree(partial, ignore_errors=True)
             previous = self.latest()
@@ -72,42 +91,21 @@ class CheckpointFolder:
                 f"the previous checkpoint {str(previous) if previous else '(none)'} is intact. "
                 "Free disk space (or lower --keep) and rerun with --resume"
             ) from error
-        self._prune()
-        return final
 
     def load_state(self) -> dict:
         folder = self.latest()
         if folder is None:
             raise TrainerError(f"--resume: no checkpoint under {str(self.root)!r}; start without --resume")
         try:
-            return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+            state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
         except Exception as error:
             raise TrainerError(f"{folder / STATE_FILE}: unreadable training state ({error}); delete that folder and resume from an older one") from error
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not (folder / ENGINE_DIR).is_dir():
+            raise TrainerError(f"{folder} was written by an older trainer (no engine state); it cannot be resumed "
+                               "exactly. Start the stage again without --resume (in another --out)")
+        return state
 
     def _prune(self) -> None:
         folders = sorted(p for p in self.root.glob("step-*") if p.is_dir())
         for folder in folders[: -self.keep]:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def rng_state() -> dict:
-    """Python, numpy and torch RNG states as plain tensors/containers (loadable with weights_only)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": list(random.getstate()),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "cached": cached},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -6,6 +6,7 @@ import re
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 
@@ -82,7 +83,8 @@ def merged_weights(state: dict, lora_scaling: float = 1.0) -> dict:
 
 
 class EMA:
-    """Exponential moving average (fp32) of the trained parameters."""
+    """Exponential moving average (fp32) of the trained parameters, kept as each engine holds them (whole tensors,
+    or this process's shards under FSDP2)."""
 
     def __init__(self, model: nn.Module, names: list[str], decay: float):
         if not 0.0 < decay < 1.0:
@@ -97,6 +99,31 @@ class EMA:
             if name in self.shadow:
                 self.shadow[name].lerp_(parameter.detach().float(), 1.0 - self.decay)
 
-    def apply_to(self, weights: dict) -> dict:
-        """Model weights with the averaged values in place of the trained ones (before LoRA merging)."""
-        return {key: self.shadow[key].to(value.dtype) if key in self.shadow else value for key, value in weights.items()}
+    def full_state(self) -> dict:
+        """Whole CPU tensors (gathers shards: every process must call it)."""
+        return {name: _whole(value).cpu() for name, value in self.shadow.items()}
+
+    def load_full_state(self, state: dict) -> None:
+        """Inverse of `full_state`, on every process."""
+        missing = sorted(set(self.shadow) - set(state))
+        if missing:
+            raise TrainerError(f"the checkpoint's EMA lacks {missing[0]}; resume with the same --train and --ema")
+        self.shadow = {name: _like(state[name], value) for name, value in self.shadow.items()}
+
+
+
+def with_averages(weights: dict, averages: dict) -> dict:
+    """Model weights with the averaged values (EMA.full_state) in place of the trained ones (before LoRA merging)."""
+    return {key: averages[key].to(value.dtype) if key in averages else value for key, value in weights.items()}
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def _like(whole: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """`whole` laid out as `template` (sharded like it when it is a DTensor), in fp32."""
+    whole = whole.float()
+    if isinstance(template, DTensor):
+        return distribute_tensor(whole.to(template.device), template.device_mesh, template.placements)
+    return whole.to(template.device)

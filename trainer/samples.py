@@ -27,7 +27,7 @@ class SampleWriter:
         return bool(self.every) and step % self.every == 0
 
     @torch.no_grad()
-    def write(self, model, item: dict, step: int, device) -> Path:
+    def write(self, model, item: dict, step: int, device, save: bool = True) -> Path | None:
         was_training = model.training
         model.eval()
         try:
@@ -35,6 +35,8 @@ class SampleWriter:
             frames, _ = session.segment_from_windows(item["text"][None], {name: f[None] for name, f in item["features"].items()})
         finally:
             model.train(was_training)
+        if not save:
+            return None
         path = self.folder / f"step-{step:06d}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_mp4(path, frames, FPS)

@@ -9,14 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from tqdm import tqdm
 
 from mtv_core.checkpoints import load_mtv_model
 from mtv_core.models import MTVTransformer3DModel, mtv_config
 
-from .checkpoints import EMA_FILE, MODEL_FILE, CheckpointFolder, restore_rng_state, rng_state, save_model_files
+from .checkpoints import EMA_FILE, ENGINE_DIR, MODEL_FILE, STATE_FORMAT, CheckpointFolder, save_model_files
 from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
+from .engine import describe, make_accelerator
 from .errors import TrainerError
 from .objective import (
     ConditioningDropout,
@@ -26,7 +27,7 @@ from .objective import (
     sample_clean_masks,
     sample_timesteps,
 )
-from .params import EMA, merged_weights, select_trainable
+from .params import EMA, merged_weights, select_trainable, with_averages
 from .samples import SampleWriter
 from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
 
@@ -101,8 +102,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
 
     stage_dir = Path(options.out) / stage
     output = stage_dir / MODEL_FILE
-    # cpu=True without CUDA makes processes started by `accelerate launch --multi_gpu` join as MULTI_CPU (gloo).
-    accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(options.mixed_precision, options.batch_size, options.grad_clip)
     _setup_logging(Path(options.out), accelerator.is_main_process)
     checkpoints = CheckpointFolder(stage_dir, options.keep)
     if options.resume and output.is_file() and checkpoints.latest() is not None:
@@ -125,19 +125,20 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=options.betas, eps=1e-8, weight_decay=options.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(options))
     sampler = EpochSampler(len(dataset), options.batch_size, options.seed, accelerator.process_index, accelerator.num_processes)
-    ema = EMA(model, names, options.ema) if options.ema else None
-    step = 0
-    if options.resume and checkpoints.latest() is not None:
-        step = _restore(checkpoints.load_state(), model, optimizer, schedule, sampler, ema)
-        log.info("stage %s: resumed at step %d from %s", stage, step, checkpoints.latest())
-
     objective = DiffusionObjective(model, official_alphas_cumprod())
     objective, optimizer = accelerator.prepare(objective, optimizer)
+    accelerator.register_for_checkpointing(schedule)  # stepped once per step by the trainer, not by accelerate
+    ema = EMA(accelerator.unwrap_model(objective).model, names, options.ema) if options.ema else None
+    step = 0
+    if options.resume and checkpoints.latest() is not None:
+        step = _restore(checkpoints, accelerator, sampler, ema, options)
+        log.info("stage %s: resumed at step %d from %s", stage, step, checkpoints.latest())
     trained = options.train + "".join(f", {stream} frozen" for stream in options.frozen_streams)
-    log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %d process(es) on %s, init %s", stage, len(dataset), len(names),
-             trained, options.steps, accelerator.num_processes, accelerator.device, init or "random")
+    log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %s, init %s", stage, len(dataset), len(names),
+             trained, options.steps, describe(accelerator), init or "random")
     stage_index = STAGE_ORDER.index(stage)
     samples = SampleWriter(options.sample_vae, options.sample_every, options.sample_steps, stage_dir / "samples")
+    sharded = accelerator.distributed_type == DistributedType.FSDP
     bar = _progress_bar(options, accelerator, stage, step)
     started, first_step = time.perf_counter(), step
     while step < options.steps:
@@ -146,12 +147,14 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
         step += 1
         if ema is not None:
             ema.update(accelerator.unwrap_model(objective).model)
-        _report(bar, step, loss, (step - first_step) / (time.perf_counter() - started), options, stage)
+        _report(bar, step, loss, schedule.get_last_lr()[0], (step - first_step) / (time.perf_counter() - started), options, stage)
         if step % options.save_every == 0 or step == options.steps:
-            _save_checkpoint(checkpoints, step, accelerator, objective, optimizer, schedule, sampler, ema, options)
-        if samples.due(step) and accelerator.is_main_process:
-            path = samples.write(accelerator.unwrap_model(objective).model, dataset[0], step, accelerator.device)
-            log.info("stage %s: sample video %s", stage, path)
+            _save_checkpoint(checkpoints, step, accelerator, objective, sampler, ema, options)
+        if samples.due(step) and (accelerator.is_main_process or sharded):  # sharded weights: every process samples
+            path = samples.write(accelerator.unwrap_model(objective).model, dataset[0], step, accelerator.device,
+                                 save=accelerator.is_main_process)
+            if path is not None:
+                log.info("stage %s: sample video %s", stage, path)
         after_step(stage, step)
     if bar is not None:
         bar.close()
@@ -255,49 +258,54 @@ def _model_config(objective, accelerator) -> dict:
     return {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
 
 
-def _export(weights: dict, ema: EMA | None) -> tuple[dict, dict | None]:
-    return merged_weights(weights), (merged_weights(ema.apply_to(weights)) if ema is not None else None)
+def _export(weights: dict, averages: dict | None) -> tuple[dict, dict | None]:
+    return merged_weights(weights), (merged_weights(with_averages(weights, averages)) if averages is not None else None)
 
 
-def _save_checkpoint(checkpoints, step, accelerator, objective, optimizer, schedule, sampler, ema, options) -> None:
-    weights = _model_weights(accelerator, objective)
+def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, objective, sampler, ema, options) -> None:
+    """Every process writes its share of the engine state into the partial folder; rank 0 adds the whole weights
+    and the trainer's state and publishes it."""
     if accelerator.is_main_process:
-        model = accelerator.unwrap_model(objective).model
-        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-        state = {
-            "step": step,
-            "trainable": {name: value.detach().cpu() for name, value in weights.items() if name in trainable},
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "sampler": sampler.state_dict(),
-            "ema": None if ema is None else {name: value.cpu() for name, value in ema.shadow.items()},
-            "rng": rng_state(),
-            "options": json.loads(json.dumps(asdict(options), default=str)),
-        }
-        model_weights, ema_weights = _export(weights, ema)
-        folder = checkpoints.save(step, model_weights, _model_config(objective, accelerator), ema_weights, state)
+        checkpoints.start(step)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(checkpoints.partial(step) / ENGINE_DIR))
+    weights = _model_weights(accelerator, objective)
+    averages = ema.full_state() if ema is not None else None
+    if accelerator.is_main_process:
+        state = {"format": STATE_FORMAT, "step": step, "sampler": sampler.state_dict(), "ema": averages,
+                 "engine": describe(accelerator), "processes": accelerator.num_processes,
+                 "options": json.loads(json.dumps(asdict(options), default=str))}
+        model_weights, ema_weights = _export(weights, averages)
+        folder = checkpoints.publish(step, model_weights, _model_config(objective, accelerator), ema_weights, state)
         log.info("step %d: checkpoint %s", step, folder)
     accelerator.wait_for_everyone()
 
 
-def _restore(state: dict, model, optimizer, schedule, sampler, ema) -> int:
-    missing = set(state["trainable"]) - {name for name, _ in model.named_parameters()}
-    if missing:
-        raise TrainerError(f"the checkpoint trains tensors this model lacks (e.g. {sorted(missing)[0]}); resume with the same --train/--config")
-    model.load_state_dict(state["trainable"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
+def _restore(checkpoints: CheckpointFolder, accelerator, sampler, ema, options) -> int:
+    """The latest checkpoint into the prepared model, optimizer and scheduler (every process), and the trainer's
+    own state. It must come from the same engine, process count and trained set."""
+    state = checkpoints.load_state()
+    saved = state["options"]
+    mismatches = [f"{what}: checkpoint {had!r}, now {now!r}" for what, had, now in (
+        ("engine", state["engine"], describe(accelerator)), ("processes", state["processes"], accelerator.num_processes),
+        ("--train", saved.get("train"), options.train), ("--config", saved.get("config"), options.config),
+        ("--lora-rank", saved.get("lora_rank"), options.lora_rank), ("--ema", saved.get("ema"), options.ema),
+        ("--batch-size", saved.get("batch_size"), options.batch_size)) if had != now]
+    if mismatches:
+        raise TrainerError(f"--resume: {checkpoints.latest()} was written by a different run ({'; '.join(mismatches)}); "
+                           "resume with the same launcher config and options, or start in another --out")
+    accelerator.load_state(str(checkpoints.latest() / ENGINE_DIR))
     sampler.load_state_dict(state["sampler"])
-    if ema is not None and state["ema"] is not None:
-        ema.shadow = {name: value.to(ema.shadow[name].device) for name, value in state["ema"].items()}
-    restore_rng_state(state["rng"])
+    if ema is not None:
+        ema.load_full_state(state["ema"])
     return int(state["step"])
 
 
 def _save_output(stage_dir: Path, accelerator, objective, ema, options) -> None:
     weights = _model_weights(accelerator, objective)
+    averages = ema.full_state() if ema is not None else None
     if accelerator.is_main_process:
-        model_weights, ema_weights = _export(weights, ema)
+        model_weights, ema_weights = _export(weights, averages)
         save_model_files(stage_dir, model_weights, _model_config(objective, accelerator), ema_weights)
         log.info("stage output: %s%s", stage_dir / MODEL_FILE, f" (+ {EMA_FILE})" if ema_weights else "")
     accelerator.wait_for_everyone()
@@ -324,9 +332,9 @@ def _progress_bar(options: TrainOptions, accelerator, stage: str, step: int):
     return tqdm(total=options.steps, initial=step, desc=stage, unit="step", dynamic_ncols=True)
 
 
-def _report(bar, step: int, loss: float, rate: float, options: TrainOptions, stage: str) -> None:
+def _report(bar, step: int, loss: float, lr: float, rate: float, options: TrainOptions, stage: str) -> None:
     if bar is not None:
-        bar.set_postfix(loss=f"{loss:.4f}", steps_per_s=f"{rate:.2f}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", steps_per_s=f"{rate:.2f}")
         bar.update(1)
     if step % options.log_every == 0 or step == options.steps:
-        log.info("stage %s step %d loss %.5f steps/s %.3f", stage, step, loss, rate)
+        log.info("stage %s step %d loss %.5f lr %.3e steps/s %.3f", stage, step, loss, lr, rate)
