@@ -173,23 +173,29 @@ def bench_pipeline(config: dict, steps: int, memory, cache=None, dtype: torch.dt
     plain CogVideoX of the same size, each with the same memory and speed options."""
     inputs = _segment_inputs(config, dtype)
     settings = GenerationConfig(steps=steps, seed=0, cache=cache)
-    mtv = random_model(MTVTransformer3DModel, config, dtype)
-    mtv.select_attention_backend(attention_backend)
-    job = _mtv_job(mtv, inputs)
-    swap = prepare_model(mtv, memory)
-    results = [_bench_steps("mtv", mtv, memory, lambda timer: denoise(mtv, job, settings, memory, swap, progress=timer))]
-    del mtv, job, swap
-    plain = random_model(CogVideoXTransformer3DModel, backbone_config(config), dtype)
-    swap = prepare_model(plain, memory)
-    guided = _plain_guided(plain, config, inputs, settings.guidance.text)
+    return [_mtv_steps(config, inputs, settings, memory, dtype, attention_backend),
+            _plain_steps(config, inputs, settings, memory, dtype)]
 
-    def run_plain(timer):
-        with on_device(plain, memory.device, memory.offload_components, swap.blocks if swap else ()), \
-                step_cache(plain, settings.cache), plain.cache_context("cogvideox"):
-            sample(settings.sampler, guided, inputs["noise"], steps, generator=torch.Generator().manual_seed(0),
+
+def _mtv_steps(config, inputs, settings, memory, dtype, attention_backend) -> StepResult:
+    model = random_model(MTVTransformer3DModel, config, dtype)
+    model.select_attention_backend(attention_backend)
+    job = _mtv_job(model, inputs)
+    swap = prepare_model(model, memory)
+    return _bench_steps("mtv", model, memory, lambda timer: denoise(model, job, settings, memory, swap, progress=timer))
+
+
+def _plain_steps(config, inputs, settings, memory, dtype) -> StepResult:
+    model = random_model(CogVideoXTransformer3DModel, backbone_config(config), dtype)
+    swap = prepare_model(model, memory)
+    guided = _plain_guided(model, config, inputs, settings.guidance.text)
+
+    def run(timer):
+        with on_device(model, memory.device, memory.offload_components, swap.blocks if swap else ()), \
+                step_cache(model, settings.cache), model.cache_context("cogvideox"):
+            sample(settings.sampler, guided, inputs["noise"], settings.steps, generator=torch.Generator().manual_seed(0),
                    progress=timer)
-    results.append(_bench_steps("cogvideox", plain, memory, run_plain))
-    return results
+    return _bench_steps("cogvideox", model, memory, run)
 
 
 def _segment_inputs(config: dict, dtype: torch.dtype) -> dict:
