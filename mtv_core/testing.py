@@ -31,6 +31,21 @@ def save_mtv_model(model, path) -> Path:
     return save_safetensors(path, model.state_dict(), dict(model.config), MTV_KIND)
 
 
+def save_random_lora(model, path, rank: int = 4, seed: int = 0, std: float = 0.2,
+                     targets: str = r"transformer_blocks\.\d+\.attn1\.(to_q|to_v)") -> Path:
+    """An adapter file for `model` with random A and B (a trained one has non-zero B) on the Linears matching
+    `targets`."""
+    import re
+
+    from .lora import model_identity, save_lora
+
+    generator = torch.Generator().manual_seed(seed)
+    pairs = {name: (torch.randn(rank, module.in_features, generator=generator) * std,
+                    torch.randn(module.out_features, rank, generator=generator) * std)
+             for name, module in model.named_modules() if re.fullmatch(targets, name)}
+    return save_lora(path, pairs, rank, rank, targets, model_identity(model))
+
+
 def tiny_vae(seed: int = 0):
     from diffusers import AutoencoderKLCogVideoX
 

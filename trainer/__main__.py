@@ -1,5 +1,6 @@
 """`python -m trainer prepare ...` builds a dataset; `python -m trainer --stage NAME ...` trains;
-`python -m trainer vae ...` fits a small VAE for a model trained from scratch."""
+`python -m trainer vae ...` fits a small VAE for a model trained from scratch; `python -m trainer export --merge ...`
+merges LoRA adapters into their base model."""
 
 from __future__ import annotations
 
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["prepare"]:
             run_prepare(argv[1:])
+        elif argv[:1] == ["export"]:
+            from .export import run_export
+
+            print(run_export(argv[1:]))
         elif argv[:1] == ["vae"]:
             from .vae import run_vae
 

@@ -16,23 +16,24 @@ from pathlib import Path
 import torch
 
 from mtv_core.checkpoints import save_safetensors
-from mtv_core.checkpoints.loading import MTV_KIND
 from mtv_core.fileio import atomic_write
 
 from .errors import CheckpointWriteError, TrainerError
 
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "model-ema.safetensors"
+LORA_FILE = "lora.safetensors"
+LORA_EMA_FILE = "lora-ema.safetensors"
 STATE_FILE = "state.pt"
 ENGINE_DIR = "engine"
 LATEST = "latest"
 STATE_FORMAT = 2  # state.pt beside accelerate's engine state
 
 
-def save_model_files(folder: Path, weights: dict, config: dict, ema_weights: dict | None) -> None:
-    save_safetensors(folder / MODEL_FILE, weights, config, MTV_KIND)
-    if ema_weights is not None:
-        save_safetensors(folder / EMA_FILE, ema_weights, config, MTV_KIND)
+def save_outputs(folder: Path, outputs: dict) -> None:
+    """{file name: (tensors, config, kind)}: whole models or LoRA adapters, each written atomically."""
+    for name, (tensors, config, kind) in outputs.items():
+        save_safetensors(folder / name, tensors, config, kind)
 
 
 def save_state(path: Path, state: dict) -> None:
@@ -66,12 +67,12 @@ class CheckpointFolder:
         self._guard(step, partial, lambda: partial.mkdir(parents=True))
         return partial
 
-    def publish(self, step: int, weights: dict, config: dict, ema_weights: dict | None, state: dict) -> Path:
-        """Rank 0, once every process has written its part: the model files and state.pt, then into place."""
+    def publish(self, step: int, outputs: dict, state: dict) -> Path:
+        """Rank 0, once every process has written its part: the weight files and state.pt, then into place."""
         partial, final = self.partial(step), self.step_dir(step)
 
         def finish():
-            save_model_files(partial, weights, config, ema_weights)
+            save_outputs(partial, outputs)
             save_state(partial / STATE_FILE, state)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)

@@ -1,4 +1,5 @@
-"""Which parameters train (`--train`), LoRA on the self-attention, merged export, and EMA."""
+"""Which parameters train (`--train`), LoRA adapters (trained, exported as adapter files, loaded to continue), merged
+export, and EMA."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ _AUDIO = re.compile(r"audio|music|speaker")
 # {model: [audio, attention]}): all MTV modules, the backbone self-attention
 # projections (SAT query_key_value/dense) and the post-attention LayerNorm. QK-LayerNorm stays frozen.
 _OFFICIAL_BACKBONE = re.compile(r"attn1\.(to_q|to_k|to_v|to_out)\.|norm2\.norm\.")
-LORA_TARGETS = r".*attn1\.(to_q|to_k|to_v|to_out\.0)"
+# LoRA adapts the backbone's joint self-attention and every stream's audio cross-attention.
+LORA_TARGETS = r".*\.(attn1|audio_attn\.\w+)\.(to_q|to_k|to_v|to_out\.0)"
 # The parameters that serve one audio stream alone (`--freeze-streams`); the shared interaction blocks
 # (attention, FFN, modulation) are not part of any.
 STREAM_PARAMETERS = {
@@ -52,11 +54,13 @@ def select_trainable(model: nn.Module, mode: str, lora_rank: int = 64, frozen_st
 
 
 def _trains(name: str, mode: str) -> bool:
+    if mode == "lora":  # the adapters alone: the result is a small file for the model it was trained on
+        return "lora_" in name
     if mode == "all" or is_audio_parameter(name):
         return True
     if mode == "official":
         return bool(_OFFICIAL_BACKBONE.search(name))
-    return mode == "lora" and "lora_" in name
+    return False
 
 
 def add_lora(model: nn.Module, rank: int) -> None:
@@ -65,6 +69,25 @@ def add_lora(model: nn.Module, rank: int) -> None:
     if rank < 1:
         raise TrainerError(f"--lora-rank {rank} is invalid; use a positive rank such as 64")
     inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights=True), model)
+
+
+def adapter_weights(state: dict) -> dict:
+    """The LoRA matrices of a trained model's state, named as in adapter files (`<module>.lora_A.weight`)."""
+    return {key.replace(".default.weight", ".weight"): value.detach().cpu() for key, value in state.items()
+            if ".lora_A.default." in key or ".lora_B.default." in key}
+
+
+def load_adapter(model: nn.Module, adapter) -> None:
+    """Start the model's (injected) LoRA matrices from an adapter (mtv_core.lora.LoraAdapter) of the same rank."""
+    parameters = dict(model.named_parameters())
+    for module, (down, up) in adapter.pairs.items():
+        for part, value in (("A", down), ("B", up)):
+            name = f"{module}.lora_{part}.default.weight"
+            if name not in parameters or parameters[name].shape != value.shape:
+                raise TrainerError(f"{adapter.path}: {module} does not fit this run's LoRA (rank {adapter.rank}); "
+                                   "continue with the same --lora-rank and model")
+            with torch.no_grad():
+                parameters[name].copy_(value)
 
 
 def merged_weights(state: dict, lora_scaling: float = 1.0) -> dict:

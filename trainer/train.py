@@ -12,10 +12,21 @@ import torch
 from accelerate.utils import DistributedType
 from tqdm import tqdm
 
+from mtv_core import lora
 from mtv_core.checkpoints import load_mtv_model
+from mtv_core.checkpoints.loading import MTV_KIND
 from mtv_core.models import MTVTransformer3DModel, mtv_config
 
-from .checkpoints import EMA_FILE, ENGINE_DIR, MODEL_FILE, STATE_FORMAT, CheckpointFolder, save_model_files
+from .checkpoints import (
+    EMA_FILE,
+    ENGINE_DIR,
+    LORA_EMA_FILE,
+    LORA_FILE,
+    MODEL_FILE,
+    STATE_FORMAT,
+    CheckpointFolder,
+    save_outputs,
+)
 from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
 from .engine import describe, make_accelerator
 from .errors import TrainerError
@@ -27,7 +38,7 @@ from .objective import (
     sample_clean_masks,
     sample_timesteps,
 )
-from .params import EMA, merged_weights, select_trainable, with_averages
+from .params import EMA, LORA_TARGETS, adapter_weights, load_adapter, merged_weights, select_trainable, with_averages
 from .samples import SampleWriter
 from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
 
@@ -72,24 +83,63 @@ class TrainOptions:
     sample_steps: int = 10
 
 
+@dataclass
+class StageOutputs:
+    """What a stage writes, in its checkpoints and at its end: the whole model, or (--train lora) an adapter file
+    for the base model it was trained on."""
+
+    lora_rank: int | None
+    config: dict
+    base: dict  # mtv_core.lora.base_identity of the model training started from
+
+    @property
+    def main_file(self) -> str:
+        return MODEL_FILE if self.lora_rank is None else LORA_FILE
+
+    def files(self, weights: dict, averages: dict | None) -> dict:
+        chosen = {self.main_file: weights}
+        if averages is not None:
+            chosen[EMA_FILE if self.lora_rank is None else LORA_EMA_FILE] = with_averages(weights, averages)
+        if self.lora_rank is None:
+            return {name: (merged_weights(state), self.config, MTV_KIND) for name, state in chosen.items()}
+        settings = lora.adapter_settings(self.lora_rank, self.lora_rank, LORA_TARGETS, self.base)
+        return {name: (adapter_weights(state), settings, lora.LORA_KIND) for name, state in chosen.items()}
+
+
 def run_curriculum(options: TrainOptions) -> list[Path]:
-    """Run `options.stage` (or every stage for "all"); each starts from the previous stage's output."""
+    """Run `options.stage` (or every stage for "all"); each starts from the previous stage's output (with --train
+    lora: from the same base model, continuing the previous stage's adapter)."""
     stages = stages_to_run(options.stage)
     records = read_manifest(options.data)
     for stage in stages:  # fail before hours of training, not at the stage that lacks clips
         select_subset(options.data, records, stage_subset(stage), stage)
+    if options.train == "lora":
+        _check_lora_options(options)
     outputs = []
     for index, stage in enumerate(stages):
-        init = options.init if index == 0 else outputs[-1]
-        outputs.append(train_stage(options, stage, init if init is not None else _previous_output(options, stage)))
+        previous = outputs[-1] if outputs else _previous_output(options, stage)
+        if options.train == "lora":
+            outputs.append(train_stage(options, stage, options.init, previous))
+        else:
+            outputs.append(train_stage(options, stage, options.init if index == 0 and options.init else previous))
     return outputs
+
+
+def _check_lora_options(options: TrainOptions) -> None:
+    if options.init is None:
+        raise TrainerError("--train lora adapts a model: pass --init MODEL.safetensors (the model the LoRA is for)")
+    if isinstance(options.lora_rank, bool) or not isinstance(options.lora_rank, int) \
+            or not 1 <= options.lora_rank <= lora.MAX_RANK:
+        raise TrainerError(f"--lora-rank {options.lora_rank!r} is out of range; use 1..{lora.MAX_RANK} (16-128 is usual)")
 
 
 def _previous_output(options: TrainOptions, stage: str) -> Path | None:
     before = previous_stage(stage)
-    if before is None or options.from_scratch:
+    if before is None or options.from_scratch or (options.init is not None and options.train != "lora"):
         return None
-    path = Path(options.out) / before / MODEL_FILE
+    path = Path(options.out) / before / (LORA_FILE if options.train == "lora" else MODEL_FILE)
+    if options.train == "lora" and not path.is_file():
+        return None  # a new adapter on the base model
     if not path.is_file():
         raise TrainerError(
             f"stage {stage!r} starts from the {before!r} result {str(path)!r}, which does not exist; "
@@ -98,10 +148,9 @@ def _previous_output(options: TrainOptions, stage: str) -> Path | None:
     return path
 
 
-def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
-
+def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: Path | None = None) -> Path:
     stage_dir = Path(options.out) / stage
-    output = stage_dir / MODEL_FILE
+    output = stage_dir / (LORA_FILE if options.train == "lora" else MODEL_FILE)
     accelerator = make_accelerator(options.mixed_precision, options.batch_size, options.grad_clip)
     _setup_logging(Path(options.out), accelerator.is_main_process)
     checkpoints = CheckpointFolder(stage_dir, options.keep)
@@ -115,8 +164,15 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
         )
 
     model = build_model(options, init)
+    outputs = StageOutputs(options.lora_rank if options.train == "lora" else None,
+                           {key: value for key, value in dict(model.config).items() if not key.startswith("_")},
+                           lora.model_identity(model))
     dataset = open_dataset(options, stage, model)
     names = select_trainable(model, options.train, options.lora_rank, options.frozen_streams)
+    if adapter is not None:
+        previous = lora.load_lora(adapter)
+        lora.check_fits(previous, model, outputs.base)
+        load_adapter(model, previous)
     if options.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.first_row_interaction_timestep = options.official_interaction_timestep
@@ -149,7 +205,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
             ema.update(accelerator.unwrap_model(objective).model)
         _report(bar, step, loss, schedule.get_last_lr()[0], (step - first_step) / (time.perf_counter() - started), options, stage)
         if step % options.save_every == 0 or step == options.steps:
-            _save_checkpoint(checkpoints, step, accelerator, objective, sampler, ema, options)
+            _save_checkpoint(checkpoints, step, accelerator, objective, sampler, ema, options, outputs)
         if samples.due(step) and (accelerator.is_main_process or sharded):  # sharded weights: every process samples
             path = samples.write(accelerator.unwrap_model(objective).model, dataset[0], step, accelerator.device,
                                  save=accelerator.is_main_process)
@@ -158,7 +214,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None) -> Path:
         after_step(stage, step)
     if bar is not None:
         bar.close()
-    _save_output(stage_dir, accelerator, objective, ema, options)
+    _save_output(stage_dir, accelerator, objective, ema, outputs)
     return output
 
 
@@ -170,7 +226,7 @@ def build_model(options: TrainOptions, init: Path | None) -> MTVTransformer3DMod
         model = MTVTransformer3DModel(**mtv_config(options.config or DEFAULT_CONFIG, **options.config_overrides))
         model.init_audio_weights(zero_music=False)
         return model
-    model = load_mtv_model(init)
+    model = load_mtv_model(init, dtype=torch.float32)  # float32 master weights; --mixed-precision autocasts compute
     if options.config is not None:
         _check_same_architecture(init, dict(model.config), mtv_config(options.config, **options.config_overrides), options.config)
     return model
@@ -253,16 +309,8 @@ def _model_weights(accelerator, objective) -> dict:
     return {key.removeprefix("model."): value for key, value in state.items()}
 
 
-def _model_config(objective, accelerator) -> dict:
-    model = accelerator.unwrap_model(objective).model
-    return {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
-
-
-def _export(weights: dict, averages: dict | None) -> tuple[dict, dict | None]:
-    return merged_weights(weights), (merged_weights(with_averages(weights, averages)) if averages is not None else None)
-
-
-def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, objective, sampler, ema, options) -> None:
+def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, objective, sampler, ema, options,
+                     outputs: StageOutputs) -> None:
     """Every process writes its share of the engine state into the partial folder; rank 0 adds the whole weights
     and the trainer's state and publishes it."""
     if accelerator.is_main_process:
@@ -275,8 +323,7 @@ def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, obje
         state = {"format": STATE_FORMAT, "step": step, "sampler": sampler.state_dict(), "ema": averages,
                  "engine": describe(accelerator), "processes": accelerator.num_processes,
                  "options": json.loads(json.dumps(asdict(options), default=str))}
-        model_weights, ema_weights = _export(weights, averages)
-        folder = checkpoints.publish(step, model_weights, _model_config(objective, accelerator), ema_weights, state)
+        folder = checkpoints.publish(step, outputs.files(weights, averages), state)
         log.info("step %d: checkpoint %s", step, folder)
     accelerator.wait_for_everyone()
 
@@ -301,13 +348,13 @@ def _restore(checkpoints: CheckpointFolder, accelerator, sampler, ema, options) 
     return int(state["step"])
 
 
-def _save_output(stage_dir: Path, accelerator, objective, ema, options) -> None:
+def _save_output(stage_dir: Path, accelerator, objective, ema, outputs: StageOutputs) -> None:
     weights = _model_weights(accelerator, objective)
     averages = ema.full_state() if ema is not None else None
     if accelerator.is_main_process:
-        model_weights, ema_weights = _export(weights, averages)
-        save_model_files(stage_dir, model_weights, _model_config(objective, accelerator), ema_weights)
-        log.info("stage output: %s%s", stage_dir / MODEL_FILE, f" (+ {EMA_FILE})" if ema_weights else "")
+        files = outputs.files(weights, averages)
+        save_outputs(stage_dir, files)
+        log.info("stage output: %s", ", ".join(str(stage_dir / name) for name in files))
     accelerator.wait_for_everyone()
 
 

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--demixer", nargs="+", default=[], help="HTDemucs file(s); or pass stems below")
     for stem in STREAMS:
         models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (with --demixer: used instead of its {stem})")
+    models.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                        help="an MTV LoRA (python -m trainer --train lora) at a strength (default 1); repeat to stack")
     models.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
 
     sampling = parser.add_argument_group("sampling")
@@ -100,6 +102,7 @@ def _use_demo_defaults(args) -> None:
 def build_job(args):
     import torch
 
+    from ..lora import parse_lora_argument
     from ..pipeline.generate import GenerationConfig, MemoryOptions
     from ..pipeline.guidance import GuidanceScales
     from ..pipeline.job import GenerationJob, ModelFiles
@@ -117,7 +120,8 @@ def build_job(args):
         audio=args.audio, schedule=_schedule(args), out=args.out,
         files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stems),
         config=GenerationConfig(steps=args.steps, seed=args.seed, guidance=guidance, sampler=args.sampler,
-                                colour_match=not args.no_colour_match, cache=StepCache.parse(args.cache)),
+                                colour_match=not args.no_colour_match, cache=StepCache.parse(args.cache),
+                                loras=tuple(parse_lora_argument(text) for text in args.lora)),
         memory=MemoryOptions(device=device, offload_components=args.offload, block_swap=args.block_swap,
                              fp8=args.fp8, vae_tile_latents=args.vae_tile, compile=args.compile),
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),

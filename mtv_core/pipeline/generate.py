@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import lora
 from ..errors import ConfigError, GenerationError
 from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
 from .guidance import GuidanceScales, GuidedModel
@@ -37,6 +38,7 @@ class GenerationConfig:
     sampler: str = "dpm"
     colour_match: bool = True
     cache: StepCache | None = None  # step caching (approximate: part of what decides the pixels)
+    loras: tuple = ()  # ((mtv_core.lora.LoraAdapter, strength), ...) applied while the model samples
 
     def __post_init__(self):
         if not _whole(self.steps) or not MIN_STEPS <= self.steps <= MAX_STEPS:
@@ -50,13 +52,16 @@ class GenerationConfig:
             raise ConfigError(f"guidance {self.guidance!r} is not a GuidanceScales")
         if self.cache is not None and not isinstance(self.cache, StepCache):
             object.__setattr__(self, "cache", StepCache.parse(str(self.cache)))
+        object.__setattr__(self, "loras", tuple((adapter, lora.check_strength(strength, str(adapter.path)))
+                                                for adapter, strength in self.loras))
 
     def segment_seed(self, index: int) -> int:
         return self.seed + index
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "seed": self.seed, "guidance": vars(self.guidance), "sampler": self.sampler,
-                "colour_match": self.colour_match, "cache": None if self.cache is None else str(self.cache)}
+                "colour_match": self.colour_match, "cache": None if self.cache is None else str(self.cache),
+                "loras": [(adapter.digest, strength) for adapter, strength in self.loras]}
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOpti
     generator = torch.Generator("cpu")
     generator.set_state(job.generator_state)
     exclude = (model.audio_encoders, *(swap.blocks if swap else ()))
-    with on_device(model, memory.device, memory.offload_components, exclude), \
+    with on_device(model, memory.device, memory.offload_components, exclude), lora.applied(model, config.loras), \
             interruptible(model.transformer_blocks, interrupt), step_cache(model, config.cache):
         guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel)
         return sample(config.sampler, guided, job.noise, config.steps, generator=generator, prefix=job.prefix,

@@ -166,3 +166,31 @@ def test_a_second_speaker_file_is_added_on_top_of_the_demixers_stems(files, tmp_
     assert set(features.per_stream) == {"speech", "speech2", "effects", "music"}
     assert not any("not given" in why for why in features.flags.values()), features.flags
     assert main([*args, "--speaker-ranges", "0-1:1, 1-2.5:2", "--out", str(tmp_path / "ranges.mp4")]) == 0
+
+
+def _video(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def test_generate_with_a_lora_changes_the_video_and_strength_zero_does_not(files, tmp_path):
+    from mtv_core.checkpoints import load_mtv_model
+    from mtv_core.testing import save_random_lora
+
+    adapter = save_random_lora(load_mtv_model(files["model"]), tmp_path / "style.safetensors", std=0.5)
+    videos = {}
+    for name, extra in (("plain", ()), ("zero", ("--lora", f"{adapter}:0")), ("full", ("--lora", str(adapter)))):
+        assert main(_args(files, tmp_path / f"{name}.mp4", "--seed", "4", *extra)) == 0
+        videos[name] = _video(tmp_path / f"{name}.mp4")
+    assert np.array_equal(videos["zero"], videos["plain"])
+    assert np.abs(videos["full"].astype(int) - videos["plain"]).mean() > 1.0
+
+
+def test_a_lora_for_another_model_is_refused_before_any_model_loads(files, tmp_path):
+    from mtv_core.testing import save_random_lora
+
+    other = save_random_lora(make_tiny_model(seed=9), tmp_path / "other.safetensors")
+    with pytest.raises(ModelFileError, match="trained on another base model"):
+        _validate(_args(files, tmp_path / "o.mp4", "--lora", f"{other}:0.8"))
+    with pytest.raises(ModelFileError, match="LoRA strength 9.0 .* is out of range"):
+        _validate(_args(files, tmp_path / "o.mp4", "--lora", f"{other}:9"))

@@ -112,14 +112,6 @@ def test_cli_freeze_streams_leaves_their_weights_untouched(tmp_path):
     assert not any("music" in key or "effects" in key for key in moved), sorted(moved)
 
 
-def test_lora_training_exports_merged_plain_weights(tmp_path):
-    data = write_tiny_dataset(tmp_path / "data")
-    (output,) = run_curriculum(options(data, tmp_path / "run", steps=2, train="lora", lora_rank=4, lr=1e-2))
-    weights = load_file(output)
-    assert not any("lora" in key or "base_layer" in key for key in weights)
-    load_mtv_model(output)
-
-
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     data = write_tiny_dataset(tmp_path / "data")
     real_save = checkpoints.save_safetensors
