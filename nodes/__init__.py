@@ -10,11 +10,12 @@ import logging
 from . import comfy_adapter
 from .audio import MTVDemixStems, MTVEncodeWav2Vec, MTVLoadAudio, MTVStemsFromAudio
 from .conditioning import MTVApply, MTVSceneTransition, MTVTextEncode
-from .loaders import MTVDemixerLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
+from .loaders import MTVDemixerLoader, MTVLoraLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
 from .sampling import MTVChainSegments, MTVDecode, MTVSampler, MTVStepCache
 
 _NODES = {
     "MTVModelLoader": (MTVModelLoader, "MTV Model Loader"),
+    "MTVLoraLoader": (MTVLoraLoader, "MTV LoRA Loader"),
     "MTVVAEAndT5Loader": (MTVVAEAndT5Loader, "MTV VAE + T5 Loader"),
     "MTVWav2VecLoader": (MTVWav2VecLoader, "MTV wav2vec2 Loader"),
     "MTVDemixerLoader": (MTVDemixerLoader, "MTV Demixer Loader"),

@@ -18,6 +18,7 @@ MODEL_EXTENSIONS = {".safetensors", ".sft", ".th"}
 DEMO_CHOICE = "demo (built-in)"
 DEMO_INPUT_FOLDER = "mtv-demo"
 NO_DEMIXER = "(no demixer installed: put an HTDemucs file in models/demucs)"
+NO_LORA = "(no LoRA installed: put an MTV LoRA in models/loras)"
 
 
 def _fallback(variable: str, default: str) -> Path:
@@ -108,6 +109,9 @@ def check_model_name(folder: str, name: str) -> bool | str:
     if name == NO_DEMIXER:
         return ("no demixer is installed: put an HTDemucs model in ComfyUI's models/demucs folder (convert MVSEP-CDX23 "
                 "with `python -m mtv_core convert-demixer`), or use Stems From Audio with stems you separated yourself")
+    if name == NO_LORA:
+        return ("no LoRA is installed: put an MTV LoRA (made with `python -m trainer --train lora`) in ComfyUI's "
+                "models/loras folder and refresh, or bypass this node")
     try:
         model_path(folder, name)
     except MTVError as error:

@@ -1,4 +1,4 @@
-"""Loaders: MTV model, VAE + T5, wav2vec2, demixer. Files come from ComfyUI's model folders."""
+"""Loaders: MTV model, LoRA, VAE + T5, wav2vec2, demixer. Files come from ComfyUI's model folders."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 from mtv_core.spec import ATTENTION_BACKENDS
 
 from . import comfy_adapter as comfy
+from .audio import node_error
 from .payloads import ModelHandle
 
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
@@ -75,6 +76,48 @@ class MTVModelLoader:
         model.select_attention_backend(attention)
         swap = prepare_model(model, memory)
         return (ModelHandle(model, memory, swap, model_name),)
+
+
+class MTVLoraLoader:
+    DESCRIPTION = ("Applies an MTV LoRA (from `python -m trainer --train lora`, in models/loras) while the model samples. "
+                   "Chain several to stack them; the loaded model itself is not changed.")
+    CATEGORY = "MTV/loaders"
+    RETURN_TYPES = ("MTV_MODEL",)
+    RETURN_NAMES = ("mtv_model",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from mtv_core.lora import MAX_STRENGTH
+
+        return {
+            "required": {
+                "mtv_model": ("MTV_MODEL", {"tooltip": "From MTV Model Loader (or another MTV LoRA Loader)."}),
+                "lora_name": (comfy.list_model_files("loras", (".safetensors",)) or [comfy.NO_LORA], {"tooltip": "An MTV LoRA trained on this model."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -MAX_STRENGTH, "max": MAX_STRENGTH, "step": 0.05, "tooltip": "1 = as trained, 0 = off."}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, lora_name, **_):
+        return file_stamp("loras", lora_name)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name):
+        return comfy.check_model_name("loras", lora_name)
+
+    def apply(self, mtv_model, lora_name, strength):
+        from dataclasses import replace
+
+        from mtv_core import lora
+        from mtv_core.errors import MTVError
+
+        try:
+            adapter = lora.load_lora(comfy.model_path("loras", lora_name))
+            lora.check_fits(adapter, mtv_model.model)
+        except MTVError as error:
+            raise node_error("MTV LoRA Loader", "lora_name", error) from None
+        return (replace(mtv_model, loras=(*mtv_model.loras, (adapter, lora.check_strength(strength, lora_name)))),)
 
 
 class MTVVAEAndT5Loader:

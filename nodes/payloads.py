@@ -9,13 +9,15 @@ import torch
 
 @dataclass
 class ModelHandle:
-    """MTV_MODEL: a loaded transformer with the memory options it was prepared for, and the step cache to use."""
+    """MTV_MODEL: a loaded transformer with the memory options it was prepared for, the step cache to use and the
+    LoRA adapters to apply while it samples (the model's own weights are never changed)."""
 
     model: torch.nn.Module
     memory: object  # mtv_core.pipeline.generate.MemoryOptions
     swap: object | None
     name: str
     cache: object | None = None  # mtv_core.pipeline.speed.StepCache
+    loras: tuple = ()  # ((mtv_core.lora.LoraAdapter, strength), ...)
 
 
 @dataclass

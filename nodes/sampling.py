@@ -33,7 +33,7 @@ def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=Tr
     from mtv_core.pipeline.session import RenderSession
 
     config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler,
-                              colour_match=colour_match, cache=mtv_model.cache)
+                              colour_match=colour_match, cache=mtv_model.cache, loras=mtv_model.loras)
     memory = replace(mtv_model.memory, vae_tile_latents=vae_tile or None)
     return RenderSession(mtv_model.model, vae, config, memory, mtv_model.swap, comfy.progress_callback(steps),
                          comfy.interrupt_check(), identity=(mtv_model.name,))

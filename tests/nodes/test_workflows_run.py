@@ -121,3 +121,40 @@ def test_mtv_latents_travel_on_their_own_socket_and_decode_to_the_sampled_frames
     decoded = MTVDecode().decode(vae, latents, 0)[0]
     assert decoded.shape == frames.shape == (49, 32, 48, 3)
     assert torch.equal(decoded, frames)
+
+
+def test_lora_loader_changes_the_video_stacks_and_at_zero_leaves_it(comfy_env):
+    from mtv_core.checkpoints import load_mtv_model
+    from mtv_core.testing import save_random_lora
+
+    models, _, _ = comfy_env
+    graph = load("mtv_start_image_keyframe")
+    model_file = models / "diffusion_models" / graph["1"]["inputs"]["model_name"]
+    save_random_lora(load_mtv_model(model_file), models / "loras" / "mtv" / "style.safetensors", std=0.5)
+
+    def render(*strengths):
+        wired = json.loads(json.dumps(graph))
+        source = ["1", 0]
+        for index, strength in enumerate(strengths):
+            wired[f"lora{index}"] = {"class_type": "MTVLoraLoader",
+                                     "inputs": {"mtv_model": source, "lora_name": "mtv/style.safetensors", "strength": strength}}
+            source = [f"lora{index}", 0]
+        wired["10"]["inputs"]["mtv_model"] = source
+        return run_workflow(wired)["10"][0]
+
+    plain, off, full, halves = render(), render(0.0), render(1.0), render(0.5, 0.5)
+    assert torch.equal(off, plain)
+    assert (full - plain).abs().mean() > 0.01
+    assert (halves - full).abs().max() <= 2 / 255
+
+
+def test_lora_loader_refuses_a_lora_of_another_model_on_its_node(comfy_env):
+    from mtv_core.testing import save_random_lora, tiny_mtv_model
+
+    models, _, _ = comfy_env
+    save_random_lora(tiny_mtv_model(seed=9, sample_height=4, sample_width=6), models / "loras" / "other.safetensors")
+    graph = load("mtv_start_image_keyframe")
+    graph["20"] = {"class_type": "MTVLoraLoader", "inputs": {"mtv_model": ["1", 0], "lora_name": "other.safetensors", "strength": 1.0}}
+    graph["10"]["inputs"]["mtv_model"] = ["20", 0]
+    with pytest.raises(MTVError, match="MTV LoRA Loader.*trained on another base model"):
+        run_workflow(graph)
