@@ -8,6 +8,7 @@ that cannot be used (no audio, too short, corrupt, no caption) is skipped and li
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -26,13 +27,14 @@ from mtv_core.audio import (
     stems_from_files,
 )
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
+from mtv_core.audio.speakers import add_second_speaker, parse_speaker_ranges, split_speakers
 from mtv_core.errors import MTVError
 from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 from mtv_core.pipeline.keyframes import resize_and_crop
 from mtv_core.pipeline.text import load_text_encoder
 from mtv_core.pipeline.vae import encode_frames, load_vae
-from mtv_core.spec import EFFECTS, MUSIC, STEMS
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH2, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
 from .errors import TrainerError
@@ -40,6 +42,7 @@ from .scenes import detect_scenes
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 STEM_SUFFIXES = {name: f"_{name}.wav" for name in STEMS}
+SPEECH2_SUFFIX = f"_{SPEECH2}.wav"
 EDGE_FRAMES = 3  # the +-2 feature window must stay inside the shot (official: start in [3, len - 49 - 3])
 REPORT = "report.json"
 
@@ -91,6 +94,7 @@ class ClipInfo:
     persons: int
     face_closeup: bool | None = None
     fields: dict = field(default_factory=dict)
+    speaker_ranges: str = ""  # who speaks when, in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
 
 
 # -- captions ------------------------------------------------------------------------------------
@@ -127,7 +131,14 @@ def clip_info(row: dict, where: str) -> ClipInfo:
         raise TrainerError(f"{where}: no caption; give a 'caption' column, or 'scene' with 'conversation'/'person1'/'person2'")
     persons = _int(row.get("persons"), where)
     structured = {key: row[key] for key in ("conversation", "person1", "person2", "speaker", "scene") if row.get(key)}
-    return ClipInfo(caption, persons if persons is not None else persons_in_caption(caption), _flag(row.get("face_closeup")), structured)
+    ranges = str(row.get("speaker_ranges") or "").strip()
+    if ranges:
+        try:
+            parse_speaker_ranges(ranges)
+        except MTVError as error:
+            raise TrainerError(f"{where}: speaker_ranges: {error}") from None
+    return ClipInfo(caption, persons if persons is not None else persons_in_caption(caption), _flag(row.get("face_closeup")),
+                    structured, ranges)
 
 
 def persons_in_caption(caption: str) -> int:
@@ -222,6 +233,26 @@ def check_captions_match(captions: dict, videos: list[Path], path: Path) -> None
         )
 
 
+def second_speaker(video: Path, info: ClipInfo) -> str:
+    """What speaker 2 comes from, as a key that changes when it does: the hash of `<clip>_speech2.wav`, a digest of
+    the captions' speaker ranges, or "" (no second speaker)."""
+    path = video.with_name(video.stem + SPEECH2_SUFFIX)
+    if path.is_file():
+        return file_hash(path)
+    return hashlib.sha256(info.speaker_ranges.encode()).hexdigest()[:16] if info.speaker_ranges else ""
+
+
+def with_second_speaker(stems, video: Path, info: ClipInfo):
+    """speech2 from `<clip>_speech2.wav`, else the speech inside the captions' speaker-2 ranges."""
+    path = video.with_name(video.stem + SPEECH2_SUFFIX)
+    try:
+        if path.is_file():
+            return add_second_speaker(stems, path)
+        return split_speakers(stems, info.speaker_ranges) if info.speaker_ranges else stems
+    except MTVError as error:
+        raise SkipClip(f"second speaker: {error}") from error
+
+
 class Preparer:
     def __init__(self, options: PrepareOptions):
         self.options = options
@@ -232,14 +263,16 @@ class Preparer:
     def clip_records(self, video: Path, info: ClipInfo, previous: list[ClipRecord]) -> tuple[list[ClipRecord], bool]:
         """The clip's windows, and whether they were reused from the previous run."""
         source_hash = file_hash(video)
+        second = second_speaker(video, info)
         reused = [r for r in previous if r.source == str(video) and r.source_hash == source_hash
-                  and r.caption == info.caption and (self.out / r.features).is_file()]
-        records = reused or self._new_records(video, info, source_hash)
+                  and r.caption == info.caption and r.fields.get("second_speaker") == second
+                  and (self.out / r.features).is_file()]
+        records = reused or self._new_records(video, info, source_hash, second)
         for record in records:
             self._encode_missing(video, record)
         return records, bool(reused)
 
-    def _new_records(self, video: Path, info: ClipInfo, source_hash: str) -> list[ClipRecord]:
+    def _new_records(self, video: Path, info: ClipInfo, source_hash: str, second: str) -> list[ClipRecord]:
         try:
             scenes, fps, num_frames = detect_scenes(video, self.options.scene_threshold)
         except (av.FFmpegError, ValueError, OSError) as error:
@@ -248,9 +281,9 @@ class Preparer:
         if not windows:
             longest = max((end - start for start, end in scenes), default=0)
             raise SkipClip(f"too short: longest shot {longest} frames, a window needs {CLIP_FRAMES + 2 * EDGE_FRAMES + 1}")
-        stems = self._stems(video)
+        stems = with_second_speaker(self._stems(video), video, info)
         features = encode_stems(stems, self.encoder, fps=fps, clip_length=CLIP_FRAMES)
-        features_path = f"features/{source_hash}.safetensors"
+        features_path = f"features/{source_hash}{'-' + second[:12] if second else ''}.safetensors"
         features.save(self.out / features_path)
         records = []
         for scene, start in windows:
@@ -260,7 +293,8 @@ class Preparer:
             records.append(ClipRecord(
                 id=f"{video.stem}-{source_hash[:8]}-{start:06d}", source=str(video), source_hash=source_hash,
                 start_frame=start, fps=fps, caption=info.caption, persons=info.persons, subsets=subsets,
-                features=features_path, scene=scene, fields={**info.fields, "face_closeup": info.face_closeup, "frames": num_frames},
+                features=features_path, scene=scene, fields={**info.fields, "face_closeup": info.face_closeup, "frames": num_frames,
+                                                    "second_speaker": second},
             ))
         if not records:
             raise SkipClip("the audio is shorter than every window of the picture")

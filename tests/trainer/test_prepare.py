@@ -3,6 +3,7 @@
 import csv
 import json
 import wave
+from pathlib import Path
 
 import av
 import numpy as np
@@ -134,3 +135,48 @@ def test_prepare_rejects_an_empty_folder_and_unmatched_captions(tmp_path, wav2ve
     (tmp_path / "other.jsonl").write_text(json.dumps({"clip": "elsewhere.mp4", "caption": "No conversation. Scene Description: x"}) + "\n")
     with pytest.raises(TrainerError, match=r"none of the 1 entries .*'elsewhere.mp4'.*clips are e.g. 'broken.mp4'"):
         prepare_dataset(PrepareOptions(clips=clips, out=tmp_path / "d", wav2vec=wav2vec_folder, captions=tmp_path / "other.jsonl"))
+
+
+def test_a_second_speaker_comes_from_its_own_file_or_the_captions_ranges(tmp_path, wav2vec_folder):
+    from trainer.dataset import ClipDataset
+
+    folder, seconds = tmp_path / "clips", 70 / FPS
+    folder.mkdir()
+    for name in ("duo", "pair"):
+        write_mp4(folder / f"{name}.mp4", [(90, 120, 150)] * 70, tone(seconds))
+        write_wav(folder / f"{name}_speech.wav", tone(seconds))
+    write_wav(folder / "duo_speech2.wav", tone(seconds, 330, 0.4))
+    captions = folder / "captions.csv"
+
+    def write_captions(pair_ranges):
+        with open(captions, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["clip", "conversation", "person1", "person2", "scene", "speaker_ranges"])
+            writer.writeheader()
+            for clip, ranges in (("duo.mp4", ""), ("pair.mp4", pair_ranges)):
+                writer.writerow({"clip": clip, "conversation": "two", "person1": "A man", "person2": "A woman",
+                                 "scene": "A room", "speaker_ranges": ranges})
+
+    write_captions("0-1.5:1, 1.5-2.9:2")
+    out = tmp_path / "data"
+    options = PrepareOptions(clips=folder, out=out, wav2vec=wav2vec_folder, captions=captions)
+    prepare_dataset(options)
+    records = {Path(r.source).stem: r for r in read_manifest(out)}
+    dataset = ClipDataset(out, list(records.values()), ("speech", "speech2", "effects", "music"))
+    items = {name: dataset._features_window(record) for name, record in records.items()}  # what training sees
+    for name, features in items.items():
+        assert "speech2" not in AudioFeatures.load(out / records[name].features).flags, name
+        assert features["speech2"].abs().mean() > 1e-3, name
+    assert not torch.equal(items["duo"]["speech2"], items["duo"]["speech"])
+    # pair: the speech moved to speaker 2 after 1.5 s (frame 36); frames 3..38 of the window are before it
+    speech, second = items["pair"]["speech"], items["pair"]["speech2"]
+    assert (speech[:30] - second[:30]).abs().mean() > 1e-3 and (speech[40:] - second[40:]).abs().mean() > 1e-3
+
+    write_captions("0-2.9:2")  # other ranges: pair is prepared again, duo is reused
+    again = prepare_dataset(options)
+    assert again.reused == ["duo.mp4"]
+    (moved,) = [r for r in read_manifest(out) if r.source.endswith("pair.mp4")]
+    assert moved.features != records["pair"].features
+
+    write_captions("0-1:3")
+    with pytest.raises(TrainerError, match="row 2: speaker_ranges: speaker range '0-1:3'"):
+        prepare_dataset(options)
