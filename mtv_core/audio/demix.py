@@ -350,9 +350,7 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
     out_folder.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out_folder, "the stems folder")
     try:
-        for name in (*STEM_FILES.values(), REPORT_FILE):
-            for stale in out_folder.glob(f".{name}.*.tmp"):
-                stale.unlink(missing_ok=True)
+        _remove_partial_files(out_folder)
         info = probe_audio(path)
         hasher = ContentHasher(info.sample_rate)
         resampler = StreamResampler(info.sample_rate, demixer.sample_rate)
@@ -366,16 +364,19 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
                 yield resampler.push(stereo)
             yield resampler.flush().reshape(2, -1)
 
-        writers = {name: WavWriter(out_folder / file, demixer.sample_rate, 2) for name, file in STEM_FILES.items()}
         meters = {name: LevelMeter(demixer.sample_rate, silence_dbfs) for name in STEM_FILES}
+        writers = {}
         try:
+            for name, file in STEM_FILES.items():
+                writers[name] = WavWriter(out_folder / file, demixer.sample_rate, 2)
             for stem_block in demixer.separate_stream(stereo_blocks(), expected, progress):
                 for name in STEM_FILES:
                     writers[name].write(stem_block[name])
                     meters[name].update(stem_block[name])
-        except BaseException:
+        except BaseException:  # a stop (Ctrl-C, SIGTERM) at any point, even while the writers open, leaves no part
             for writer in writers.values():
                 writer.abort()
+            _remove_partial_files(out_folder)
             raise
         for writer in writers.values():
             writer.close()
@@ -388,3 +389,10 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
         return report
     finally:
         lock.release()
+
+
+def _remove_partial_files(out_folder: Path) -> None:
+    """This command's temporary files in its (locked) output folder: left by a stop or a kill."""
+    for name in (*STEM_FILES.values(), REPORT_FILE):
+        for partial in out_folder.glob(f".{name}.*.tmp"):
+            partial.unlink(missing_ok=True)

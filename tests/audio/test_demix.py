@@ -136,3 +136,24 @@ def test_convert_demixer_cli(cinematic_th, tmp_path, capsys):
     assert main(["convert-demixer", "--input", str(cinematic_th), "--output", str(output)]) == 0
     assert "layout cinematic" in capsys.readouterr().out
     assert load_demixer(output).layout == "cinematic"
+
+
+@pytest.mark.parametrize("stop_at", [2, 3])
+def test_a_stop_while_the_stem_files_open_leaves_no_partial_file(cinematic_th, write, tmp_path, monkeypatch, stop_at):
+    """Ctrl-C can land between one stem file's creation and the next: nothing of the run may stay behind."""
+    from mtv_core.audio import demix
+
+    path = write("mix.wav", _mix().samples.numpy(), 44100, codec="pcm_f32le", sample_format="flt")
+    opened, real_writer = [], demix.WavWriter
+
+    def writer(*args):
+        opened.append(args[0])
+        if len(opened) == stop_at:
+            raise KeyboardInterrupt
+        return real_writer(*args)
+
+    monkeypatch.setattr(demix, "WavWriter", writer)
+    out = tmp_path / "stems"
+    with pytest.raises(KeyboardInterrupt):
+        demix.demix_to_files(path, load_demixer(cinematic_th), out)
+    assert list(out.iterdir()) == []
