@@ -96,7 +96,7 @@ def _generate(tmp_path, name: str, launcher: list, *extra):
                "--work-dir", str(tmp_path / name), "--keep-segments", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
     return result
 
 
@@ -105,7 +105,8 @@ def _segments(folder: Path) -> list[dict]:
 
 
 def test_torchrun_generate_on_two_cpu_processes_matches_one(tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    # --standalone: a free rendezvous port, not the fixed 29500 another run on the machine may hold
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     parallel = _generate(tmp_path, "parallel", torchrun, "--parallel", "ulysses=2,branches=1")
     _generate(tmp_path, "single", [sys.executable])
     assert parallel.stdout.strip().splitlines()[-1] == str(tmp_path / "parallel.mp4")  # printed by rank 0 alone
