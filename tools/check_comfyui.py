@@ -10,7 +10,9 @@ this pack, so no other install is touched), then, in Chromium driven by playwrig
   workflow at the view it opens with;
 - checks the template browser's list (the demo first) and a thumbnail per workflow;
 - queues the demo workflow from the UI and waits for its mp4 in /history;
-- queues it again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes.
+- queues it again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes;
+- with --lora FILE (an MTV LoRA for the demo model): queues the demo with an MTV LoRA Loader at strength 1 and 0
+  and checks that the first changes the video and the second does not.
 
 ComfyUI's Python (--python, default: this one) needs the pack's dependencies; this script's Python needs
 playwright (`pip install playwright`). The browser is Debian's chromium (`--chromium`), not playwright's download.
@@ -19,6 +21,7 @@ playwright (`pip install playwright`). The browser is Debian's chromium (`--chro
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import socket
@@ -300,6 +303,56 @@ def queue_demo(page: Page, server: ComfyServer, title: str, failures: Failures, 
     return None
 
 
+def with_lora(graph: dict, name: str, strength: float) -> dict:
+    """The graph with an MTV LoRA Loader between the model loader and everything that took its model."""
+    wired = json.loads(json.dumps(graph))
+    loader = next(node_id for node_id, node in wired.items() if node["class_type"] == "MTVModelLoader")
+    for node in wired.values():
+        for key, value in node["inputs"].items():
+            if value == [loader, 0]:
+                node["inputs"][key] = ["lora", 0]
+    wired["lora"] = {"class_type": "MTVLoraLoader", "inputs": {"mtv_model": [loader, 0], "lora_name": name, "strength": strength}}
+    return wired
+
+
+def run_api(server: ComfyServer, graph: dict, timeout: float):
+    """POST a graph and wait for it; the frames of its mp4 (uint8 array), or the error text."""
+    import av
+    import numpy as np
+
+    request = urllib.request.Request(server.url + "/prompt", json.dumps({"prompt": graph}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        prompt_id = json.loads(response.read())["prompt_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = server.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            videos = [item for output in entry.get("outputs", {}).values() for item in output.get("videos", []) or []]
+            if entry["status"].get("status_str") != "success" or not videos:
+                return json.dumps(entry["status"].get("messages"))[-600:]
+            query = urllib.parse.urlencode({k: videos[0].get(k, "") for k in ("filename", "subfolder", "type")})
+            with av.open(io.BytesIO(server.get(f"/view?{query}"))) as container:
+                return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]).astype(int)
+        time.sleep(1)
+    return f"no result after {timeout:.0f}s"
+
+
+def check_lora(server: ComfyServer, base: Path, demo: dict, lora: Path, failures: Failures, timeout: float) -> None:
+    (base / "models" / "loras").mkdir(parents=True, exist_ok=True)
+    shutil.copy(lora, base / "models" / "loras" / lora.name)
+    plain = run_api(server, demo, timeout)
+    on, off = (run_api(server, with_lora(demo, lora.name, strength), timeout) for strength in (1.0, 0.0))
+    results = {"without": plain, "strength 1": on, "strength 0": off}
+    for what, result in results.items():
+        failures.check(not isinstance(result, str), f"demo with LoRA ({what}): {result}")
+    if not any(isinstance(result, str) for result in results.values()):
+        changed, same = float(abs(on - plain).mean()), float(abs(off - plain).max())
+        print(f"MTV LoRA Loader: strength 1 changes the demo by {changed:.2f} levels on average; strength 0 by at "
+              f"most {same:.0f}")
+        failures.check(changed > 1.0 and same == 0, f"LoRA: strength 1 changed {changed:.2f}, strength 0 {same:.0f}")
+
+
 def is_mp4(server: ComfyServer, item: dict) -> bool:
     query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
     data = server.get(f"/view?{query}")
@@ -346,6 +399,7 @@ def main(argv=None) -> int:
     parser.add_argument("--screenshots", type=Path, default=Path("comfyui-screenshots"))
     parser.add_argument("--timeout", type=float, default=600, help="seconds the demo may take from the UI")
     parser.add_argument("--skip-queue", action="store_true", help="only load and compare, do not run the demo")
+    parser.add_argument("--lora", type=Path, help="an MTV LoRA for the demo model: check the LoRA Loader with it")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -378,6 +432,8 @@ def main(argv=None) -> int:
                     stop = measure_interrupt(page, server, failures, args.timeout)
                     print(f"Cancel during sampling stopped the job in {stop:.2f}s" if stop is not None else "Cancel: no stop")
                 browser.close()
+            if args.lora:
+                check_lora(server, Path(base), api_files[DEMO], args.lora.resolve(), failures, args.timeout)
         finally:
             server.stop()
     print(f"\n| workflow | loads | runs from the UI | seconds to load |  ({label})\n|---|---|---|---|")

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from stand_in_http import StandInHandler
 
 from mtv_core.errors import ConfigError
 from mtv_core.headless import apply_override, load_api_workflow
@@ -22,20 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "api" / "mtv_talking_character.json"
 
 
-class FakeComfy(BaseHTTPRequestHandler):
+class FakeComfy(StandInHandler):
     received, uploads, polls = [], [], {"count": 0}
     refuse = False
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code, payload, content_type="application/json"):
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))

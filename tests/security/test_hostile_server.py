@@ -2,37 +2,25 @@
 nothing outside --out is written, nothing is replaced, a download has a size limit, --timeout bounds everything,
 and every oddity is one line on stderr (no traceback)."""
 
-import json
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from stand_in_http import StandInHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "api" / "mtv_demo.json"
 
 
-class Hostile(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Hostile(StandInHandler):
     mode = "ok"
     outputs = [{"filename": "demo.mp4", "subfolder": "mtv", "type": "output"}]
     body = b"MP4DATA"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code, payload, content_type="application/json"):
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
