@@ -56,10 +56,22 @@ def run(args) -> int:
     results = bench_model(config, batch=args.batch, repeats=args.repeats, device=args.device, dtype=dtype, attention_backend=backend)
     print(f"batch {args.batch}")
     for result in results:
-        print(f"{result.name:10s} {result.seconds * 1000:10.1f} ms/forward   peak {result.peak_bytes / 2**20:9.1f} MiB")
+        print(f"{result.name:10s} {result.seconds * 1000:10.1f} ms/forward ({result.block_seconds * 1000:.1f} ms in one "
+              f"transformer block)   peak {result.peak_bytes / 2**20:9.1f} MiB")
     mtv, plain = results
-    print(f"ratio mtv/cogvideox: time {mtv.seconds / plain.seconds:.2f}x, memory {mtv.peak_bytes / max(plain.peak_bytes, 1):.2f}x")
+    print(f"ratio mtv/cogvideox: time {mtv.seconds / plain.seconds:.2f}x, memory {mtv.peak_bytes / max(plain.peak_bytes, 1):.2f}x, "
+          f"per transformer block {mtv.block_seconds / plain.block_seconds:.2f}x")
+    layers = mtv_config(args.config)["num_layers"]
+    if layers != config["num_layers"]:
+        print(f"at the full {layers} layers (the rest of the forward measured once): time "
+              f"{_full_size(mtv, config, layers) / _full_size(plain, config, layers):.2f}x")
     return 0
+
+
+def _full_size(result, config: dict, layers: int) -> float:
+    """Forward seconds with `layers` blocks, from a run with config["num_layers"] blocks."""
+    outside = result.seconds - result.block_seconds * config["num_layers"]
+    return outside + result.block_seconds * layers
 
 
 def _pipeline(args, config: dict, dtype, backend: str) -> int:

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
 
     speed = parser.add_argument_group("speed")
-    speed.add_argument("--cache", help="step cache: fbc[:THRESHOLD] (first-block cache, default 0.05) or "
+    speed.add_argument("--cache", help="step cache: fbc[:THRESHOLD] (first-block cache, default 0.15) or "
                                        "taylorseer[:INTERVAL] (default 2); approximate, audio-aware")
     speed.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (one graph for all)")
     speed.add_argument("--parallel", default="auto",

@@ -32,11 +32,14 @@ def test_pipeline_bench_reports_steps_memory_and_the_ratio():
     assert ratio and float(ratio[1]) > 0
 
 
-def test_model_bench_times_one_forward_of_each():
-    result = bench("model", "--config", "tiny-single", "--repeats", "1")
+def test_model_bench_times_one_forward_of_each_and_one_block_inside_it():
+    result = bench("model", "--config", "tiny-single", "--layers", "1", "--repeats", "1")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^mtv +[\d.]+ ms/forward", result.stdout, re.M)
-    assert re.search(r"^cogvideox +[\d.]+ ms/forward", result.stdout, re.M)
+    for name in ("mtv", "cogvideox"):
+        match = re.search(rf"^{name} +([\d.]+) ms/forward \(([\d.]+) ms in one transformer block\)", result.stdout, re.M)
+        assert match and 0 < float(match[2]) < float(match[1]), result.stdout
+    assert re.search(r"per transformer block [\d.]+x", result.stdout)
+    assert re.search(r"at the full 2 layers .*: time [\d.]+x", result.stdout)
 
 
 def test_bad_options_are_refused_before_building():

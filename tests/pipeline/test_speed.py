@@ -96,7 +96,7 @@ def test_no_hooks_remain_after_a_segment(model, window):
                for block in model.transformer_blocks)
 
 
-@pytest.mark.parametrize("text, cache", [("fbc", StepCache("fbc", 0.05)), ("FBC:0.2", StepCache("fbc", 0.2)),
+@pytest.mark.parametrize("text, cache", [("fbc", StepCache("fbc", 0.15)), ("FBC:0.2", StepCache("fbc", 0.2)),
                                          ("taylorseer:3", StepCache("taylorseer", 3)), ("none", None), ("", None)])
 def test_cache_names_parse(text, cache):
     assert StepCache.parse(text) == cache
