@@ -11,8 +11,8 @@ this pack, so no other install is touched), then, in Chromium driven by playwrig
 - checks the template browser's list (the demo first) and a thumbnail per workflow;
 - queues the demo workflow from the UI and waits for its mp4 in /history;
 - queues it again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes;
-- with --lora FILE (an MTV LoRA for the demo model): queues the demo with an MTV LoRA Loader at strength 1 and 0
-  and checks that the first changes the video and the second does not.
+- with --lora FILE (an MTV LoRA for the demo model): renders the demo twice (a repeat must give the same video),
+  then with an MTV LoRA Loader at strength 1 and 0: the first must change the video, the second must not.
 
 ComfyUI's Python (--python, default: this one) needs the pack's dependencies; this script's Python needs
 playwright (`pip install playwright`). The browser is Debian's chromium (`--chromium`), not playwright's download.
@@ -328,7 +328,8 @@ def run_api(server: ComfyServer, graph: dict, timeout: float):
     while time.monotonic() < deadline:
         entry = server.get(f"/history/{prompt_id}").get(prompt_id)
         if entry and entry.get("status", {}).get("completed") is not None:
-            videos = [item for output in entry.get("outputs", {}).values() for item in output.get("videos", []) or []]
+            videos = [item for output in entry.get("outputs", {}).values() for kind in ("videos", "images", "gifs")
+                      for item in output.get(kind, []) or [] if item.get("filename", "").endswith(".mp4")]
             if entry["status"].get("status_str") != "success" or not videos:
                 return json.dumps(entry["status"].get("messages"))[-600:]
             query = urllib.parse.urlencode({k: videos[0].get(k, "") for k in ("filename", "subfolder", "type")})
@@ -338,19 +339,33 @@ def run_api(server: ComfyServer, graph: dict, timeout: float):
     return f"no result after {timeout:.0f}s"
 
 
+def in_own_folder(graph: dict, folder: str) -> dict:
+    """The graph with Chain Segments working in `folder`, so it renders instead of resuming earlier segments."""
+    graph = json.loads(json.dumps(graph))
+    for node in graph.values():
+        if node["class_type"] == "MTVChainSegments":
+            node["inputs"]["work_folder"] = f"mtv_segments/{folder}"
+    return graph
+
+
 def check_lora(server: ComfyServer, base: Path, demo: dict, lora: Path, failures: Failures, timeout: float) -> None:
+    """The demo rendered twice without a LoRA (does a repeat give the same video?), then with the LoRA at 1 and 0."""
     (base / "models" / "loras").mkdir(parents=True, exist_ok=True)
     shutil.copy(lora, base / "models" / "loras" / lora.name)
-    plain = run_api(server, demo, timeout)
-    on, off = (run_api(server, with_lora(demo, lora.name, strength), timeout) for strength in (1.0, 0.0))
-    results = {"without": plain, "strength 1": on, "strength 0": off}
+    graphs = {"first": demo, "repeat": demo, "strength 1": with_lora(demo, lora.name, 1.0),
+              "strength 0": with_lora(demo, lora.name, 0.0)}
+    results = {what: run_api(server, in_own_folder(graph, what.replace(" ", "_")), timeout) for what, graph in graphs.items()}
     for what, result in results.items():
         failures.check(not isinstance(result, str), f"demo with LoRA ({what}): {result}")
-    if not any(isinstance(result, str) for result in results.values()):
-        changed, same = float(abs(on - plain).mean()), float(abs(off - plain).max())
-        print(f"MTV LoRA Loader: strength 1 changes the demo by {changed:.2f} levels on average; strength 0 by at "
-              f"most {same:.0f}")
-        failures.check(changed > 1.0 and same == 0, f"LoRA: strength 1 changed {changed:.2f}, strength 0 {same:.0f}")
+    if any(isinstance(result, str) for result in results.values()):
+        return
+    first, plain, on, off = results.values()
+    moved = [index for index, (a, b) in enumerate(zip(first, plain)) if (a != b).any()]
+    failures.check(not moved, f"the demo queued again renders differently: frames {moved[:1]}..{moved[-1:]} differ by up to "
+                              f"{int(abs(first - plain).max()) if moved else 0} levels")
+    changed, same = float(abs(on - plain).mean()), int(abs(off - plain).max())
+    print(f"MTV LoRA Loader: strength 1 changes the demo by {changed:.2f} levels on average; strength 0 by at most {same}")
+    failures.check(changed > 1.0 and same == 0, f"LoRA: strength 1 changed {changed:.2f}, strength 0 {same}")
 
 
 def is_mp4(server: ComfyServer, item: dict) -> bool:

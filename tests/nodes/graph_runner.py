@@ -67,9 +67,10 @@ class LoadImage:
 CORE_STAND_INS = {"CreateVideo": CreateVideo, "SaveVideo": SaveVideo, "LoadImage": LoadImage, "PreviewAudio": PreviewAudio}
 
 
-def run_workflow(graph: dict) -> dict:
-    """Executes every node once, dependencies first; returns node id -> outputs."""
-    results: dict = {}
+def run_workflow(graph: dict, cached: dict | None = None) -> dict:
+    """Executes every node once, dependencies first; returns node id -> outputs. `cached` holds outputs of an
+    earlier run to reuse, as ComfyUI reuses a node's outputs while its inputs stay the same."""
+    results: dict = dict(cached or {})
 
     def execute(node_id: str):
         if node_id in results:

@@ -158,3 +158,13 @@ def test_lora_loader_refuses_a_lora_of_another_model_on_its_node(comfy_env):
     graph["10"]["inputs"]["mtv_model"] = ["20", 0]
     with pytest.raises(MTVError, match="MTV LoRA Loader.*trained on another base model"):
         run_workflow(graph)
+
+
+def test_queueing_again_with_the_loaded_models_renders_the_same_video(comfy_env):
+    """ComfyUI keeps the loaders' outputs between queues: the models used once must render the same again."""
+    graph = load("mtv_long_video")
+    first = run_workflow(graph)
+    reused = {node_id: outputs for node_id, outputs in first.items() if node_id not in ("10", "11", "12")}
+    graph["10"]["inputs"]["work_folder"] = "mtv_segments/again"  # render, do not resume
+    again = run_workflow(graph, reused)
+    assert torch.equal(again["10"][0], first["10"][0])
