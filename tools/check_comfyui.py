@@ -316,10 +316,15 @@ def with_lora(graph: dict, name: str, strength: float) -> dict:
 
 
 def run_api(server: ComfyServer, graph: dict, timeout: float):
-    """POST a graph and wait for it; the frames of its mp4 (uint8 array), or the error text."""
-    import av
+    """POST a graph with a SaveImage of Chain Segments' frames and wait for it; the frames as PNGs decode them
+    (uint8 array), or the error text. (The mp4 cannot be compared: ComfyUI's own H.264 encoder is not
+    reproducible run to run.)"""
     import numpy as np
+    from PIL import Image
 
+    graph = json.loads(json.dumps(graph))
+    chain = next(node_id for node_id, node in graph.items() if node["class_type"] == "MTVChainSegments")
+    graph["frames_png"] = {"class_type": "SaveImage", "inputs": {"images": [chain, 0], "filename_prefix": "mtv_check/frames"}}
     request = urllib.request.Request(server.url + "/prompt", json.dumps({"prompt": graph}).encode(),
                                      {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -328,13 +333,14 @@ def run_api(server: ComfyServer, graph: dict, timeout: float):
     while time.monotonic() < deadline:
         entry = server.get(f"/history/{prompt_id}").get(prompt_id)
         if entry and entry.get("status", {}).get("completed") is not None:
-            videos = [item for output in entry.get("outputs", {}).values() for kind in ("videos", "images", "gifs")
-                      for item in output.get(kind, []) or [] if item.get("filename", "").endswith(".mp4")]
-            if entry["status"].get("status_str") != "success" or not videos:
+            images = (entry.get("outputs", {}).get("frames_png") or {}).get("images") or []
+            if entry["status"].get("status_str") != "success" or not images:
                 return json.dumps(entry["status"].get("messages"))[-600:]
-            query = urllib.parse.urlencode({k: videos[0].get(k, "") for k in ("filename", "subfolder", "type")})
-            with av.open(io.BytesIO(server.get(f"/view?{query}"))) as container:
-                return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]).astype(int)
+            frames = []
+            for item in images:
+                query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
+                frames.append(np.asarray(Image.open(io.BytesIO(server.get(f"/view?{query}"))).convert("RGB")))
+            return np.stack(frames).astype(int)
         time.sleep(1)
     return f"no result after {timeout:.0f}s"
 
