@@ -89,10 +89,16 @@ def long_input(tmp_path_factory):
     return folder
 
 
+def _as_in_a_terminal():
+    """Ctrl-C's default action, as in a terminal: a run started in the background (`cmd &`, as CI may be) inherits
+    SIGINT ignored, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _demix(folder: Path, out: Path):
     return subprocess.Popen([sys.executable, "-m", "mtv_core", "demix", str(folder / "long.wav"), "--model",
                              str(folder / "demixer.safetensors"), "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
 
 
 def _wait_for_temp_files(out: Path, process, timeout=120):
