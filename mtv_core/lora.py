@@ -24,7 +24,8 @@ import torch
 from .checkpoints.files import CONFIG_KEY, KIND_KEY, save_safetensors
 from .checkpoints.loading import mtv_file_config
 from .errors import ModelFileError
-from .tensorfile import read_tensor_file
+from .models import MTVTransformer3DModel
+from .tensorfile import build_on_meta, read_tensor_file
 
 LORA_KIND = "mtv-lora"
 MAX_RANK = 1024
@@ -67,10 +68,13 @@ def model_identity(model) -> dict:
     return base_identity(dict(model.config), {name: state[name] for name in IDENTITY_TENSORS})
 
 
-def file_identity(path) -> dict:
-    """`base_identity` of an MTV model file, reading only the few tensors it needs."""
+def file_identity(path) -> tuple[dict, MTVTransformer3DModel]:
+    """`base_identity` of an MTV model file, and its model built on the meta device (no memory), reading only the
+    few tensors it needs. The config is the built model's, as for a loaded one: a file's metadata may leave out
+    settings at their defaults."""
     tensors = read_tensor_file(path, "model file")
-    return base_identity(mtv_file_config(tensors), tensors.load(IDENTITY_TENSORS))
+    model, _ = build_on_meta(lambda: MTVTransformer3DModel(**mtv_file_config(tensors)))
+    return base_identity(dict(model.config), tensors.load(IDENTITY_TENSORS)), model
 
 
 def save_lora(path, pairs: dict, rank: int, alpha: float, targets: str, base: dict) -> Path:

@@ -18,9 +18,7 @@ from ..audio.io import iter_audio_blocks
 from ..audio.speakers import parse_speaker_ranges
 from ..checkpoints import load_mtv_model, read_config
 from ..errors import ConfigError, ModelFileError
-from ..models import MTVTransformer3DModel
 from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STREAMS
-from ..tensorfile import build_on_meta
 from .generate import GenerationConfig, MemoryOptions, denoise, prepare_model
 from .keyframes import load_start_image
 from .memory import release_cached_memory
@@ -107,7 +105,7 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
         raise ModelFileError(f"model file {str(model_path)!r} has no MTV config; convert it with "
                              "`python -m mtv_core convert`")
     _check_fit(model_config, _json_config(vae_path), _json_config(t5_path), vae_path, t5_path)
-    _check_loras(job.config.loras, model_path, model_config)
+    _check_loras(job.config.loras, model_path)
     if job.speaker_ranges:
 
         parse_speaker_ranges(job.speaker_ranges)
@@ -139,12 +137,11 @@ def _check_fit(model_config: dict, vae_config: dict, t5_config: dict, vae_path: 
                           f"{model_config.get('text_embed_dim')}; pass the T5 v1.1 XXL encoder the model was trained with")
 
 
-def _check_loras(loras, model_path: Path, model_config: dict) -> None:
+def _check_loras(loras, model_path: Path) -> None:
     """Each LoRA fits the model file (its base, modules and shapes), checked on a meta-device build."""
     if not loras:
         return
-    identity = lora.file_identity(model_path)
-    model, _ = build_on_meta(lambda: MTVTransformer3DModel(**model_config))
+    identity, model = lora.file_identity(model_path)
     for adapter, _ in loras:
         lora.check_fits(adapter, model, identity)
 
