@@ -118,7 +118,7 @@ def _rotary(config, frames, device):
 
 def _time(name, model, fn, repeats, device) -> BenchResult:
     _release_free_memory()
-    best, block = float("inf"), _BlockClock(model.transformer_blocks[0], device)
+    best, block = float("inf"), ModuleClock(model.transformer_blocks[0], device)
     with PeakMemory(device) as memory, block:
         fn()  # warm-up, inside the measurement: on CPU freed blocks are reused, so the first call shows the peak
         for _ in range(repeats):
@@ -136,10 +136,10 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _BlockClock:
+class ModuleClock:
     """Seconds spent inside one module's forward (hooks; the device is synchronised around it)."""
 
-    def __init__(self, module, device):
+    def __init__(self, module, device=torch.device("cpu")):
         self.module, self.device, self.seconds = module, device, 0.0
 
     def __enter__(self):

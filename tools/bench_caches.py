@@ -23,27 +23,6 @@ WATCHED = ("mouth_sync", "effect_match", "mood_accuracy")
 TOLERANCE = 0.05
 
 
-class ForwardTimer:
-    """Seconds spent inside the transformer's forward."""
-
-    def __init__(self, model):
-        self.model, self.seconds = model, 0.0
-
-    def __enter__(self):
-        self._handles = [self.model.register_forward_pre_hook(self._start), self.model.register_forward_hook(self._stop)]
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-
-    def _start(self, *_):
-        self._began = time.perf_counter()
-
-    def _stop(self, *_):
-        self.seconds += time.perf_counter() - self._began
-
-
 def encode_clips(models, world: Path, specs) -> dict:
     """Per clip: features, duration, caption, mono mix (encoded once, shared by every variant)."""
     from mtv_core.spec import STEMS
@@ -57,13 +36,14 @@ def encode_clips(models, world: Path, specs) -> dict:
 
 def run_variant(models, clips: dict, specs, steps: int, cache_text: str, seed: int = 0) -> dict:
     """Renders every clip; `wall_s` counts sampling and decoding (the audio was encoded before)."""
+    from mtv_core.bench import ModuleClock
     from mtv_core.pipeline.speed import AttentionCounter, StepCache
     from mtv_lab.evaluation.ablations import generate_from_features
     from mtv_lab.evaluation.measures import evaluate_clip
     from mtv_lab.evaluation.report import summarise
 
     cache, results, wall = StepCache.parse(cache_text), {}, 0.0
-    with AttentionCounter(models.model) as counter, ForwardTimer(models.model) as timer:
+    with AttentionCounter(models.model) as counter, ModuleClock(models.model) as timer:
         for spec in specs:
             features, duration, caption, mix = clips[spec.name]
             began = time.perf_counter()
