@@ -8,11 +8,25 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
-from ..errors import ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..models import MTVTransformer3DModel
-from .files import load_pickled_state_dict, save_safetensors, unwrap_state_dict
+from ..models.fp8 import FP8_DTYPE, fp8_linear_weights, quantize_rows
+from .files import (
+    LazyCheckpoint,
+    PlannedTensor,
+    save_safetensors,
+    stream_safetensors,
+    unwrap_state_dict,
+)
 from .loading import MTV_KIND
-from .sat_keys import MTV_PREFIX, convert_mtv_state_dict, convert_vae_state_dict, infer_mtv_config, strip_prefix
+from .sat_keys import (
+    MTV_PREFIX,
+    conversion_units,
+    convert_mtv_state_dict,
+    convert_vae_state_dict,
+    infer_mtv_config,
+    strip_prefix,
+)
 
 VAE_KIND = "cogvideox-vae"
 
@@ -56,9 +70,15 @@ def detect_kind(state: dict) -> str:
 
 
 def convert_checkpoint(source: str | Path, output: str | Path, dtype: torch.dtype | None = None, variant: str | None = None,
-                       latent_size: tuple[int, int] | None = None) -> ConversionReport:
-    """Convert an official MTV .pt or SAT 3d-vae.pt; the output holds its config in the metadata."""
-    state = unwrap_state_dict(load_pickled_state_dict(source))
+                       latent_size: tuple[int, int] | None = None, fp8: bool = False, progress=None) -> ConversionReport:
+    """Convert an official MTV .pt or SAT 3d-vae.pt; the output holds its config in the metadata.
+
+    An MTV checkpoint is read, converted and written one tensor at a time (its 23 GB never sit in memory). `fp8`
+    stores the transformer blocks' Linear weights as float8_e4m3fn with a scale per row (what the fp8 memory option
+    makes of a loaded model), the rest in `dtype`. `progress(bytes_written, total_bytes)` follows the writing.
+    """
+    checkpoint = LazyCheckpoint(source)
+    state = unwrap_state_dict(checkpoint.saved)
     if not isinstance(state, dict) or not state:
         raise ModelFileError(f"{source}: holds no tensors")
     try:
@@ -66,9 +86,10 @@ def convert_checkpoint(source: str | Path, output: str | Path, dtype: torch.dtyp
     except ModelFileError as error:
         raise ModelFileError(f"{source}: {error}") from None
     if kind == MTV_KIND:
-        tensors, report = _convert_mtv(state, variant, latent_size)
-    else:
-        tensors, report = _convert_vae(state)
+        return _convert_mtv(checkpoint, strip_prefix(state), output, MTVStorage(dtype, fp8), variant, latent_size, progress)
+    if fp8:
+        raise ConfigError(f"{source}: fp8 storage is for the MTV transformer, and this is a VAE; convert it with bf16 or fp32")
+    tensors, report = _convert_vae({key: checkpoint.load(value) for key, value in state.items()})
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     if report.ok:
@@ -76,25 +97,86 @@ def convert_checkpoint(source: str | Path, output: str | Path, dtype: torch.dtyp
     return report
 
 
-def _convert_mtv(state, variant, latent_size):
-    sat = strip_prefix(state)
+@dataclass(frozen=True)
+class MTVStorage:
+    """How converted MTV tensors are stored: floats in `dtype` (None: as in the checkpoint), and with `fp8` the
+    named Linear weights as float8_e4m3fn + per-row scale."""
+    dtype: torch.dtype | None = None
+    fp8: bool = False
+
+    def planned(self, name: str, tensor: torch.Tensor, fp8_names: set[str]) -> list[PlannedTensor]:
+        dtype = self.dtype if self.dtype is not None and tensor.is_floating_point() else tensor.dtype
+        if self.fp8 and name in fp8_names:
+            return [PlannedTensor(name + "_fp8", FP8_DTYPE, tuple(tensor.shape)),
+                    PlannedTensor(name + "_scale", dtype, (tensor.shape[0], 1))]
+        return [PlannedTensor(name, dtype, tuple(tensor.shape))]
+
+    def stored(self, name: str, tensor: torch.Tensor, fp8_names: set[str]) -> list[torch.Tensor]:
+        if self.dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self.dtype)
+        if self.fp8 and name in fp8_names:
+            return list(quantize_rows(tensor))
+        return [tensor]
+
+
+def _convert_mtv(checkpoint: LazyCheckpoint, sat: dict, output, storage: MTVStorage, variant, latent_size, progress):
     config = infer_mtv_config(sat, latent_size=latent_size)
     if variant:
         if (variant == "multi") != config["multi_speaker"]:
             raise ModelFileError(f"--variant {variant} does not fit this checkpoint, which is a {config['variant']} model")
         config["variant"] = variant
-    tensors, dropped, unknown = convert_mtv_state_dict(sat)
+    units, shapes, report = _plan_mtv(sat, config)
+    if not report.ok:
+        return report
+    with torch.device("meta"):
+        blocks = MTVTransformer3DModel(**config).transformer_blocks
+    fp8_names = fp8_linear_weights(blocks, "transformer_blocks.")
+    planned = [entry for name, meta in shapes.items() for entry in storage.planned(name, meta, fp8_names)]
+    tensors = _converted_tensors(checkpoint, sat, units, storage, fp8_names)
+    if progress is not None:
+        tensors = _reporting(tensors, sum(entry.nbytes for entry in planned), progress)
+    stream_safetensors(output, planned, tensors, report.config, MTV_KIND)
+    return report
+
+
+def _plan_mtv(sat: dict, config: dict):
+    """The conversion run on the meta tensors: the units to convert (dropped keys left out), the output names and
+    shapes in the order they will be written, and the report."""
+    units, shapes, dropped, unknown = [], {}, [], []
+    for unit in conversion_units(sat):
+        converted, unit_dropped, unit_unknown = convert_mtv_state_dict({key: sat[key] for key in unit})
+        dropped += unit_dropped
+        unknown += unit_unknown
+        if converted:
+            units.append([key for key in unit if key not in unit_dropped and key not in unit_unknown])
+            shapes.update(converted)
     with torch.device("meta"):
         expected = MTVTransformer3DModel(**config).state_dict()
-    report = ConversionReport(MTV_KIND, config, converted=len(tensors), dropped=dropped)
-    report.missing = sorted(set(expected) - set(tensors))
-    report.unexpected = sorted(unknown) + sorted(set(tensors) - set(expected))
+    report = ConversionReport(MTV_KIND, config, converted=len(shapes), dropped=dropped)
+    report.missing = sorted(set(expected) - set(shapes))
+    report.unexpected = sorted(unknown) + sorted(set(shapes) - set(expected))
     report.unexpected += [
-        f"{key} (shape {tuple(tensors[key].shape)}, expected {tuple(expected[key].shape)})"
-        for key in sorted(set(tensors) & set(expected))
-        if tensors[key].shape != expected[key].shape
+        f"{key} (shape {tuple(shapes[key].shape)}, expected {tuple(expected[key].shape)})"
+        for key in sorted(set(shapes) & set(expected))
+        if shapes[key].shape != expected[key].shape
     ]
-    return tensors, report
+    return units, shapes, report
+
+
+def _converted_tensors(checkpoint: LazyCheckpoint, sat: dict, units: list, storage: MTVStorage, fp8_names: set[str]):
+    """The stored tensors in the planned order, reading only one unit's source tensors at a time."""
+    for unit in units:
+        converted, _, _ = convert_mtv_state_dict({key: checkpoint.load(sat[key]) for key in unit})
+        for name, tensor in converted.items():
+            yield from storage.stored(name, tensor, fp8_names)
+
+
+def _reporting(tensors, total: int, progress):
+    done = 0
+    for tensor in tensors:
+        yield tensor
+        done += tensor.nbytes
+        progress(done, total)
 
 
 def _convert_vae(state):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,13 +28,56 @@ def load_pickled_state_dict(path: str | Path) -> dict:
     at once; a legacy (pre-1.6) file cannot be mapped and is read whole. A file whose pickle references anything
     else (code, custom classes) is refused rather than executed.
     """
+    path = _existing(path)
+    zipped = _is_zip(path)
+    return _torch_load(path, zipped, map_location="cpu", mmap=zipped)
+
+
+class LazyCheckpoint:
+    """An official .pt read with `weights_only=True` whose tensors are read from the file one at a time, when asked.
+
+    A zip-format file is unpickled onto the meta device (names, shapes, dtypes and each storage's place in the file,
+    no data); `load` then reads just the bytes a tensor covers, so converting a 23 GB checkpoint holds one tensor in
+    memory at a time, neither a copy nor mapped pages of the whole file. A legacy (pre-zip) file is read whole.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = _existing(path)
+        self.zipped = _is_zip(self.path)
+        self.saved = _torch_load(self.path, self.zipped, map_location="meta" if self.zipped else "cpu", mmap=False)
+
+    def load(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The data of one of this checkpoint's tensors (as found in `saved`)."""
+        if not tensor.is_meta:
+            return tensor
+        if tensor.numel() == 0:
+            return torch.empty(tensor.shape, dtype=tensor.dtype)
+        item = tensor.element_size()
+        span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+        start = tensor.untyped_storage()._checkpoint_offset + tensor.storage_offset() * item
+        data = bytearray(span * item)
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            if handle.readinto(data) != len(data):
+                raise ModelFileError(f"{self.path}: truncated: a tensor's bytes end past the file's end; download it again")
+        return torch.frombuffer(data, dtype=tensor.dtype).as_strided(tensor.shape, tensor.stride())
+
+
+def _existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file; pass the path of the official checkpoint")
+    return path
+
+
+def _is_zip(path: Path) -> bool:
     with open(path, "rb") as handle:
-        zipped = handle.read(4) == b"PK\x03\x04"
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _torch_load(path: Path, zipped: bool, map_location: str, mmap: bool):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise ModelFileError(
             f"{path}: refused to unpickle it, because it holds more than tensors and plain containers "
@@ -53,13 +100,65 @@ def unwrap_state_dict(saved) -> dict:
 def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], config: dict | None = None, kind: str | None = None) -> Path:
     """Write tensors (and the config as JSON metadata) to a temporary file, then rename it into place."""
     path = Path(path)
+    metadata = _metadata(config, kind)
+    atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp, metadata=metadata))
+    return path
+
+
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                      torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int64: "I64", torch.int32: "I32",
+                      torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def stream_safetensors(path: str | Path, planned: list[PlannedTensor], tensors: Iterable[torch.Tensor],
+                       config: dict | None = None, kind: str | None = None) -> Path:
+    """Write a safetensors file one tensor at a time: the header, computed from the planned names, dtypes and shapes,
+    then each tensor's bytes as `tensors` yields them in the planned order. Only the tensor being written is in
+    memory. Atomic, like `save_safetensors`."""
+    header = _stream_header(planned, _metadata(config, kind))
+
+    def write(temp):
+        with open(temp, "wb") as handle:
+            handle.write(struct.pack("<Q", len(header)) + header)
+            for entry, tensor in zip(planned, tensors, strict=True):
+                if tensor.dtype != entry.dtype or tuple(tensor.shape) != entry.shape:
+                    raise ValueError(f"{entry.name}: made as {tensor.dtype} {tuple(tensor.shape)}, planned as "
+                                     f"{entry.dtype} {entry.shape}")
+                handle.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+    return atomic_write(Path(path), write)
+
+
+def _stream_header(planned: list[PlannedTensor], metadata: dict) -> bytes:
+    header, offset = {}, 0
+    for entry in planned:
+        header[entry.name] = {"dtype": SAFETENSORS_DTYPES[entry.dtype], "shape": list(entry.shape),
+                              "data_offsets": [offset, offset + entry.nbytes]}
+        offset += entry.nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    return encoded + b" " * (-len(encoded) % 8)  # tensor data starts 8-byte aligned, as safetensors writes it
+
+
+def _metadata(config: dict | None, kind: str | None) -> dict:
     metadata = {}
     if config is not None:
         metadata[CONFIG_KEY] = json.dumps(config)
     if kind is not None:
         metadata[KIND_KEY] = kind
-    atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp, metadata=metadata))
-    return path
+    return metadata
 
 
 def read_config(path: str | Path) -> dict | None:

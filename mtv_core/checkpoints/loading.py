@@ -9,6 +9,7 @@ import torch
 
 from ..errors import ModelFileError
 from ..models import MTVTransformer3DModel
+from ..models.fp8 import FP8_DTYPE, convert_linears_to_fp8
 from ..tensorfile import TensorFile, build_on_meta, check_config_values, read_tensor_file
 from .files import CONFIG_KEY
 
@@ -20,7 +21,9 @@ CONFIG_LIMITS = {"num_layers": (1, 256), "num_attention_heads": (1, 512), "audio
 
 
 def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu", variant: str | None = None):
-    """Build an `MTVTransformer3DModel` from a safetensors file written by the converter or trainer."""
+    """Build an `MTVTransformer3DModel` from a safetensors file written by the converter or trainer. A file with fp8
+    weights (`convert --dtype fp8`) loads as the fp8 memory option's FP8Linear blocks, its fp8 weights kept as
+    they are whatever `dtype` says."""
     tensors = read_tensor_file(path, "model file")
     config = mtv_file_config(tensors)
     if variant and _variant_family(variant) != _variant_family(config.get("variant", "single")):
@@ -28,13 +31,26 @@ def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: s
             f"{path}: this is an MTV {config.get('variant')!r} model but {variant!r} was asked for; "
             f"pick the {variant} checkpoint, or set the variant to {config.get('variant')!r}"
         )
-    model, expected = build_on_meta(lambda: _build(MTVTransformer3DModel, config, path))
+    fp8 = stores_fp8(tensors)
+    model, expected = build_on_meta(lambda: _with_fp8_blocks(_build(MTVTransformer3DModel, config, path), fp8))
     tensors.check_matches(expected, REBUILD)
     state = tensors.load(device=device)
     if dtype is not None:
-        state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
+        state = {key: value.to(dtype) if value.is_floating_point() and value.dtype != FP8_DTYPE else value
+                 for key, value in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def stores_fp8(tensors: TensorFile) -> bool:
+    """Whether a model file holds its transformer blocks' Linear weights as fp8 (`convert --dtype fp8`)."""
+    return any(name.endswith(".weight_fp8") for name in tensors.tensors)
+
+
+def _with_fp8_blocks(model, fp8: bool):
+    if fp8:
+        convert_linears_to_fp8(model.transformer_blocks)
+    return model
 
 
 def mtv_file_config(tensors: TensorFile) -> dict:

@@ -69,6 +69,13 @@ def strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {key[len(MTV_PREFIX):]: value for key, value in state_dict.items() if key.startswith(MTV_PREFIX)}
 
 
+def conversion_units(sat: dict) -> list[list[str]]:
+    """SAT keys in groups that convert on their own: one key each, except the two speaker embeddings, which stack
+    into one tensor. A streaming converter reads one group at a time."""
+    speakers = [key for key in sat if re.fullmatch(r"transformer\.audio_vocal_embedding(_1)?", key)]
+    return [[key] for key in sat if key not in speakers] + ([speakers] if speakers else [])
+
+
 def convert_mtv_state_dict(sat: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """SAT DiT tensors (prefix stripped) -> (our tensors, dropped SAT keys, unrecognised SAT keys)."""
     converted: dict[str, torch.Tensor] = {}

@@ -6,13 +6,10 @@ All three change where or how weights are stored, never the computation: each is
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-
-FP8_DTYPE = torch.float8_e4m3fn
-FP8_MAX = 448.0
+from ..models.fp8 import FP8_DTYPE, FP8Linear, convert_linears_to_fp8  # noqa: F401 (re-exported)
 
 
 def _tensors(module: nn.Module, exclude: tuple[nn.Module, ...] = ()):
@@ -108,39 +105,3 @@ class BlockSwap:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-
-
-class FP8Linear(nn.Module):
-    """A Linear whose weight is stored as float8_e4m3fn with one scale per output row, upcast to the input's dtype
-    at every forward. Halves weight memory against bf16; the matmul runs in the input's precision."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / FP8_MAX
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_fp8", (weight / scale).to(FP8_DTYPE))
-        self.register_buffer("weight_scale", scale.to(linear.weight.dtype))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.weight_fp8.to(self.weight_scale.dtype) * self.weight_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight_fp8.to(x.dtype) * self.weight_scale.to(x.dtype)
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, weight, bias)
-
-
-def convert_linears_to_fp8(module: nn.Module) -> int:
-    """Replace every nn.Linear inside `module` by an FP8Linear; returns how many were replaced.
-    Do this after any dtype cast of the model: a later `.to(dtype)` would upcast the fp8 buffers again."""
-    count = 0
-    for name, child in module.named_children():
-        if isinstance(child, nn.Linear):
-            setattr(module, name, FP8Linear(child))
-            count += 1
-        else:
-            count += convert_linears_to_fp8(child)
-    return count
