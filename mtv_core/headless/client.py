@@ -26,12 +26,16 @@ _ODD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 class Deadline:
-    """One limit for a whole run: every wait and every read takes what is left of it."""
+    """One limit for a whole run: every wait and every read takes what is left of it. Setting `stop` (a
+    threading.Event) ends the run at the next wait or read."""
 
-    def __init__(self, seconds: float | None):
+    def __init__(self, seconds: float | None, stop=None):
         self.end = None if seconds is None else time.monotonic() + seconds
+        self.stop = stop
 
     def left(self, cap: float) -> float:
+        if self.stop is not None and self.stop.is_set():
+            raise GenerationError("stopped")
         if self.end is None:
             return cap
         remaining = self.end - time.monotonic()
@@ -39,14 +43,22 @@ class Deadline:
             raise GenerationError("gave up: the --timeout has passed; the job may still be running on the server")
         return min(cap, remaining)
 
+    def sleep(self, seconds: float) -> None:
+        """Pause for up to `seconds`; a stop ends the pause at once."""
+        pause = self.left(seconds)
+        if self.stop is None:
+            time.sleep(pause)
+        else:
+            self.stop.wait(pause)
+
 
 class ComfyClient:
-    def __init__(self, server: str, timeout: float | None = None, max_download: int = DEFAULT_MAX_DOWNLOAD):
+    def __init__(self, server: str, timeout: float | None = None, max_download: int = DEFAULT_MAX_DOWNLOAD, stop=None):
         parts = urllib.parse.urlsplit(server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"--server {server!r} is not an http(s) address; give e.g. http://127.0.0.1:8188")
         self.server = server.rstrip("/")
-        self.deadline = Deadline(timeout)
+        self.deadline = Deadline(timeout, stop)
         self.max_download = max_download
         self.client_id = uuid.uuid4().hex
 
@@ -117,14 +129,27 @@ class ComfyClient:
         declared = (info.get(class_type) or {}).get("input") or {}
         return {name for section in ("required", "optional") for name in (declared.get(section) or {})}
 
-    def upload(self, path) -> str:
-        """Put a file into the server's input folder (ComfyUI's /upload/image takes any file); returns its name."""
+    def object_info(self) -> dict:
+        """Every node type the server offers, with its inputs (GET /object_info)."""
+        return self._json("/object_info")
+
+    def queue_length(self) -> int:
+        """How many prompts the server is running or has waiting (GET /queue)."""
+        queue = self._json("/queue")
+        lists = [queue.get(key) or [] for key in ("queue_running", "queue_pending")]
+        if not all(isinstance(items, list) for items in lists):
+            raise GenerationError(f"{self.server}/queue answered without the running and pending lists ComfyUI sends")
+        return sum(map(len, lists))
+
+    def upload(self, path, name: str | None = None) -> str:
+        """Put a file into the server's input folder (ComfyUI's /upload/image takes any file) as `name` (default:
+        the file's own name); returns the name the server gave it."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"--upload {str(path)!r}: no such file")
         boundary = uuid.uuid4().hex
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        name = path.name.replace('"', "_")
+        name = (name or path.name).replace('"', "_")
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
                 f"Content-Type: {kind}\r\n\r\n").encode() + path.read_bytes() + \
                f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n".encode()
@@ -173,7 +198,7 @@ class ComfyClient:
                 if progress is not None:
                     progress = self._read_progress(progress, prompt_id, report, started)
                 else:
-                    time.sleep(self.deadline.left(poll))
+                    self.deadline.sleep(poll)
                 if time.monotonic() - last_poll >= poll:
                     last_poll = time.monotonic()
                     entry = self.history(prompt_id)

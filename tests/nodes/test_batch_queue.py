@@ -1,0 +1,351 @@
+"""`python -m mtv_core queue --jobs`: a jobs file spread over stand-in ComfyUI servers on loopback that run one prompt
+at a time, count what they are sent, and can be slow, fail, drop connections, vanish or name files to do harm."""
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from stand_in_http import StandInHandler
+
+from mtv_core.cli import main
+from mtv_core.errors import ConfigError, GenerationError
+from mtv_core.headless import load_api_workflow
+from mtv_core.headless.batch import Batch, check_servers, read_jobs, upload_name
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / "workflows" / "api" / "mtv_demo.json"
+DEMO = load_api_workflow(WORKFLOW)
+
+
+@dataclass
+class State:
+    """One stand-in server: what it was sent, and how it behaves."""
+
+    seconds: float = 0.05  # per prompt, one prompt at a time
+    fail_seeds: tuple = ()  # prompts with these seeds end in an execution error
+    drop_first: bool = False  # drop the connection instead of answering the first prompt's /history
+    vanish_first: bool = False  # after the first prompt's /history, drop every connection
+    pack: bool = True
+    models: tuple = ("demo (built-in)",)
+    output: dict | None = None  # the saved-file entry /history names, instead of a well-behaved one
+    video_bytes: int = 0  # send this many bytes for a video instead of its description
+    prompts: list = field(default_factory=list)  # (prompt id, graph, finishes at)
+    uploads: dict = field(default_factory=dict)
+    gone: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def seeds(self) -> list:
+        return [graph["10"]["inputs"]["seed"] for _, graph, _ in self.prompts]
+
+
+class StandInComfy(StandInHandler):
+    @property
+    def state(self) -> State:
+        return self.server.state
+
+    def drop(self):
+        self.close_connection = True
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.state.gone:
+            return self.drop()
+        if self.path == "/upload/image":
+            name = re.search(rb'filename="([^"]+)"', body).group(1).decode()
+            self.state.uploads[name] = body
+            return self._send(200, {"name": name, "subfolder": "", "type": "input"})
+        with self.state.lock:
+            last = self.state.prompts[-1][2] if self.state.prompts else 0.0
+            prompt_id = f"p{len(self.state.prompts)}"
+            self.state.prompts.append((prompt_id, json.loads(body)["prompt"], max(last, time.monotonic()) + self.state.seconds))
+        return self._send(200, {"prompt_id": prompt_id, "number": len(self.state.prompts), "node_errors": {}})
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if self.state.gone:
+            return self.drop()
+        if url.path == "/object_info":
+            return self._send(200, object_info(self.state))
+        if url.path == "/queue":
+            now = time.monotonic()
+            waiting = [[n, prompt_id] for n, (prompt_id, _, end) in enumerate(self.state.prompts) if end > now]
+            return self._send(200, {"queue_running": waiting[:1], "queue_pending": waiting[1:]})
+        if url.path.startswith("/history/"):
+            return self.history(url.path.removeprefix("/history/"))
+        if url.path == "/view":
+            query = parse_qs(url.query)
+            number = int(query["filename"][0].split("_")[1])
+            _, graph, _ = self.state.prompts[number]
+            described = f"video {number} of {graph['5']['inputs']['audio']} seed {graph['10']['inputs']['seed']}"
+            return self._send(200, b"x" * self.state.video_bytes or described.encode(), "video/mp4")
+        return self._send(404, {})
+
+    def history(self, prompt_id: str):
+        number = int(prompt_id[1:])
+        _, graph, end = self.state.prompts[number]
+        if time.monotonic() < end:
+            return self._send(200, {})
+        if number == 0 and (self.state.drop_first or self.state.vanish_first):
+            self.state.gone = self.state.vanish_first
+            self.state.drop_first = False
+            return self.drop()
+        failed = graph["10"]["inputs"]["seed"] in self.state.fail_seeds
+        status = {"status_str": "error" if failed else "success", "completed": not failed, "messages": [[
+            "execution_error", {"node_id": "9", "node_type": "MTVApply", "exception_type": "RuntimeError",
+                                "exception_message": "out of memory"}]] if failed else []}
+        item = self.state.output or {"filename": f"demo_{number:05}_.mp4", "subfolder": "mtv", "type": "output"}
+        return self._send(200, {prompt_id: {"status": status, "outputs": {"12": {"images": [item]}}}})
+
+
+def object_info(state: State) -> dict:
+    """What /object_info says about the demo workflow's node types: loader inputs as choice lists."""
+    def spec(name, value):
+        if name.endswith("_name"):
+            return [list(state.models), {}]
+        return [[value], {}] if isinstance(value, str) else ["FLOAT", {}]
+
+    return {node["class_type"]: {"input": {"required": {name: spec(name, value) for name, value in node["inputs"].items()}}}
+            for node in DEMO.values() if state.pack or not node["class_type"].startswith("MTV")}
+
+
+@pytest.fixture
+def serve():
+    started = []
+
+    def start(state: State) -> str:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), StandInComfy)
+        httpd.daemon_threads, httpd.state = True, state
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        started.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in started:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def jobs_file(folder: Path, count: int, seeds=None, extra: str = "") -> Path:
+    """`count` jobs, each with its own small audio file, prompt and seed (100, 101, ... unless given)."""
+    seeds = seeds or [100 + n for n in range(count)]
+    lines = ["job,audio,prompt,seed" + (",10.steps" if extra else "")]
+    for n, seed in enumerate(seeds):
+        (folder / f"clip{n}.wav").write_bytes(b"RIFF" + bytes([n]) * 40)
+        lines.append(f"job{n},clip{n}.wav,\"A face, take {n}\",{seed}" + (f",{extra}" if extra else ""))
+    path = folder / "jobs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def summary(out: Path) -> dict:
+    with open(out / "summary.csv", newline="") as handle:
+        return {row["job"]: row for row in csv.DictReader(handle)}
+
+
+def run_batch(jobs: Path, servers: list, out: Path, report=None, **options) -> int:
+    lines = []
+    batch = Batch(read_jobs(jobs, DEMO), servers, out, report=report or lines.append, poll=0.02, **options)
+    failed = batch.run()
+    run_batch.lines = lines
+    return failed
+
+
+def left_files(folder: Path) -> list:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_jobs_spread_over_two_servers_the_faster_taking_more(serve, tmp_path):
+    slow, fast = State(seconds=1.0), State(seconds=0.02)
+    servers = [serve(slow), serve(fast)]
+    out = tmp_path / "out"
+    assert run_batch(jobs_file(tmp_path, 6, extra="7"), servers, out) == 0
+    rows = summary(out)
+    assert sorted(rows) == [f"job{n}" for n in range(6)]
+    assert all(row["error"] == "" and row["retried"] == "" for row in rows.values())
+    on = {server: [job for job, row in rows.items() if row["server"] == server] for server in servers}
+    assert len(on[servers[1]]) > len(on[servers[0]]) >= 1
+    assert len(slow.prompts) + len(fast.prompts) == 6
+    for n in range(6):
+        state = slow if f"job{n}" in on[servers[0]] else fast
+        (number, graph), = [(i, g) for i, (_, g, _) in enumerate(state.prompts) if g["10"]["inputs"]["seed"] == 100 + n]
+        uploaded = upload_name(tmp_path / f"clip{n}.wav")
+        assert graph["5"]["inputs"]["audio"] == uploaded and uploaded in state.uploads
+        assert graph["8"]["inputs"]["scene"] == f"A face, take {n}" and graph["10"]["inputs"]["steps"] == 7
+        assert rows[f"job{n}"]["output"] == f"job{n}/mtv/demo_{number:05}_.mp4"
+        assert (out / rows[f"job{n}"]["output"]).read_text() == f"video {number} of {uploaded} seed {100 + n}"
+    assert left_files(out) == sorted([rows[f"job{n}"]["output"] for n in range(6)] + ["summary.csv"])
+    assert run_batch.lines[-1].endswith(f"6 finished, 0 failed, 0 kept from earlier; jobs per server: "
+                                        f"{servers[0]}: {len(on[servers[0]])}, {servers[1]}: {len(on[servers[1]])}")
+
+
+@pytest.mark.parametrize("trouble", [{"drop_first": True}, {"fail_seeds": (100,)}, {"vanish_first": True}])
+def test_a_job_whose_server_fails_is_retried_on_the_other_and_the_summary_says_so(serve, tmp_path, trouble):
+    flaky, steady = State(**trouble), State(seconds=0.3)
+    servers = [serve(flaky), serve(steady)]
+    out = tmp_path / "out"
+    assert run_batch(jobs_file(tmp_path, 3), servers, out) == 0
+    rows = summary(out)
+    assert rows["job0"]["server"] == servers[1] and rows["job0"]["error"] == ""
+    assert rows["job0"]["retried"].startswith(f"{servers[0]}: ")
+    assert ("out of memory" if "fail_seeds" in trouble else "cannot reach") in rows["job0"]["retried"]
+    assert flaky.seeds()[0] == 100 and 100 in steady.seeds()
+    assert all(row["error"] == "" and (out / row["output"]).is_file() for row in rows.values())
+    assert f"job job0 failed on {servers[0]}" in "\n".join(run_batch.lines)
+    if "vanish_first" in trouble:
+        assert flaky.seeds() == [100] and sorted(steady.seeds()) == [100, 101, 102]
+        assert f"{servers[0]} stopped answering" in "\n".join(run_batch.lines)
+
+
+def test_a_job_that_fails_on_both_servers_is_recorded_and_the_others_finish(serve, tmp_path, capsys):
+    states = [State(fail_seeds=(666,)), State(fail_seeds=(666,))]
+    servers = [serve(state) for state in states]
+    out = tmp_path / "out"
+    code = main(["queue", str(WORKFLOW), "--server", servers[0], "--server", servers[1],
+                 "--jobs", str(jobs_file(tmp_path, 3, seeds=[1, 666, 2])), "--out", str(out)])
+    assert code == 1
+    rows = summary(out)
+    failure = "the workflow failed on the server: node 9 (MTVApply): RuntimeError: out of memory"
+    assert rows["job1"]["output"] == "" and rows["job1"]["error"] == failure
+    assert rows["job1"]["retried"].endswith(f": {failure}")
+    assert {rows["job1"]["server"], rows["job1"]["retried"].split(": ")[0]} == set(servers)
+    assert all(rows[job]["error"] == "" and (out / rows[job]["output"]).is_file() for job in ("job0", "job2"))
+    assert sorted(states[0].seeds() + states[1].seeds()) == [1, 2, 666, 666]
+    printed = capsys.readouterr()
+    assert "2 finished, 1 failed" in printed.out and "1 of 3 jobs failed" in printed.err
+
+
+def test_ctrl_c_keeps_finished_jobs_and_a_rerun_does_not_redo_them(serve, tmp_path):
+    states = [State(seconds=0.1), State(seconds=0.1)]
+    servers = [serve(state) for state in states]
+    jobs, out, finished = jobs_file(tmp_path, 6), tmp_path / "out", []
+
+    def stop_after_two(line):
+        finished.extend(re.findall(r"job (job\d) finished", line))
+        if len(finished) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(jobs, servers, out, report=stop_after_two)
+    rows = summary(out)
+    assert sorted(rows) == sorted(finished)
+    assert all(row["error"] == "" and (out / row["output"]).is_file() for row in rows.values())
+    assert not (out / ".incoming").exists() and not (out / ".lock").exists()
+    sent_before = [len(state.prompts) for state in states]
+
+    assert run_batch(jobs, servers, out) == 0
+    assert run_batch.lines[0] == "2 jobs finished in an earlier run; kept"
+    rows = summary(out)
+    assert sorted(rows) == [f"job{n}" for n in range(6)]
+    assert all(row["error"] == "" and (out / row["output"]).is_file() for row in rows.values())
+    sent_again = [seed for state, before in zip(states, sent_before) for seed in state.seeds()[before:]]
+    assert sorted(sent_again) == [100 + n for n in range(6) if f"job{n}" not in finished]
+
+
+def _as_in_a_terminal():
+    """Ctrl-C's default action even when the tests run in the background (which starts children with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_sigint_to_the_command_keeps_the_summary_and_the_same_command_resumes(serve, tmp_path, capsys):
+    state = State(seconds=0.2)
+    server = serve(state)
+    out = tmp_path / "out"
+    arguments = ["queue", str(WORKFLOW), "--server", server, "--jobs", str(jobs_file(tmp_path, 2)), "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "mtv_core", *arguments], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_as_in_a_terminal)  # noqa: PLW1509 - it only resets one signal
+    deadline = time.monotonic() + 30
+    while len(state.prompts) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stdout + stderr
+    assert "stopped (SIGINT)" in stderr and "Traceback" not in stderr
+    assert "run the same command again to resume" in stdout
+    assert list(summary(out)) == ["job0"] and state.seeds() == [100, 101]
+    assert left_files(out) == ["job0/mtv/demo_00000_.mp4", "summary.csv"]
+
+    assert main(arguments) == 0
+    assert state.seeds() == [100, 101, 101]
+    assert "1 jobs finished in an earlier run; kept" in capsys.readouterr().out
+    assert left_files(out) == ["job0/mtv/demo_00000_.mp4", "job1/mtv/demo_00002_.mp4", "summary.csv"]
+
+
+def test_servers_without_the_pack_or_a_model_file_are_refused_by_name(serve, tmp_path, capsys):
+    good, no_pack, no_model = State(), State(pack=False), State(models=("mtv_single.safetensors",))
+    servers = [serve(good), serve(no_pack), serve(no_model), "http://127.0.0.1:9"]
+    with pytest.raises(GenerationError) as refused:
+        check_servers(servers, DEMO)
+    lines = str(refused.value).splitlines()
+    assert lines[0] == (f"{servers[1]} has no node MTVApply, MTVChainSegments, MTVEncodeWav2Vec, MTVLoadAudio, "
+                        "MTVModelLoader, MTVStemsFromAudio, MTVTextEncode, MTVVAEAndT5Loader, MTVWav2VecLoader; "
+                        "install the MTV pack (custom_nodes/comfyui-mtv) or update ComfyUI there, then restart it")
+    assert lines[1] == (f"{servers[2]} has no model file 'demo (built-in)' (node 1 MTVModelLoader, input model_name), "
+                        "'demo (built-in)' (node 2 MTVVAEAndT5Loader, input vae_name), 'demo (built-in)' (node 2 "
+                        "MTVVAEAndT5Loader, input t5_name), 'demo (built-in)' (node 3 MTVWav2VecLoader, input "
+                        "wav2vec_name); put the files in its model folders, then restart it")
+    assert lines[2].startswith("cannot reach the ComfyUI server at http://127.0.0.1:9")
+    assert lines[3] == "(--skip-bad-servers runs the jobs on the others)"
+
+    out = tmp_path / "out"
+    args = ["queue", str(WORKFLOW), *[f"--server={s}" for s in servers[:3]], "--jobs", str(jobs_file(tmp_path, 2)), "--out", str(out)]
+    assert main(args) == 1
+    assert f"error: {servers[1]} has no node MTVApply" in capsys.readouterr().err
+    assert not out.exists() and good.prompts == no_pack.prompts == no_model.prompts == [] and good.uploads == {}
+
+    assert main([*args, "--skip-bad-servers"]) == 0
+    assert f"skipping a server: {servers[2]} has no model file" in capsys.readouterr().out
+    assert good.seeds() == [100, 101] and no_pack.prompts == no_model.prompts == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("prompt,seed\nA cat,1\n", "line 1: no 'audio' column"),
+    ("audio,colour\na.wav,red\n", "line 1: unknown column 'colour'"),
+    ("audio,prompt\nmissing.wav,x\n", "line 2, column 'audio': no file 'missing.wav'"),
+    ("audio,prompt\n,x\n", "line 2, column 'audio': empty"),
+    ("audio,10.sead\na.wav,3\n", "line 2, column '10.sead': node 10 (MTVChainSegments) has no input 'sead'; it has"),
+    ("audio,KSampler.seed\na.wav,3\n", "line 2, column 'KSampler.seed': no node called 'KSampler'; use the node id"),
+    ("audio,seed\na.wav,1\na.wav,seven\n", "line 3, column 'seed': 'seven' is not a whole number"),
+    ("job,audio\nx,a.wav\n\nX,a.wav\n", "line 4, column 'job': the name 'X' is also on line 2"),
+    ("job,audio\n../up,a.wav\n", "line 2, column 'job': '../up' cannot name a folder"),
+    ("audio,prompt\na.wav,one,two\n", "line 2: 3 cells under a header of 2 columns"),
+    ("audio,prompt\n", "has a header but no jobs"),
+])
+def test_bad_jobs_files_are_refused_with_line_column_and_value(tmp_path, text, message):
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "jobs.csv").write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        read_jobs(tmp_path / "jobs.csv", DEMO)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_bad_jobs_file_queues_nothing(serve, tmp_path, capsys):
+    state = State()
+    jobs = jobs_file(tmp_path, 3)
+    jobs.write_text(jobs.read_text().replace("clip2.wav", "clip9.wav"))
+    code = main(["queue", str(WORKFLOW), "--server", serve(state), "--jobs", str(jobs), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert f"{jobs} line 4, column 'audio': no file 'clip9.wav'" in capsys.readouterr().err
+    assert state.prompts == [] and state.uploads == {} and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("hostile, words", [
+    ({"output": {"filename": "../evil.mp4", "subfolder": "", "type": "output"}}, "refused"),
+    ({"output": {"filename": "demo.mp4", "subfolder": "../../up", "type": "output"}}, "subfolder"),
+    ({"video_bytes": 3 * 2**20}, "more than the 1048576"),
+])
+def test_hostile_replies_cannot_escape_the_out_folder(serve, tmp_path, hostile, words):
+    out = tmp_path / "out"
+    assert run_batch(jobs_file(tmp_path, 2), [serve(State(**hostile))], out, max_download=2**20) == 2
+    rows = summary(out)
+    assert all(row["output"] == "" and words in row["error"] for row in rows.values())
+    assert left_files(tmp_path) == ["clip0.wav", "clip1.wav", "jobs.csv", "out/summary.csv"]
