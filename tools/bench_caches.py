@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-WATCHED = ("mouth_sync", "effect_match", "mood_accuracy")
+WATCHED = ("mouth_sync", "effect_f1", "mood_accuracy")
 TOLERANCE = 0.05
 
 

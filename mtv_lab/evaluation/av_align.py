@@ -16,8 +16,9 @@ PRE_MAX, POST_MAX, PRE_AVG, POST_AVG, WAIT, DELTA = 0.03, 0.0, 0.10, 0.10, 0.03,
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
 
 
-def onset_strength(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Per-hop onset strength of mono audio, and the hop length in seconds (hop t is at t * hop)."""
+def onset_strength(audio: np.ndarray, sample_rate: int, both_ways: bool = False) -> tuple[np.ndarray, float]:
+    """Per-hop onset strength of mono audio, and the hop length in seconds (hop t is at t * hop). `both_ways`
+    counts sound that fades as well as sound that starts (a mouth moves when a syllable ends too)."""
     n_fft = int(round(FFT_SECONDS * sample_rate))
     hop = max(1, int(round(HOP_SECONDS * sample_rate)))
     padded = np.pad(np.asarray(audio, np.float64), n_fft // 2)
@@ -26,7 +27,8 @@ def onset_strength(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, flo
     power = np.abs(np.fft.rfft(windows, axis=1)) ** 2
     decibels = 10 * np.log10(np.maximum(power, 1e-10))
     decibels = np.maximum(decibels, decibels.max() - TOP_DB)
-    flux = np.maximum(0.0, np.diff(decibels, axis=0)).mean(axis=1)
+    change = np.diff(decibels, axis=0)
+    flux = (np.abs(change) if both_ways else np.maximum(0.0, change)).mean(axis=1)
     return np.concatenate([[0.0], flux]), hop / sample_rate
 
 

@@ -11,6 +11,7 @@ from mtv_core.errors import AudioInputError, ConfigError
 from ..world.generate import spec_from_dict
 from ..world.scene import (
     BACKGROUNDS,
+    HOP_FRAMES,
     MOUTH,
     OBJECT_COLOURS,
     OBJECT_SHAPES,
@@ -20,12 +21,14 @@ from ..world.scene import (
     shape_mask,
     small_person,
 )
-from .av_align import av_align
+from .av_align import av_align, onset_strength
 
 EFFECT_TOLERANCE = 4  # frames: one latent interval
+LANDING_TOLERANCE = 2  # frames around HOP_FRAMES after a hop's start in which its landing is expected
 EVENT_MIN_CHANGE, EVENT_RELATIVE = 4.0, 0.3  # an event changes the object region by >= 4 levels and >= 30 % of the largest change
 SKIN_DISTANCE = 60.0
-METRICS = ("av_align", "mouth_sync", "effect_match", "mood_accuracy", "attribute_accuracy", "consistency")
+METRICS = ("av_align", "region_sync", "mouth_sync", "effect_f1", "effect_precision", "effect_recall", "mood_accuracy",
+           "attribute_accuracy", "consistency")
 
 
 def luma(pixels: np.ndarray) -> np.ndarray:
@@ -90,11 +93,70 @@ def visual_events(change: np.ndarray) -> list[int]:
     return [i for i in range(len(change)) if change[i] >= threshold and padded[i] <= change[i] > padded[i + 2]]
 
 
-def effect_match(onsets: list[int], events: list[int]) -> float | None:
-    """Share of effect onsets with a visual event at most one latent interval away."""
+def hop_starts(events: list[int]) -> list[int]:
+    """A hop changes the object region twice, leaving the floor and landing HOP_FRAMES later: keep the first of each
+    such pair, so a clean hop is one event and the landing is not counted as an event away from every sound."""
+    starts = []
+    for event in sorted(events):
+        if not starts or abs(event - starts[-1] - HOP_FRAMES) > LANDING_TOLERANCE:
+            starts.append(event)
+    return starts
+
+
+def matched_onsets(onsets: list[int], events: list[int]) -> int:
+    """Onsets paired one to one with a visual event at most one latent interval away (each onset takes the
+    nearest event still free), so one event cannot answer two onsets."""
+    free, matches = sorted(events), 0
+    for onset in sorted(onsets):
+        near = [event for event in free if abs(event - onset) <= EFFECT_TOLERANCE]
+        if near:
+            free.remove(min(near, key=lambda event: abs(event - onset)))
+            matches += 1
+    return matches
+
+
+def effect_scores(onsets: list[int], events: list[int]) -> dict[str, float | None]:
+    """Recall (onsets answered by an event), precision (events that answer an onset: a hop or flicker away from
+    every sound counts against) and their F1; None when the clip has no effect sounds."""
     if not onsets:
+        return {"effect_f1": None, "effect_precision": None, "effect_recall": None}
+    events = hop_starts(events)
+    matches = matched_onsets(onsets, events)
+    recall, precision = matches / len(onsets), (matches / len(events) if events else 0.0)
+    f1 = 2 * precision * recall / (precision + recall) if matches else 0.0
+    return {"effect_f1": f1, "effect_precision": precision, "effect_recall": recall}
+
+
+# -- sound onsets -> motion where the truth says things move ---------------------------------------
+def region_motion(frames: np.ndarray, spec: ClipSpec) -> np.ndarray | None:
+    """Mean absolute change from the previous frame inside the regions that should answer the sound (every mouth,
+    the object's path); None for a clip with none."""
+    boxes = [person.mouth_box for person in spec.persons] + ([object_region(spec)] if spec.object else [])
+    if not boxes:
         return None
-    return sum(any(abs(event - onset) <= EFFECT_TOLERANCE for event in events) for onset in onsets) / len(onsets)
+    pixels = np.concatenate([crop(frames, box).reshape(len(frames), -1) for box in boxes], axis=1).astype(np.float32)
+    return np.concatenate([[0.0], np.abs(np.diff(pixels, axis=0)).mean(axis=1)])
+
+
+def sound_change_per_frame(audio: np.ndarray, sample_rate: int, frames: int, fps: float) -> np.ndarray:
+    """The largest change of the sound (starting or fading) within each video frame."""
+    strength, hop_seconds = onset_strength(audio, sample_rate, both_ways=True)
+    frame_of_hop = np.minimum((np.arange(strength.size) * hop_seconds * fps).astype(int), frames - 1)
+    per_frame = np.zeros(frames)
+    np.maximum.at(per_frame, frame_of_hop, strength)
+    return per_frame
+
+
+def region_sync(frames: np.ndarray, audio: np.ndarray, sample_rate: int, spec: ClipSpec) -> float | None:
+    """Correlation of how much the mix's sound changes with how much the truth's regions (mouths, object) move,
+    both smoothed over three frames so a one-frame offset is not punished. Unlike AV-Align it ignores motion where
+    nothing should answer the sound, and it scores how much, not only whether, the picture moves with it."""
+    motion = region_motion(frames, spec)
+    if motion is None:
+        return None
+    window = np.ones(3) / 3
+    sound = np.convolve(sound_change_per_frame(audio, sample_rate, len(frames), spec.fps), window, mode="same")
+    return pearson(np.convolve(motion, window, mode="same"), sound)
 
 
 # -- music -> mood ---------------------------------------------------------------------------------
@@ -196,8 +258,9 @@ def evaluate_clip(frames: np.ndarray, audio: np.ndarray, sample_rate: int, truth
     sync = av_align(frames, audio, sample_rate, spec.fps)
     metrics = {
         "av_align": sync["score"],
+        "region_sync": region_sync(frames, audio, sample_rate, spec),
         "mouth_sync": mouth_sync(frames, spec, openings),
-        "effect_match": effect_match(spec.effect_onsets, events),
+        **effect_scores(spec.effect_onsets, events),
         "mood_accuracy": float(measured_mood(frames, spec) == spec.mood) if spec.mood else None,
         "attribute_accuracy": float(np.mean([measured == true for measured, true in checks.values()])),
         "consistency": consistency(frames),

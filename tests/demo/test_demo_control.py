@@ -68,7 +68,7 @@ def test_speech_drives_the_mouth(generated, heldout):
 
 
 def test_effects_drive_the_object(generated, heldout):
-    pairs = metric_pairs(generated, heldout, "sound_event", "effects", "effect_match")
+    pairs = metric_pairs(generated, heldout, "sound_event", "effects", "effect_f1")
     full, muted = pairs.mean(axis=0)
     assert full >= muted + 0.3, pairs
 

@@ -1,5 +1,6 @@
-"""The evaluator: AV-Align against a hand computation, the world's own videos score high and a still
-picture low, soft/noisy videos are still measured, and mismatched inputs are refused."""
+"""The evaluator: AV-Align and the effect scores against hand computations, region sync ranks the truth above
+the same motion out of time, the world's own videos score high and a still picture low, soft/noisy videos are
+still measured, and mismatched inputs are refused."""
 
 import json
 from fractions import Fraction
@@ -13,6 +14,7 @@ from mtv_core.errors import AudioInputError, ConfigError
 from mtv_lab.cli import main
 from mtv_lab.evaluation import av_align, av_align_score, evaluate_clip
 from mtv_lab.evaluation.av_align import local_maxima
+from mtv_lab.evaluation.measures import effect_scores, hop_starts, region_sync
 from mtv_lab.world import WorldSettings, make_clip, render
 from mtv_lab.world.generate import mix
 
@@ -42,14 +44,36 @@ def test_av_align_on_clicks_and_a_square_that_moves_with_them():
     assert result["score"] == av_align_score(result["audio_peaks"], result["video_peaks"], FPS) == 1.0
 
 
+def test_effect_scores_count_events_away_from_every_sound_against():
+    # onsets 10, 30, 50; a hop at 11 (lands at 17), one at 31 (lands 37), a flicker at 70, nothing near 50.
+    events = [11, 17, 31, 37, 70]
+    assert hop_starts(events) == [11, 31, 70]
+    scores = effect_scores([10, 30, 50], events)
+    assert scores["effect_recall"] == 2 / 3 and scores["effect_precision"] == 2 / 3
+    assert scores["effect_f1"] == pytest.approx(2 / 3)
+    assert effect_scores([10, 12], [11])["effect_recall"] == 0.5  # one event answers one onset, not two
+    assert effect_scores([10], [])["effect_f1"] == 0.0 and effect_scores([], [5])["effect_f1"] is None
+
+
+def test_region_sync_ranks_the_truth_above_the_same_motion_out_of_time():
+    settings = WorldSettings(seed=3, clips=5, frames=96)
+    for index in (0, 3):  # a close-up face, a hopping object
+        spec, stems = make_clip(index, settings)
+        frames, audio = render(spec), mix(stems)
+        in_time = region_sync(frames, audio, spec.sample_rate, spec)
+        late = region_sync(np.concatenate([frames[:1].repeat(12, axis=0), frames[:-12]]), audio, spec.sample_rate, spec)
+        still = region_sync(frames[:1].repeat(len(frames), axis=0), audio, spec.sample_rate, spec)
+        assert in_time > 0.45 and in_time > late + 0.2 and still == 0.0, (spec.name, in_time, late)
+
+
 def test_world_videos_score_high_and_a_still_picture_low(world, tmp_path):
     assert main(["evaluate", "--world", str(world), "--ground-truth", "--static", "--out", str(tmp_path)]) == 0
     table = json.loads((tmp_path / "report.json").read_text())["table"]
     truth, still = table["ground_truth"], table["static"]
-    assert truth["mouth_sync"] > 0.95 and truth["effect_match"] == 1.0
+    assert truth["mouth_sync"] > 0.95 and truth["effect_f1"] == 1.0
     assert truth["mood_accuracy"] == 1.0 and truth["attribute_accuracy"] == 1.0
     assert truth["av_align"] > 0.25 and truth["consistency"] > 0.99
-    assert still["mouth_sync"] == 0.0 and still["effect_match"] == 0.0 and still["av_align"] == 0.0
+    assert still["mouth_sync"] == 0.0 and still["effect_f1"] == 0.0 and still["av_align"] == 0.0
     assert still["consistency"] == 1.0 and truth["clips"] == still["clips"] == 6
     assert len(list((tmp_path / "plots" / "ground_truth").glob("*.png"))) == 6
 
@@ -64,7 +88,7 @@ def test_soft_noisy_frames_are_still_measured():
         metrics = evaluate_clip(noisy, mix(stems), spec.sample_rate, spec)["metrics"]
         assert metrics["attribute_accuracy"] == 1.0, spec.name
         assert metrics["mouth_sync"] is None or metrics["mouth_sync"] > 0.9, spec.name
-        assert metrics["effect_match"] in (None, 1.0) and metrics["mood_accuracy"] in (None, 1.0), spec.name
+        assert metrics["effect_f1"] in (None, 1.0) and metrics["mood_accuracy"] in (None, 1.0), spec.name
 
 
 def test_mismatched_frames_audio_and_fps_are_refused(world, tmp_path, capsys):
