@@ -31,17 +31,6 @@ def check_writable(path) -> Path:
     return path
 
 
-def fit_audio(samples: torch.Tensor, sample_rate: int, frame_count: int, fps: float) -> np.ndarray:
-    """(C, T) audio cut or zero-padded to frame_count / fps seconds, as float32 (C, N), at most stereo."""
-    samples = samples.float()
-    if samples.shape[0] > 2:
-        samples = samples[:2]
-    length = int(round(frame_count / fps * sample_rate))
-    fitted = torch.zeros(samples.shape[0], length)
-    fitted[:, :min(length, samples.shape[1])] = samples[:, :length]
-    return fitted.clamp(-1, 1).numpy()
-
-
 def write_mp4(path, frames, fps: float, audio=None, sample_rate: int | None = None, crf: int = 18,
               frame_count: int | None = None) -> Path:
     """Write an H.264 + AAC mp4, atomically.
