@@ -14,6 +14,7 @@ COMMANDS = {
     "convert-demixer": ("mtv_core.cli.convert_demixer", "convert an HTDemucs .th file to safetensors"),
     "features": ("mtv_core.cli.features", "encode stems with wav2vec2 as MTV expects"),
     "generate": ("mtv_core.cli.generate", "make a video from audio and a prompt"),
+    "models": ("mtv_core.cli.models", "fetch the official models by name into ComfyUI's models folder, or list them"),
     "queue": ("mtv_core.cli.queue", "run an API-format workflow on a ComfyUI server and download its outputs"),
 }
 

@@ -1,0 +1,332 @@
+"""Fetching official models: the hub's file list with sizes and hashes, downloads that resume where a cut or a
+stopped run left them, each file checked against the hub's sha256 (or git blob id) before it keeps its name, the
+MTV checkpoint converted as it is installed, and a model's final file or folder appearing only when complete.
+
+The hub is `HF_ENDPOINT` (default https://huggingface.co), read when a fetch starts, so a mirror works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+from ..errors import ConfigError, ModelFileError
+from ..fileio import file_sha256
+from .registry import (
+    DEMUCS_SOURCE,
+    DTYPES,
+    HubModel,
+    RepoPart,
+    expand_names,
+    human_size,
+)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+REVISION = "main"
+USABLE_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
+ATTEMPTS = 5  # per run; each attempt resumes where the previous one stopped
+CHUNK = 1 << 20
+TIMEOUT_SECONDS = 60
+
+Progress = Callable[[int, int], None]
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    repo: str
+    path: str
+    size: int
+    sha256: str | None  # LFS files
+    blob_id: str  # git's id of the blob: the check for small files kept in git
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def partial_name(self) -> str:
+        """Keyed by content, so a partial download of another version of the file is never resumed."""
+        return f"{self.name}.{(self.sha256 or self.blob_id)[:12]}.incomplete"
+
+
+@dataclass
+class Plan:
+    model: HubModel
+    target: Path
+    files: list[RemoteFile]
+
+    @property
+    def stage(self) -> Path:
+        """A hidden folder beside the target (ComfyUI does not list it) where downloads wait until complete."""
+        return self.target.parent / f".{self.target.name}.fetch"
+
+    def bytes_to_download(self) -> int:
+        return sum(file.size - _have(self.stage, file) for file in self.files)
+
+    def bytes_needed(self) -> int:
+        if self.model.convert == "demucs":
+            return 2 * self.model.approx_bytes  # demucs' own download, then our file
+        converted = sum(file.size for file in self.files) if self.model.convert == "mtv" else 0
+        return self.bytes_to_download() + converted
+
+
+def fetch_models(names, folder_of: Callable[[str], Path], dtype: str = "bf16", progress: Progress | None = None,
+                 say: Callable[[str], None] = print) -> list[Path]:
+    """Install the named models (or groups) into `folder_of(model folder)`; returns their paths. Installed ones are
+    skipped; everything is checked (names, the hub's files, disk space) before anything is written."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; use bf16, or fp8 for a smaller transformer")
+    plans, paths = [], []
+    for model in expand_names(names):
+        target = model.target(folder_of(model.folder), dtype)
+        paths.append(target)
+        if target.exists():
+            say(f"{model.name}: already installed at {target}, skipped")
+        else:
+            plans.append(Plan(model, target, remote_files(model) if model.parts else []))
+    check_disk_space(plans)
+    for plan in plans:
+        _install(plan, dtype, progress, say)
+    return paths
+
+
+# -- the hub's file list ------------------------------------------------------------------------------------------
+def remote_files(model: HubModel) -> list[RemoteFile]:
+    _refuse_offline()
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub_endpoint())
+    return [file for part in model.parts for file in _part_files(api, model.source, part)]
+
+
+def _refuse_offline() -> None:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError("HF_HUB_OFFLINE is set, so nothing can be downloaded; unset it to fetch models")
+
+
+def _part_files(api, repo: str, part: RepoPart) -> list[RemoteFile]:
+    where = f"{hub_endpoint()}/{repo}" + (f" folder {part.folder}/" if part.folder else "")
+    try:
+        entries = list(api.list_repo_tree(repo, path_in_repo=part.folder or None, revision=REVISION))
+    except Exception as error:  # noqa: BLE001 (the hub client's errors differ by version; each becomes one line)
+        raise ModelFileError(f"could not list {where}: {_first_line(error)}; check the network, or HF_ENDPOINT if you "
+                             "use a mirror") from None
+    files = {entry.path.rsplit("/", 1)[-1]: entry for entry in entries if hasattr(entry, "size")}
+    wanted = part.names or tuple(name for name in files if name.endswith(USABLE_SUFFIXES))
+    missing = [name for name in wanted if name not in files]
+    if missing or not wanted:
+        raise ModelFileError(f"{where} lacks {', '.join(missing) or 'model files'} (it holds: "
+                             f"{', '.join(sorted(files)[:8]) or 'nothing'}); the repository changed or the mirror is "
+                             "incomplete: download the files by hand, or point HF_ENDPOINT at a full mirror")
+    return [_remote_file(repo, files[name]) for name in wanted]
+
+
+def _remote_file(repo: str, entry) -> RemoteFile:
+    lfs = entry.lfs
+    sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+    return RemoteFile(repo, entry.path, int(entry.size), sha256, entry.blob_id)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+
+
+# -- disk space ---------------------------------------------------------------------------------------------------
+def check_disk_space(plans: list[Plan]) -> None:
+    """Refuse before writing anything when a disk lacks room for what is left to download plus converted outputs."""
+    needs: dict[int, tuple[Path, int, list[str]]] = {}
+    for plan in plans:
+        root = _existing_folder(plan.target.parent)
+        device = os.stat(root).st_dev
+        _, need, names = needs.get(device, (root, 0, []))
+        needs[device] = (root, need + plan.bytes_needed(), [*names, plan.model.name])
+    for root, need, names in needs.values():
+        free = shutil.disk_usage(root).free
+        if need > free:
+            raise ConfigError(f"not enough disk space in {root}: fetching {', '.join(names)} needs {human_size(need)} "
+                              f"(downloads and converted files) but {human_size(free)} is free; free some space or "
+                              "choose another --dest")
+
+
+def _existing_folder(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+# -- installing -----------------------------------------------------------------------------------------------------
+def _install(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
+    if plan.model.convert == "demucs":
+        _install_demucs(plan, say)
+    else:
+        plan.stage.mkdir(parents=True, exist_ok=True)
+        _download_all(plan, progress, say)
+        if plan.model.convert == "mtv":
+            _convert_official(plan, dtype, progress, say)
+            shutil.rmtree(plan.stage)
+        else:
+            os.replace(plan.stage, plan.target)  # the folder appears whole
+    say(f"{plan.model.name}: installed {plan.target}")
+
+
+def _download_all(plan: Plan, progress: Progress | None, say) -> None:
+    total, before = sum(file.size for file in plan.files), 0
+    for file in plan.files:
+        final = plan.stage / file.name
+        if not final.exists():
+            report = None if progress is None else (lambda done, base=before: progress(base + done, total))
+            partial = plan.stage / file.partial_name
+            download(file, partial, report)
+            say(f"{plan.model.name}: checking {file.name} ({human_size(file.size)})")
+            verify(file, partial)
+            os.replace(partial, final)
+        before += file.size
+
+
+def _have(stage: Path, file: RemoteFile) -> int:
+    if (stage / file.name).exists():
+        return file.size
+    partial = stage / file.partial_name
+    return min(partial.stat().st_size, file.size) if partial.exists() else 0
+
+
+def download(file: RemoteFile, partial: Path, report: Callable[[int], None] | None = None) -> None:
+    """Bring `partial` up to the file's full size, resuming (an HTTP Range request) from what it holds."""
+    from huggingface_hub import hf_hub_url
+
+    url = hf_hub_url(file.repo, file.path, revision=REVISION, endpoint=hub_endpoint())
+    problem = None
+    for _ in range(ATTEMPTS):
+        if _size(partial) >= file.size:
+            break
+        try:
+            _get(url, file, partial, report)
+        except HTTPError as error:
+            if error.code == 416:  # the partial is longer than the file: start again
+                partial.unlink(missing_ok=True)
+            elif error.code < 500:
+                raise ModelFileError(f"{url}: the hub answered {error.code} {error.reason}; check the name, your access "
+                                     "to the repository, or HF_ENDPOINT") from None
+            problem = error
+        except (OSError, HTTPException) as error:
+            problem = error
+    if _size(partial) != file.size:
+        raise ModelFileError(f"{file.repo}/{file.path}: the download stopped at {_size(partial)} of {file.size} bytes "
+                             f"({_first_line(problem) if problem else 'the server sent more than the hub lists'}); "
+                             "run the same fetch again to resume it")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _get(url: str, file: RemoteFile, partial: Path, report) -> None:
+    from huggingface_hub.utils import build_hf_headers, tqdm
+
+    done = _size(partial)
+    headers = build_hf_headers()
+    token = headers.pop("authorization", None)
+    request = Request(url, headers={**headers, **({"Range": f"bytes={done}-"} if done else {})})
+    if token:
+        request.add_unredirected_header("Authorization", token)  # never sent on to the storage the hub redirects to
+    with urlopen(request, timeout=TIMEOUT_SECONDS) as response, open(partial, "ab") as handle:
+        if done and response.status != 206:  # the server ignored the range: take the whole file
+            handle.truncate(0)
+            done = 0
+        with tqdm(total=file.size, initial=done, unit="B", unit_scale=True, desc=file.name) as bar:
+            while (chunk := response.read(CHUNK)) and done + len(chunk) <= file.size:
+                handle.write(chunk)
+                done += len(chunk)
+                bar.update(len(chunk))
+                if report is not None:
+                    report(done)
+
+
+def verify(file: RemoteFile, path: Path) -> None:
+    """The downloaded file has the hub's size and sha256 (LFS) or git blob id; a bad copy is removed."""
+    what, expected = ("sha256", file.sha256) if file.sha256 else ("git blob id", file.blob_id)
+    size = path.stat().st_size
+    got = file_sha256(path) if file.sha256 else git_blob_id(path)
+    if size != file.size or got != expected:
+        path.unlink()
+        raise ModelFileError(f"{file.repo}/{file.path}: the download does not match the hub's {what} (expected "
+                             f"{expected}, {file.size} bytes; got {got}, {size} bytes); the bad copy was removed: fetch "
+                             "again, and if it repeats check HF_ENDPOINT or your proxy")
+
+
+def git_blob_id(path: Path) -> str:
+    """git's object id of a file's content (sha1 of 'blob <size>\\0' + content)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- conversions ----------------------------------------------------------------------------------------------------
+def _convert_official(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
+    import torch
+
+    from ..checkpoints import convert_checkpoint
+
+    source = plan.stage / plan.files[0].name
+    say(f"{plan.model.name}: converting {source.name} to {plan.target.name} ({dtype})")
+    start = time.monotonic()
+    report = convert_checkpoint(source, plan.target, dtype=torch.bfloat16, variant=plan.model.name, fp8=dtype == "fp8",
+                                progress=progress)
+    if not report.ok:
+        raise ModelFileError(f"{source}: does not map onto the MTV model (missing {report.missing[:3]}, unexpected "
+                             f"{report.unexpected[:3]}); it is kept there; report this with the file's size")
+    peak = peak_rss_mib()
+    say(f"{plan.model.name}: converted in {time.monotonic() - start:.0f} s"
+        + ("" if peak is None else f"; peak memory of this process {peak:.0f} MiB"))
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory, where the system reports it (not on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS counts bytes, Linux KiB
+
+
+def _install_demucs(plan: Plan, say) -> None:
+    """htdemucs through demucs' own loader (its download and cache), then written as this pack's demixer file."""
+    from ..audio.demix import DemixerFile, build_model, write_demixer_file
+
+    try:
+        from demucs.pretrained import get_model
+    except ImportError as error:
+        raise ConfigError("fetching the demixer needs the demucs package: pip install demucs") from error
+    say(f"{plan.model.name}: fetching htdemucs with demucs' own loader")
+    try:
+        loaded = get_model("htdemucs")
+    except Exception as error:  # noqa: BLE001 (demucs raises whatever its download path raises)
+        raise ModelFileError(f"demucs could not fetch htdemucs ({_first_line(error)}); check the network and try again") from None
+    members = getattr(loaded, "models", [loaded])
+    if len(members) != 1 or not hasattr(members[0], "_init_args_kwargs"):
+        raise ModelFileError(f"demucs' htdemucs is a bag of {len(members)} models; this pack installs a single HTDemucs: "
+                             "convert one model file with `python -m mtv_core convert-demixer`")
+    args, kwargs = members[0]._init_args_kwargs
+    state = {name: value.float() if value.is_floating_point() else value for name, value in members[0].state_dict().items()}
+    demixer = DemixerFile(list(args), dict(kwargs), state)
+    build_model(demixer, DEMUCS_SOURCE)
+    write_demixer_file(demixer, plan.target)
