@@ -102,16 +102,64 @@ def model_path(folder: str, name: str) -> Path:
     raise ModelFileError(f"model file {name!r} not found in {searched}; put it in ComfyUI's models/{folder} folder and refresh")
 
 
+def model_choices(folder: str, extensions=MODEL_EXTENSIONS) -> list[str]:
+    """What a loader lists: the installed models, then a 'fetch: ...' entry for each official model of this folder
+    that is not installed yet. Listing downloads nothing."""
+    return list_model_files(folder, extensions) + fetch_choices(folder)
+
+
+def fetch_choices(folder: str) -> list[str]:
+    from mtv_core.hub import offer_label, offers_for
+
+    return [offer_label(model) for model in offers_for(folder) if _installed(folder, model) is None]
+
+
+def _installed(folder: str, model) -> Path | None:
+    return next((root / model.installed for root in folder_roots(folder) if (root / model.installed).exists()), None)
+
+
+def is_fetch_choice(folder: str, name) -> bool:
+    from mtv_core.hub import model_for_label
+
+    model = model_for_label(name)
+    return model is not None and model.folder == folder
+
+
+def resolve_model(folder: str, name: str) -> Path:
+    """The path of the model a loader was given. A 'fetch: ...' choice is downloaded (and converted) into the
+    folder's first ComfyUI path the first time, with the progress bar, then loaded from there."""
+    from mtv_core.errors import ModelFileError
+    from mtv_core.hub import model_for_label
+    from mtv_core.hub.fetch import fetch_models
+
+    if not is_fetch_choice(folder, name):
+        return model_path(folder, name)
+    model = model_for_label(name)
+    installed = _installed(folder, model)
+    if installed is not None:
+        return installed
+    roots = folder_roots(folder)
+    if not roots:
+        raise ModelFileError(f"ComfyUI has no models/{folder} folder to fetch {model.name} into; add one in "
+                             "extra_model_paths.yaml or fetch it with `python -m mtv_core models fetch`")
+    [path] = fetch_models([model.name], lambda _: roots[0], progress=progress_and_interrupt(1),
+                          say=lambda line: logging.info("[MTV] %s", line))
+    return path
+
+
 def check_model_name(folder: str, name: str) -> bool | str:
     """What a loader's VALIDATE_INPUTS returns: True, or one line naming the problem and the fix."""
     from mtv_core.errors import MTVError
 
     if name == NO_DEMIXER:
         return ("no demixer is installed: put an HTDemucs model in ComfyUI's models/demucs folder (convert MVSEP-CDX23 "
-                "with `python -m mtv_core convert-demixer`), or use Stems From Audio with stems you separated yourself")
+                "with `python -m mtv_core convert-demixer`), choose the 'fetch: htdemucs' entry to download the 4-stem "
+                "htdemucs, or use Stems From Audio with stems you separated yourself")
     if name == NO_LORA:
         return ("no LoRA is installed: put an MTV LoRA (made with `python -m trainer --train lora`) in ComfyUI's "
                 "models/loras folder and refresh, or bypass this node")
+    if is_fetch_choice(folder, name):
+        return True
     try:
         model_path(folder, name)
     except MTVError as error:

@@ -26,7 +26,9 @@ def file_stamp(folder: str, *names: str) -> str:
     """What IS_CHANGED returns: a loader re-runs only when one of its files changes."""
     parts = []
     for name in names:
-        if name and name != NONE:
+        if comfy.is_fetch_choice(folder, name):
+            parts.append(name)  # not downloaded yet: nothing to stamp, and asking must not download
+        elif name and name != NONE:
             path = comfy.model_path(folder, name)
             stat = path.stat()
             parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -44,7 +46,7 @@ class MTVModelLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model_name": (comfy.list_model_files("diffusion_models"), {"tooltip": "An MTV .safetensors made by `python -m mtv_core convert` or the trainer."}),
+                "model_name": (comfy.model_choices("diffusion_models"), {"tooltip": "An MTV .safetensors made by `python -m mtv_core convert` or the trainer; a 'fetch:' entry downloads and converts the official model once."}),
                 "weight_dtype": (DTYPES, {"default": "auto", "tooltip": "Compute dtype. auto: bf16 on a GPU that has it, else fp32."}),
                 "attention": (list(ATTENTION_BACKENDS), {"default": "sdpa", "tooltip": "Attention kernel. xformers and sage need their package and a CUDA GPU."}),
                 "block_swap": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Transformer blocks kept in CPU memory and streamed to the GPU when needed (saves VRAM, costs speed)."}),
@@ -71,7 +73,7 @@ class MTVModelLoader:
         device = comfy.torch_device()
         memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=block_swap, fp8=fp8_weights,
                                compile=compile)
-        path = comfy.model_path("diffusion_models", model_name)
+        path = comfy.resolve_model("diffusion_models", model_name)
         model = load_mtv_model(path, dtype=resolve_dtype(weight_dtype, device), device="cpu")
         model.select_attention_backend(attention)
         swap = prepare_model(model, memory)
@@ -131,8 +133,8 @@ class MTVVAEAndT5Loader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae_name": (comfy.list_model_files("vae"), {"tooltip": "A diffusers AutoencoderKLCogVideoX folder or the .safetensors converted from SAT 3d-vae.pt."}),
-                "t5_name": (comfy.list_model_files("text_encoders"), {"tooltip": "A Hugging Face T5 encoder folder (config.json, weights and tokenizer)."}),
+                "vae_name": (comfy.model_choices("vae"), {"tooltip": "A diffusers AutoencoderKLCogVideoX folder or the .safetensors converted from SAT 3d-vae.pt; a 'fetch:' entry downloads the official one once."}),
+                "t5_name": (comfy.model_choices("text_encoders"), {"tooltip": "A Hugging Face T5 encoder folder (config.json, weights and tokenizer); a 'fetch:' entry downloads the official one once."}),
                 "t5_dtype": (DTYPES, {"default": "auto", "tooltip": "dtype of T5 (official: bf16). T5 is released from memory after encoding."}),
             }
         }
@@ -150,8 +152,8 @@ class MTVVAEAndT5Loader:
         from mtv_core.pipeline.text import load_text_encoder
         from mtv_core.pipeline.vae import load_vae
 
-        vae = load_vae(comfy.model_path("vae", vae_name), device="cpu")
-        t5 = load_text_encoder(comfy.model_path("text_encoders", t5_name), device="cpu",
+        vae = load_vae(comfy.resolve_model("vae", vae_name), device="cpu")
+        t5 = load_text_encoder(comfy.resolve_model("text_encoders", t5_name), device="cpu",
                                dtype=resolve_dtype(t5_dtype, comfy.torch_device()))
         return (vae, t5)
 
@@ -165,7 +167,7 @@ class MTVWav2VecLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"wav2vec_name": (comfy.list_model_files("audio_encoders"), {"tooltip": "A Hugging Face wav2vec2 folder or a single .safetensors file."})}}
+        return {"required": {"wav2vec_name": (comfy.model_choices("audio_encoders"), {"tooltip": "A Hugging Face wav2vec2 folder or a single .safetensors file; a 'fetch:' entry downloads wav2vec2-base-960h once."})}}
 
     @classmethod
     def IS_CHANGED(cls, wav2vec_name):
@@ -178,7 +180,7 @@ class MTVWav2VecLoader:
     def load(self, wav2vec_name):
         from mtv_core.audio import load_wav2vec2
 
-        return (load_wav2vec2(comfy.model_path("audio_encoders", wav2vec_name)),)
+        return (load_wav2vec2(comfy.resolve_model("audio_encoders", wav2vec_name)),)
 
 
 class MTVDemixerLoader:
@@ -191,8 +193,9 @@ class MTVDemixerLoader:
     @classmethod
     def INPUT_TYPES(cls):
         files = comfy.list_model_files(comfy.DEMUCS_FOLDER)
-        tip = "An HTDemucs model converted with `python -m mtv_core convert-demixer` (.safetensors) or a demucs .th file."
-        first = files or [comfy.NO_DEMIXER]
+        tip = ("An HTDemucs model converted with `python -m mtv_core convert-demixer` (.safetensors) or a demucs .th file; "
+               "'fetch: htdemucs' downloads the 4-stem htdemucs once.")
+        first = (files or [comfy.NO_DEMIXER]) + comfy.fetch_choices(comfy.DEMUCS_FOLDER)
         return {
             "required": {
                 "model_1": (first, {"tooltip": tip}),
@@ -217,5 +220,5 @@ class MTVDemixerLoader:
         from mtv_core.audio import load_demixer
 
         names = [n for n in (model_1, model_2, model_3) if n and n != NONE]
-        paths = [str(comfy.model_path(comfy.DEMUCS_FOLDER, n)) for n in names]
+        paths = [str(comfy.resolve_model(comfy.DEMUCS_FOLDER, n)) for n in names]
         return (load_demixer(paths, overlap=overlap, device=comfy.torch_device()),)

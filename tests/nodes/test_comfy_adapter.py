@@ -62,9 +62,9 @@ def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(fold
 
 def test_a_fresh_install_says_what_to_do_instead_of_an_empty_demixer_list(folders):
     choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
-    assert choices == [comfy.NO_DEMIXER]
+    assert choices == [comfy.NO_DEMIXER, "fetch: htdemucs (demucs htdemucs, ~168 MB)"]  # the default downloads nothing
     message = MTVDemixerLoader.VALIDATE_INPUTS(comfy.NO_DEMIXER)
-    assert "models/demucs" in message and "Stems From Audio" in message
+    assert "models/demucs" in message and "fetch: htdemucs" in message and "Stems From Audio" in message
 
 
 def test_a_missing_model_file_is_named_with_the_folder(folders):
