@@ -184,3 +184,13 @@ def test_models_list_names_every_model_and_the_manual_cdx23_download(capsys):
 
 def test_nothing_is_fetched_without_a_name(hub, tmp_path):
     assert fetch_models([], folders(tmp_path)) == [] and hub.requests == []
+
+
+def test_a_conversion_read_in_blocks_of_a_few_rows_writes_the_same_file(official, tmp_path, monkeypatch):
+    from mtv_core.checkpoints import files
+
+    source = tmp_path / "mp_rank_00_model_states.pt"
+    source.write_bytes(official[0])
+    monkeypatch.setattr(files, "BLOCK_BYTES", 256)  # a few rows per block: the qkv rows and casts cross blocks
+    assert convert_checkpoint(source, tmp_path / "blocks.safetensors", dtype=torch.bfloat16).ok
+    assert (tmp_path / "blocks.safetensors").read_bytes() == official[1].read_bytes()
