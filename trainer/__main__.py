@@ -37,6 +37,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-dropout", type=float, default=0.05, help="all streams zeroed together")
     parser.add_argument("--stream-dropout", type=float, default=0.0, help="each stream zeroed independently (per-stream guidance)")
     parser.add_argument("--clean-mask-prob", type=float, default=0.25)
+    parser.add_argument("--motion-weight", type=float, default=0.0, metavar="W",
+                        help="weight the loss by 1 + W x how much the clip moves at each latent position (small moving parts "
+                             "such as mouths learn faster); 0 = the official plain loss")
     parser.add_argument("--sample-every", type=int, default=0, metavar="K", help="write RUN/<stage>/samples/step-K.mp4 every K steps")
     parser.add_argument("--sample-vae", type=Path, help="the VAE the dataset's latents were made with (to decode samples)")
     parser.add_argument("--sample-steps", type=int, default=10, help="sampler steps for the sample videos")
@@ -103,6 +106,7 @@ def run_training(argv: list[str]) -> None:
         train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, frozen_streams=tuple(args.freeze_streams),
         ema=args.ema, mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, official_interaction_timestep=args.official_interaction_timestep,
+        motion_weight=args.motion_weight,
         save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
@@ -134,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             from .vae import run_vae
 
             run_vae(argv[1:])
+        elif argv[:1] == ["demixer"]:
+            from .demixer import run_demixer
+
+            run_demixer(argv[1:])
         else:
             run_training(argv)
     except MTVError as error:

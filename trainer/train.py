@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class TrainOptions:
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     official_interaction_timestep: bool = False  # row 0's timestep for every sample in the interaction blocks
+    motion_weight: float = 0.0  # extra loss weight where the clip moves (see objective.motion_weights)
     save_every: int = 200
     keep: int = 3
     log_every: int = 20
@@ -115,6 +117,8 @@ def run_curriculum(options: TrainOptions) -> list[Path]:
         select_subset(options.data, records, stage_subset(stage), stage)
     if options.train == "lora":
         _check_lora_options(options)
+    if not (math.isfinite(options.motion_weight) and 0 <= options.motion_weight <= 100):
+        raise TrainerError(f"--motion-weight {options.motion_weight} is out of range; use 0 (official loss) to 100 (2-8 is usual)")
     outputs = []
     for index, stage in enumerate(stages):
         previous = outputs[-1] if outputs else _previous_output(options, stage)
@@ -181,7 +185,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=options.betas, eps=1e-8, weight_decay=options.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(options))
     sampler = EpochSampler(len(dataset), options.batch_size, options.seed, accelerator.process_index, accelerator.num_processes)
-    objective = DiffusionObjective(model, official_alphas_cumprod())
+    objective = DiffusionObjective(model, official_alphas_cumprod(), options.motion_weight)
     objective, optimizer = accelerator.prepare(objective, optimizer)
     accelerator.register_for_checkpointing(schedule)  # stepped once per step by the trainer, not by accelerate
     ema = EMA(accelerator.unwrap_model(objective).model, names, options.ema) if options.ema else None

@@ -1,11 +1,14 @@
-"""The loss weighting, the schedule, timestep stratification, dropout and clean-frame masks."""
+"""The loss weighting (official, and motion-weighted), the schedule, timestep stratification, dropout and
+clean-frame masks."""
 
 import torch
 
 from mtv_core.pipeline.sampling import make_scheduler
 from trainer.objective import (
     ConditioningDropout,
+    DiffusionObjective,
     drop_conditioning,
+    motion_weights,
     official_alphas_cumprod,
     sample_clean_masks,
     sample_timesteps,
@@ -21,6 +24,46 @@ def test_v_mse_equals_the_official_x0_loss_weighted_by_one_over_one_minus_alpha_
     x0_hat = alpha.sqrt() * x_t - (1 - alpha).sqrt() * v_hat  # the official denoiser: c_skip x + c_out v
     official = (((x0_hat - x0) ** 2) / (1 - alpha)).mean()
     torch.testing.assert_close(((v_hat - v) ** 2).mean(), official)
+
+
+def test_motion_weights_favour_where_the_clip_moves_and_leave_a_still_clip_even():
+    latents = torch.zeros(2, 5, 16, 4, 6)
+    latents[0, :, :, 1, 2] = torch.arange(5.0).view(5, 1)  # one moving position in clip 0; clip 1 is still
+    weights = motion_weights(latents, strength=4.0)
+    assert weights.shape == (2, 1, 1, 4, 6)
+    assert float(weights[0, 0, 0, 1, 2]) == 1 + 4 * 24  # its spread is 24 times the clip's mean spread
+    assert float(weights[0].min()) == 1.0 and bool((weights[1] == 1.0).all())
+
+
+class _Constant(torch.nn.Module):
+    """A 'transformer' whose prediction is a fixed tensor, so the loss is a known function of it."""
+
+    def __init__(self, prediction):
+        super().__init__()
+        self.prediction = prediction
+
+    def project_audio(self, features):
+        return features
+
+    def forward(self, noisy, text, timesteps, audio_tokens=None, clean_mask=None):
+        return self.prediction
+
+
+def test_motion_weighted_loss_counts_errors_where_the_clip_moves_more():
+    latents = torch.zeros(1, 5, 16, 4, 6)
+    latents[0, :, :, 1, 2] = torch.arange(5.0).view(5, 1)
+    alphas, noise = official_alphas_cumprod(), torch.zeros_like(latents)
+    timesteps, mask = torch.tensor([999]), torch.zeros(1, 5, dtype=torch.bool)  # alpha 0: the target v is -latents
+    target = -latents
+    off_moving, off_still = target.clone(), target.clone()
+    off_moving[0, :, :, 1, 2] += 1
+    off_still[0, :, :, 3, 5] += 1
+    losses = {}
+    for weight in (0.0, 4.0):
+        for name, prediction in (("moving", off_moving), ("still", off_still)):
+            losses[weight, name] = float(DiffusionObjective(_Constant(prediction), alphas, weight)(latents, None, {}, timesteps, mask, noise))
+    assert abs(losses[0.0, "moving"] - 1 / 24) < 1e-7 and losses[0.0, "still"] == losses[0.0, "moving"]  # a plain mean
+    assert losses[4.0, "moving"] > 20 * losses[4.0, "still"]
 
 
 def test_schedule_is_the_samplers_zero_snr_schedule():

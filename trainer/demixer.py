@@ -1,0 +1,112 @@
+"""`python -m trainer demixer`: fit a small HTDemucs to clips that come with their stems (speech / effects /
+music WAVs beside each mp4, as `python -m mtv_lab world` writes them and `trainer prepare` reads them).
+
+It is how the built-in demo gets a demixer of its own: the model and its file are the ones the official
+pipeline uses (MVSEP-CDX23's sources music / effect / dialog, read by `mtv_core.audio.load_demixer`), only
+much smaller. Each batch mixes the stems of three different clips with random gains, so the model learns
+the sounds themselves rather than which clips they came in. Loss: L1 on the waveforms, as demucs trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from mtv_core.audio.demix import CINEMATIC_SOURCES, DemixerFile, write_demixer_file
+from mtv_core.audio.io import load_audio
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH
+
+from .errors import TrainerError
+
+STEM_OF_SOURCE = {"music": MUSIC, "effect": EFFECTS, "dialog": SPEECH}
+GAIN_DB = 6.0  # each stem's level varies by up to this much either way
+SMALL_HTDEMUCS = dict(audio_channels=2, channels=16, depth=3, nfft=512, t_layers=1, t_heads=4, t_hidden_scale=2.0,
+                      bottom_channels=0, dconv_depth=1, cac=True)
+
+
+def demixer_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer demixer",
+                                     description="Fit a small HTDemucs (music / effect / dialog) to clips with their stems.")
+    parser.add_argument("--clips", required=True, type=Path, nargs="+",
+                        help="folders holding <clip>_speech.wav, <clip>_effects.wav and <clip>_music.wav")
+    parser.add_argument("--out", required=True, type=Path, help="the demixer .safetensors to write")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="the model's rate (inputs are resampled to it)")
+    parser.add_argument("--segment", type=float, default=2.0, help="seconds per training window (and demixing window)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def read_stem_sets(folders: list[Path], sample_rate: int, segment: int) -> list[dict[str, torch.Tensor]]:
+    """Per clip: {stem: mono samples}, for every clip whose three stems exist and last at least one segment."""
+    sets = []
+    for folder in folders:
+        for speech in sorted(Path(folder).glob(f"*_{SPEECH}.wav")):
+            clip = speech.name[: -len(f"_{SPEECH}.wav")]
+            paths = {stem: speech.with_name(f"{clip}_{stem}.wav") for stem in STEM_OF_SOURCE.values()}
+            if not all(path.is_file() for path in paths.values()):
+                continue
+            stems = {stem: load_audio(path, sample_rate=sample_rate, mono=True).samples[0] for stem, path in paths.items()}
+            if min(len(samples) for samples in stems.values()) >= segment:
+                sets.append(stems)
+    if len(sets) < 3:
+        raise TrainerError(f"found {len(sets)} clips with all three stems (<clip>_speech.wav, _effects.wav, _music.wav) "
+                           f"in {', '.join(map(str, folders))}; a demixer needs at least 3 (make some with `python -m mtv_lab world`)")
+    return sets
+
+
+def random_mixes(sets: list[dict], size: int, segment: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mix (B, 2, T), sources (B, 3, 2, T)): each source from its own random clip and window, at a random gain."""
+    sources = torch.empty(size, len(CINEMATIC_SOURCES), 2, segment)
+    for row in range(size):
+        for index, source in enumerate(CINEMATIC_SOURCES):
+            samples = rng.choice(sets)[STEM_OF_SOURCE[source]]
+            start = rng.randrange(len(samples) - segment + 1)
+            gain = 10 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20)
+            sources[row, index] = gain * samples[start:start + segment]
+    return sources.sum(dim=1), sources
+
+
+def train_demixer(sets: list[dict], sample_rate: int, segment_seconds: float, steps: int, batch_size: int, lr: float,
+                  seed: int, log=print) -> DemixerFile:
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    kwargs = {**SMALL_HTDEMUCS, "sources": list(CINEMATIC_SOURCES), "samplerate": sample_rate, "segment": segment_seconds}
+    model = HTDemucs(**kwargs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    segment = int(segment_seconds * sample_rate)
+    started = time.monotonic()
+    for step in range(1, steps + 1):
+        mix, sources = random_mixes(sets, batch_size, segment, rng)
+        loss = (model(mix) - sources).abs().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps:
+            log(f"step {step}/{steps}: L1 {loss.item():.5f} ({time.monotonic() - started:.0f} s)")
+    state = {name: tensor.detach().float().contiguous() for name, tensor in model.state_dict().items()}
+    return DemixerFile(args=[], kwargs=kwargs, state=state)
+
+
+def run_demixer(argv: list[str]) -> None:
+    args = demixer_parser().parse_args(argv)
+    for name in ("steps", "batch_size", "sample_rate"):
+        if getattr(args, name) < 1:
+            raise TrainerError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    if not 0.5 <= args.segment <= 30:
+        raise TrainerError(f"--segment {args.segment} is out of range; use 0.5 to 30 seconds (2 is the demo's)")
+    segment = int(args.segment * args.sample_rate)
+    sets = read_stem_sets(args.clips, args.sample_rate, segment)
+    print(f"{len(sets)} clips with stems; training {args.steps} steps", flush=True)
+    demixer_file = train_demixer(sets, args.sample_rate, args.segment, args.steps, args.batch_size, args.lr, args.seed,
+                                 log=lambda line: print(line, flush=True))
+    write_demixer_file(demixer_file, args.out)
+    print(f"wrote {args.out}")
