@@ -20,7 +20,7 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from ..errors import ConfigError, ModelFileError
-from ..fileio import file_sha256
+from ..fileio import file_sha256, relative_name
 from .registry import (
     DEMUCS_SOURCE,
     DTYPES,
@@ -133,6 +133,8 @@ def _part_files(api, repo: str, part: RepoPart) -> list[RemoteFile]:
         raise ModelFileError(f"{where} lacks {', '.join(missing) or 'model files'} (it holds: "
                              f"{', '.join(sorted(files)[:8]) or 'nothing'}); the repository changed or the mirror is "
                              "incomplete: download the files by hand, or point HF_ENDPOINT at a full mirror")
+    for name in wanted:
+        relative_name(name, f"{where} listing")  # a mirror's names cannot climb out of the model's folder
     return [_remote_file(repo, files[name]) for name in wanted]
 
 

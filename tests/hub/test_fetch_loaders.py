@@ -9,7 +9,12 @@ from mtv_core import testing
 from mtv_core.hub import MODELS, offer_label
 from mtv_core.models import mtv_config
 from nodes import comfy_adapter as comfy
-from nodes.loaders import MTVDemixerLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
+from nodes.loaders import (
+    MTVDemixerLoader,
+    MTVModelLoader,
+    MTVVAEAndT5Loader,
+    MTVWav2VecLoader,
+)
 
 
 @pytest.fixture
