@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def convert_checkpoint(source: str | Path, output: str | Path, dtype: torch.dtyp
                        latent_size: tuple[int, int] | None = None, fp8: bool = False, progress=None) -> ConversionReport:
     """Convert an official MTV .pt or SAT 3d-vae.pt; the output holds its config in the metadata.
 
-    An MTV checkpoint is read, converted and written one tensor at a time (its 23 GB never sit in memory). `fp8`
+    An MTV checkpoint is read, converted and written a block of rows at a time (its 23 GB never sit in memory). `fp8`
     stores the transformer blocks' Linear weights as float8_e4m3fn with a scale per row (what the fp8 memory option
     makes of a loaded model), the rest in `dtype`. `progress(bytes_written, total_bytes)` follows the writing.
     """
@@ -111,12 +112,23 @@ class MTVStorage:
                     PlannedTensor(name + "_scale", dtype, (tensor.shape[0], 1))]
         return [PlannedTensor(name, dtype, tuple(tensor.shape))]
 
-    def stored(self, name: str, tensor: torch.Tensor, fp8_names: set[str]) -> list[torch.Tensor]:
-        if self.dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(self.dtype)
-        if self.fp8 and name in fp8_names:
-            return list(quantize_rows(tensor))
-        return [tensor]
+    def stored(self, name: str, blocks: Iterable[torch.Tensor], fp8_names: set[str]) -> list[Iterator[torch.Tensor]]:
+        """The blocks of each planned tensor `name` becomes (two for an fp8 weight: the weight, then its scales)."""
+        cast = (block.to(self.dtype) if self.dtype is not None and block.is_floating_point() else block for block in blocks)
+        if not (self.fp8 and name in fp8_names):
+            return [cast]
+        scales = []
+
+        def weights():
+            for block in cast:
+                weight, scale = quantize_rows(block)
+                scales.append(scale)
+                yield weight
+
+        def row_scales():
+            yield torch.cat(scales)
+
+        return [weights(), row_scales()]
 
 
 def _convert_mtv(checkpoint: LazyCheckpoint, sat: dict, output, storage: MTVStorage, variant, latent_size, progress):
@@ -132,10 +144,8 @@ def _convert_mtv(checkpoint: LazyCheckpoint, sat: dict, output, storage: MTVStor
         blocks = MTVTransformer3DModel(**config).transformer_blocks
     fp8_names = fp8_linear_weights(blocks, "transformer_blocks.")
     planned = [entry for name, meta in shapes.items() for entry in storage.planned(name, meta, fp8_names)]
-    tensors = _converted_tensors(checkpoint, sat, units, storage, fp8_names)
-    if progress is not None:
-        tensors = _reporting(tensors, sum(entry.nbytes for entry in planned), progress)
-    stream_safetensors(output, planned, tensors, report.config, MTV_KIND)
+    parts = _converted_parts(checkpoint, sat, units, storage, fp8_names)
+    stream_safetensors(output, planned, parts, report.config, MTV_KIND, progress)
     return report
 
 
@@ -163,20 +173,20 @@ def _plan_mtv(sat: dict, config: dict):
     return units, shapes, report
 
 
-def _converted_tensors(checkpoint: LazyCheckpoint, sat: dict, units: list, storage: MTVStorage, fp8_names: set[str]):
-    """The stored tensors in the planned order, reading only one unit's source tensors at a time."""
+def _converted_parts(checkpoint: LazyCheckpoint, sat: dict, units: list, storage: MTVStorage, fp8_names: set[str]):
+    """Each planned tensor's blocks, in the planned order. An output that is a view of a file tensor (renamed, or
+    rows of a fused qkv) is read from the file in blocks of rows; one computed from several (the AdaLN reorder, the
+    speaker table) is converted from its unit's source tensors, which are small."""
     for unit in units:
-        converted, _, _ = convert_mtv_state_dict({key: checkpoint.load(sat[key]) for key in unit})
-        for name, tensor in converted.items():
-            yield from storage.stored(name, tensor, fp8_names)
-
-
-def _reporting(tensors, total: int, progress):
-    done = 0
-    for tensor in tensors:
-        yield tensor
-        done += tensor.nbytes
-        progress(done, total)
+        outputs, _, _ = convert_mtv_state_dict({key: sat[key] for key in unit})
+        computed = None
+        for name, meta in outputs.items():
+            if checkpoint.in_file(meta):
+                blocks = checkpoint.blocks(meta)
+            else:
+                computed = computed or convert_mtv_state_dict({key: checkpoint.load(sat[key]) for key in unit})[0]
+                blocks = iter([computed[name]])
+            yield from storage.stored(name, blocks, fp8_names)
 
 
 def _convert_vae(state):

@@ -6,7 +6,7 @@ import json
 import math
 import pickle
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +33,15 @@ def load_pickled_state_dict(path: str | Path) -> dict:
     return _torch_load(path, zipped, map_location="cpu", mmap=zipped)
 
 
+BLOCK_BYTES = 64 << 20
+
+
 class LazyCheckpoint:
     """An official .pt read with `weights_only=True` whose tensors are read from the file one at a time, when asked.
 
     A zip-format file is unpickled onto the meta device (names, shapes, dtypes and each storage's place in the file,
-    no data); `load` then reads just the bytes a tensor covers, so converting a 23 GB checkpoint holds one tensor in
-    memory at a time, neither a copy nor mapped pages of the whole file. A legacy (pre-zip) file is read whole.
+    no data); `load` and `blocks` then read just the bytes a tensor (or a block of its rows) covers, so converting a
+    23 GB checkpoint holds a block at a time in memory, neither a copy nor mapped pages of the whole file. A legacy (pre-zip) file is read whole.
     """
 
     def __init__(self, path: str | Path):
@@ -47,7 +50,7 @@ class LazyCheckpoint:
         self.saved = _torch_load(self.path, self.zipped, map_location="meta" if self.zipped else "cpu", mmap=False)
 
     def load(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The data of one of this checkpoint's tensors (as found in `saved`)."""
+        """The data of one of this checkpoint's tensors (as found in `saved`), or of a view of one."""
         if not tensor.is_meta:
             return tensor
         if tensor.numel() == 0:
@@ -61,6 +64,20 @@ class LazyCheckpoint:
             if handle.readinto(data) != len(data):
                 raise ModelFileError(f"{self.path}: truncated: a tensor's bytes end past the file's end; download it again")
         return torch.frombuffer(data, dtype=tensor.dtype).as_strided(tensor.shape, tensor.stride())
+
+    def in_file(self, tensor: torch.Tensor) -> bool:
+        """Whether `tensor` is (a view of) one of the file's tensors, rather than something computed from them."""
+        return tensor.is_meta and getattr(tensor.untyped_storage(), "_checkpoint_offset", None) is not None
+
+    def blocks(self, tensor: torch.Tensor) -> Iterator[torch.Tensor]:
+        """A contiguous tensor of the file in blocks of whole rows of about BLOCK_BYTES (at least one row), so even
+        a 2.4 GB tensor passes through memory a little at a time; anything else whole."""
+        if not self.in_file(tensor) or tensor.dim() == 0 or not tensor.is_contiguous():
+            yield self.load(tensor)
+            return
+        rows = max(1, BLOCK_BYTES // max(1, tensor[0].numel() * tensor.element_size()))
+        for start in range(0, tensor.shape[0], rows):
+            yield self.load(tensor[start:start + rows])
 
 
 def _existing(path) -> Path:
@@ -121,21 +138,30 @@ class PlannedTensor:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-def stream_safetensors(path: str | Path, planned: list[PlannedTensor], tensors: Iterable[torch.Tensor],
-                       config: dict | None = None, kind: str | None = None) -> Path:
-    """Write a safetensors file one tensor at a time: the header, computed from the planned names, dtypes and shapes,
-    then each tensor's bytes as `tensors` yields them in the planned order. Only the tensor being written is in
-    memory. Atomic, like `save_safetensors`."""
+def stream_safetensors(path: str | Path, planned: list[PlannedTensor], parts: Iterable[Iterable[torch.Tensor]],
+                       config: dict | None = None, kind: str | None = None, progress=None) -> Path:
+    """Write a safetensors file a block at a time: the header, computed from the planned names, dtypes and shapes,
+    then each planned tensor's bytes from its part (blocks of rows, in order). Only the block being written is in
+    memory. `progress(bytes_written, total_bytes)` after each block. Atomic, like `save_safetensors`."""
     header = _stream_header(planned, _metadata(config, kind))
+    total = sum(entry.nbytes for entry in planned)
 
     def write(temp):
+        done = 0
         with open(temp, "wb") as handle:
             handle.write(struct.pack("<Q", len(header)) + header)
-            for entry, tensor in zip(planned, tensors, strict=True):
-                if tensor.dtype != entry.dtype or tuple(tensor.shape) != entry.shape:
-                    raise ValueError(f"{entry.name}: made as {tensor.dtype} {tuple(tensor.shape)}, planned as "
-                                     f"{entry.dtype} {entry.shape}")
-                handle.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+            for entry, blocks in zip(planned, parts, strict=True):
+                written = 0
+                for block in blocks:
+                    if block.dtype != entry.dtype:
+                        raise ValueError(f"{entry.name}: a block made as {block.dtype}, planned as {entry.dtype}")
+                    handle.write(block.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+                    written += block.nbytes
+                    if progress is not None:
+                        progress(done + written, total)
+                if written != entry.nbytes:
+                    raise ValueError(f"{entry.name}: {written} bytes made, {entry.nbytes} planned")
+                done += written
 
     return atomic_write(Path(path), write)
 
