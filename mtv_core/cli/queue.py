@@ -44,6 +44,8 @@ def run(args) -> int:
         apply_override(graph, assignment, client.declared_inputs)
     if args.jobs:
         return run_batch(args, graph, servers, client)
+    if args.per_server != 1 or args.skip_bad_servers:
+        raise ConfigError("--per-server and --skip-bad-servers are for a batch; add --jobs FILE, or leave them out")
     if len(servers) > 1:
         raise ConfigError(f"{len(servers)} --server given for one job; pass --jobs FILE to spread jobs over them, or give one")
     for path in args.upload:

@@ -304,7 +304,7 @@ class Batch:
             pending = [job for job in self.jobs if not self.summary.finished(job.name)]
             kept = len(self.jobs) - len(pending)
             if kept:
-                self.report(f"{kept} jobs finished in an earlier run; kept")
+                self.report(f"{kept} of {len(self.jobs)} jobs finished in an earlier run; kept")
             self._run(pending)
             counts = ", ".join(f"{server}: {count}" for server, count in self.finished_on.items())
             self.report(f"done in {time.monotonic() - began:.0f}s: {sum(self.finished_on.values())} finished, "

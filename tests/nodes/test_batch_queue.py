@@ -40,6 +40,7 @@ class State:
     output: dict | None = None  # the saved-file entry /history names, instead of a well-behaved one
     video_bytes: int = 0  # send this many bytes for a video instead of its description
     prompts: list = field(default_factory=list)  # (prompt id, graph, finishes at)
+    most_waiting: int = 0  # the most prompts it ever had running or waiting
     uploads: dict = field(default_factory=dict)
     gone: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,6 +69,8 @@ class StandInComfy(StandInHandler):
             last = self.state.prompts[-1][2] if self.state.prompts else 0.0
             prompt_id = f"p{len(self.state.prompts)}"
             self.state.prompts.append((prompt_id, json.loads(body)["prompt"], max(last, time.monotonic()) + self.state.seconds))
+            waiting = sum(end > time.monotonic() for _, _, end in self.state.prompts)
+            self.state.most_waiting = max(self.state.most_waiting, waiting)
         return self._send(200, {"prompt_id": prompt_id, "number": len(self.state.prompts), "node_errors": {}})
 
     def do_GET(self):
@@ -152,12 +155,11 @@ def summary(out: Path) -> dict:
         return {row["job"]: row for row in csv.DictReader(handle)}
 
 
-def run_batch(jobs: Path, servers: list, out: Path, report=None, **options) -> int:
+def run_batch(jobs: Path, servers: list, out: Path, report=None, **options) -> tuple[int, list]:
+    """(how many jobs failed, the progress lines)."""
     lines = []
-    batch = Batch(read_jobs(jobs, DEMO), servers, out, report=report or lines.append, poll=0.02, **options)
-    failed = batch.run()
-    run_batch.lines = lines
-    return failed
+    failed = Batch(read_jobs(jobs, DEMO), servers, out, report=report or lines.append, poll=0.02, **options).run()
+    return failed, lines
 
 
 def left_files(folder: Path) -> list:
@@ -168,7 +170,8 @@ def test_jobs_spread_over_two_servers_the_faster_taking_more(serve, tmp_path):
     slow, fast = State(seconds=1.0), State(seconds=0.02)
     servers = [serve(slow), serve(fast)]
     out = tmp_path / "out"
-    assert run_batch(jobs_file(tmp_path, 6, extra="7"), servers, out) == 0
+    failed, lines = run_batch(jobs_file(tmp_path, 6, extra="7"), servers, out)
+    assert failed == 0
     rows = summary(out)
     assert sorted(rows) == [f"job{n}" for n in range(6)]
     assert all(row["error"] == "" and row["retried"] == "" for row in rows.values())
@@ -184,8 +187,16 @@ def test_jobs_spread_over_two_servers_the_faster_taking_more(serve, tmp_path):
         assert rows[f"job{n}"]["output"] == f"job{n}/mtv/demo_{number:05}_.mp4"
         assert (out / rows[f"job{n}"]["output"]).read_text() == f"video {number} of {uploaded} seed {100 + n}"
     assert left_files(out) == sorted([rows[f"job{n}"]["output"] for n in range(6)] + ["summary.csv"])
-    assert run_batch.lines[-1].endswith(f"6 finished, 0 failed, 0 kept from earlier; jobs per server: "
+    assert lines[-1].endswith(f"6 finished, 0 failed, 0 kept from earlier; jobs per server: "
                                         f"{servers[0]}: {len(on[servers[0]])}, {servers[1]}: {len(on[servers[1]])}")
+
+
+def test_per_server_caps_the_jobs_in_flight_on_each_server(serve, tmp_path):
+    state = State(seconds=0.3)
+    out = tmp_path / "out"
+    assert run_batch(jobs_file(tmp_path, 5), [serve(state)], out, per_server=2)[0] == 0
+    assert state.most_waiting == 2 and sorted(state.seeds()) == [100, 101, 102, 103, 104]
+    assert sorted(summary(out)) == [f"job{n}" for n in range(5)]
 
 
 @pytest.mark.parametrize("trouble", [{"drop_first": True}, {"fail_seeds": (100,)}, {"vanish_first": True}])
@@ -193,17 +204,18 @@ def test_a_job_whose_server_fails_is_retried_on_the_other_and_the_summary_says_s
     flaky, steady = State(**trouble), State(seconds=0.3)
     servers = [serve(flaky), serve(steady)]
     out = tmp_path / "out"
-    assert run_batch(jobs_file(tmp_path, 3), servers, out) == 0
+    failed, lines = run_batch(jobs_file(tmp_path, 3), servers, out)
+    assert failed == 0
     rows = summary(out)
     assert rows["job0"]["server"] == servers[1] and rows["job0"]["error"] == ""
     assert rows["job0"]["retried"].startswith(f"{servers[0]}: ")
     assert ("out of memory" if "fail_seeds" in trouble else "cannot reach") in rows["job0"]["retried"]
     assert flaky.seeds()[0] == 100 and 100 in steady.seeds()
     assert all(row["error"] == "" and (out / row["output"]).is_file() for row in rows.values())
-    assert f"job job0 failed on {servers[0]}" in "\n".join(run_batch.lines)
+    assert f"job job0 failed on {servers[0]}" in "\n".join(lines)
     if "vanish_first" in trouble:
         assert flaky.seeds() == [100] and sorted(steady.seeds()) == [100, 101, 102]
-        assert f"{servers[0]} stopped answering" in "\n".join(run_batch.lines)
+        assert f"{servers[0]} stopped answering" in "\n".join(lines)
 
 
 def test_a_job_that_fails_on_both_servers_is_recorded_and_the_others_finish(serve, tmp_path, capsys):
@@ -242,8 +254,8 @@ def test_ctrl_c_keeps_finished_jobs_and_a_rerun_does_not_redo_them(serve, tmp_pa
     assert not (out / ".incoming").exists() and not (out / ".lock").exists()
     sent_before = [len(state.prompts) for state in states]
 
-    assert run_batch(jobs, servers, out) == 0
-    assert run_batch.lines[0] == "2 jobs finished in an earlier run; kept"
+    failed, lines = run_batch(jobs, servers, out)
+    assert failed == 0 and lines[0] == "2 of 6 jobs finished in an earlier run; kept"
     rows = summary(out)
     assert sorted(rows) == [f"job{n}" for n in range(6)]
     assert all(row["error"] == "" and (out / row["output"]).is_file() for row in rows.values())
@@ -276,7 +288,7 @@ def test_sigint_to_the_command_keeps_the_summary_and_the_same_command_resumes(se
 
     assert main(arguments) == 0
     assert state.seeds() == [100, 101, 101]
-    assert "1 jobs finished in an earlier run; kept" in capsys.readouterr().out
+    assert "1 of 2 jobs finished in an earlier run; kept" in capsys.readouterr().out
     assert left_files(out) == ["job0/mtv/demo_00000_.mp4", "job1/mtv/demo_00002_.mp4", "summary.csv"]
 
 
@@ -345,7 +357,19 @@ def test_a_bad_jobs_file_queues_nothing(serve, tmp_path, capsys):
 ])
 def test_hostile_replies_cannot_escape_the_out_folder(serve, tmp_path, hostile, words):
     out = tmp_path / "out"
-    assert run_batch(jobs_file(tmp_path, 2), [serve(State(**hostile))], out, max_download=2**20) == 2
+    assert run_batch(jobs_file(tmp_path, 2), [serve(State(**hostile))], out, max_download=2**20)[0] == 2
     rows = summary(out)
     assert all(row["output"] == "" and words in row["error"] for row in rows.values())
     assert left_files(tmp_path) == ["clip0.wav", "clip1.wav", "jobs.csv", "out/summary.csv"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--per-server", "2"], "--per-server and --skip-bad-servers are for a batch; add --jobs FILE"),
+    (["--skip-bad-servers"], "--per-server and --skip-bad-servers are for a batch; add --jobs FILE"),
+    (["--server", "http://127.0.0.1:9", "--server", "http://127.0.0.1:10"], "2 --server given for one job; pass --jobs FILE"),
+    (["--jobs", "jobs.csv", "--per-server", "0"], "--per-server 0 must be 1 or more"),
+    (["--jobs", "jobs.csv", "--upload", "a.wav"], "--upload is for one job"),
+])
+def test_batch_options_out_of_place_are_refused(tmp_path, capsys, options, message):
+    assert main(["queue", str(WORKFLOW), "--out", str(tmp_path / "out"), *options]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
