@@ -39,7 +39,6 @@ _JOB_NAME = re.compile(r"\w[\w.\- ]{0,99}")
 @dataclass
 class Job:
     name: str
-    line: int
     audio: Path
     graph: dict  # the workflow with this job's prompt, seed and overrides; the audio input is set once uploaded
     audio_input: tuple[str, str]  # (node id, input name)
@@ -149,7 +148,7 @@ def _job(path: Path, line: int, cells: dict, graph: dict, targets: dict, declare
             apply_override(job_graph, assignment, declared_inputs)
         except ConfigError as error:
             raise ConfigError(f"{where}, column {column!r}: {str(error).removeprefix(f'--set {assignment!r}: ')}") from None
-    return Job(name, line, audio, job_graph, targets["audio"])
+    return Job(name, audio, job_graph, targets["audio"])
 
 
 def _job_name(name: str, where: str) -> str:
