@@ -5,7 +5,9 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the clips (mp4 + stem WAVs + truth JSON) and captions.csv")
-    parser.add_argument("--clips", type=int, default=10, help="number of clips; kinds cycle through the five subsets")
+    parser.add_argument("--clips", type=int, default=10, help="number of clips; kinds cycle through --kinds")
+    parser.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                        help="kinds to cycle through (default: the five subsets; full_scene: speech, an effect and music at once)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same world")
     parser.add_argument("--frames", type=int, default=72, help="frames per clip (at least 56 for trainer prepare)")
     parser.add_argument("--fps", type=float, default=24.0)
@@ -16,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..world import WorldSettings, write_world
 
-    settings = WorldSettings(seed=args.seed, clips=args.clips, frames=args.frames, fps=args.fps, height=args.height, width=args.width)
+    kinds = {"kinds": tuple(args.kinds)} if args.kinds else {}
+    settings = WorldSettings(seed=args.seed, clips=args.clips, frames=args.frames, fps=args.fps, height=args.height,
+                             width=args.width, **kinds)
     specs = write_world(args.out, settings, progress=lambda spec: print(f"  {spec.name}: {spec.caption[:90]}"))
     print(f"wrote {len(specs)} clips to {args.out} (captions.csv, world.json); "
           f"next: python -m trainer prepare --clips {args.out} --captions {args.out}/captions.csv ...")

@@ -192,7 +192,7 @@ def object_shape(still: np.ndarray, spec: ClipSpec, colour: str) -> str:
     """The candidate shape whose mask best overlaps (IoU) the pixels nearer the object's colour than the background's."""
     pixels = still.astype(np.float32)
     near_object = np.linalg.norm(pixels - np.array(OBJECT_COLOURS[colour]), axis=-1)
-    near_background = np.linalg.norm(pixels - np.array(BACKGROUNDS["neutral"]), axis=-1)
+    near_background = np.linalg.norm(pixels - np.array(BACKGROUNDS[spec.mood or "neutral"]), axis=-1)
     x0, y0, x1, y1 = spec.object.box
     inside = np.zeros(near_object.shape, bool)
     inside[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = True

@@ -1,8 +1,8 @@
 """Write a synthetic world: per clip an mp4 (H.264 + AAC mix), three stem WAVs, a ground-truth JSON,
 and one `captions.csv` for all clips, laid out as `python -m trainer prepare --clips DIR` reads user clips.
 
-Clip i has kind KINDS[i % 5] and draws everything else from numpy's Generator seeded with (seed, i),
-so a clip does not depend on how many clips are made.
+Clip i has kind kinds[i % len(kinds)] (the five subsets by default) and draws everything else from numpy's
+Generator seeded with (seed, i), so a clip does not depend on how many clips are made.
 """
 
 import csv
@@ -21,8 +21,8 @@ from mtv_core.spec import EFFECTS, MUSIC, SPEECH, STEMS
 
 from . import sounds
 from .scene import (
+    FULL_SCENE,
     HAIR_COLOURS,
-    KINDS,
     OBJECT_COLOURS,
     OBJECT_SHAPES,
     ClipSpec,
@@ -66,6 +66,10 @@ def _people(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
         return [small_person(height, x, hair, shirt, True)], {
             "conversation": "one", "person1": f"A small person with {hair} hair and a {shirt} shirt stands on the {side}",
             "scene": "One person stands in an empty room."}
+    if kind == FULL_SCENE:  # the person on the left, the object (see _object) on the right
+        hair, shirt = _choice(rng, hairs), _choice(rng, shirts)
+        return [small_person(height, width * 0.25, hair, shirt, True)], {
+            "conversation": "one", "person1": f"A small person with {hair} hair and a {shirt} shirt stands on the left"}
     if kind == "multi_character":
         speaker = int(rng.integers(1, 3))
         looks = [(_choice(rng, hairs), _choice(rng, shirts)) for _ in range(2)]
@@ -79,9 +83,13 @@ def _people(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
 
 
 def _object(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tuple[SceneObject | None, dict]:
-    if kind != "sound_event":
+    if kind not in ("sound_event", FULL_SCENE):
         return None, {}
     shape, colour = _choice(rng, OBJECT_SHAPES), _choice(rng, list(OBJECT_COLOURS))
+    if kind == FULL_SCENE:
+        x = settings.width * rng.uniform(0.62, 0.78)
+        scene = f"One person stands in a room whose wall colour follows the music; a {colour} {shape} hops at every sound."
+        return object_at(settings.height, x, shape, colour), {"scene": scene}
     x = settings.width * rng.uniform(0.25, 0.75)
     scene = f"A {colour} {shape} stands on the dark floor of an empty grey room; it hops at every sound."
     return object_at(settings.height, x, shape, colour), {"conversation": "none", "scene": scene}
@@ -89,12 +97,12 @@ def _object(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
 
 def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, np.ndarray]]:
     """The clip's spec (its ground truth) and its three mono stems at sounds.SAMPLE_RATE."""
-    kind = KINDS[index % len(KINDS)]
+    kind = settings.kinds[index % len(settings.kinds)]
     rng = np.random.default_rng([settings.seed, index])
     frames, fps = settings.frames, settings.fps
     persons, fields = _people(kind, rng, settings)
     thing, object_fields = _object(kind, rng, settings)
-    fields = fields or object_fields or {"conversation": "none", "scene": "An empty room whose wall colour follows the music."}
+    fields = {**fields, **object_fields} or {"conversation": "none", "scene": "An empty room whose wall colour follows the music."}
     # Music plays (and sets the wall's mood) in every clip but the sound-event ones, whose neutral room keeps the
     # object's colour easy to read; a pathway that only ever hears silence learns to ignore its input.
     mood = None if kind == "sound_event" else _choice(rng, ("major", "minor"))

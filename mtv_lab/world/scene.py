@@ -12,12 +12,17 @@ import numpy as np
 from mtv_core.errors import ConfigError
 
 KINDS = ("basic_face", "single_character", "multi_character", "sound_event", "visual_mood")
+# Made only when asked for (`--kinds`): a speaking person, a hopping object and music in one room, all three
+# streams at once. Not in the default cycle, so the worlds of a seed stay what they were.
+FULL_SCENE = "full_scene"
+ALL_KINDS = (*KINDS, FULL_SCENE)
 SUBSETS = {  # what `trainer prepare` must find for each kind (music adds visual_mood: ClipSpec.subsets)
     "basic_face": ["basic_face", "single_character"],
     "single_character": ["single_character"],
     "multi_character": ["multi_character"],
     "sound_event": ["sound_event"],
     "visual_mood": ["visual_mood"],
+    FULL_SCENE: ["single_character", "sound_event"],
 }
 OBJECT_COLOURS = {"red": (220, 40, 40), "green": (40, 180, 70), "blue": (50, 90, 230), "yellow": (235, 215, 40)}
 OBJECT_SHAPES = ("circle", "square", "triangle")
@@ -38,6 +43,7 @@ class WorldSettings:
     fps: float = 24.0
     height: int = 64
     width: int = 96
+    kinds: tuple[str, ...] = KINDS  # clip i has kind kinds[i % len(kinds)]
 
     def validate(self) -> "WorldSettings":
         checks = [
@@ -50,6 +56,8 @@ class WorldSettings:
              f"use a multiple of {SIZE_STEP} of at least {MIN_HEIGHT} (the VAE downsamples by 8), e.g. 64"),
             (self.width >= MIN_WIDTH and self.width % SIZE_STEP == 0, "width", self.width,
              f"use a multiple of {SIZE_STEP} of at least {MIN_WIDTH}, e.g. 96"),
+            (len(self.kinds) > 0 and set(self.kinds) <= set(ALL_KINDS), "kinds", self.kinds,
+             f"choose from {', '.join(ALL_KINDS)}"),
         ]
         for ok, what, value, fix in checks:
             if not ok:

@@ -60,11 +60,24 @@ def test_same_seed_writes_the_same_world(world, tmp_path):
     ({"height": 60}, "world height 60 cannot make a valid clip; use a multiple of 8"),
     ({"width": 40}, "world width 40 cannot make a valid clip; use a multiple of 8 of at least 64"),
     ({"clips": 0}, "world clips 0 cannot make a valid clip; ask for at least 1 clip"),
+    ({"kinds": ("basic_face", "dance")}, r"world kinds \('basic_face', 'dance'\) cannot make a valid clip; choose from"),
 ])
 def test_impossible_settings_are_refused_before_writing(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         write_world(tmp_path / "out", WorldSettings(**change))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_scene_has_all_three_streams_each_with_its_own_thing_to_move():
+    spec, stems = make_clip(0, WorldSettings(seed=4, clips=1, frames=72, kinds=("full_scene",)))
+    assert spec.kind == "full_scene" and len(spec.persons) == 1 and spec.speaker == 1 and spec.object is not None
+    assert spec.mood in ("major", "minor") and spec.effect_onsets and max(spec.speech_envelope) == 1.0
+    assert all(np.abs(stems[name]).max() > 0.1 for name in ("speech", "effects", "music"))
+    assert spec.subsets == ["single_character", "sound_event", "visual_mood"]
+    mouth, thing = spec.persons[0].mouth_box, spec.object.box
+    assert mouth[2] < thing[0]  # the person stands left of the object: mouth and object never share pixels
+    assert "hops at every sound" in spec.caption and "wall colour follows the music" in spec.caption
+    assert make_clip(0, WorldSettings(seed=4, clips=1, frames=72))[0].kind == KINDS[0]  # not in the default cycle
 
 
 def test_major_music_is_brighter_than_minor():
