@@ -56,10 +56,9 @@ def tiny_vae(seed: int = 0):
 
 def save_vae(vae, path) -> Path:
     """The format `python -m mtv_core convert` writes for a SAT 3d-vae.pt: diffusers keys, config in metadata."""
-    from .checkpoints import save_safetensors
-    from .checkpoints.convert import VAE_KIND
+    from .checkpoints.convert import save_vae_file
 
-    return save_safetensors(path, vae.state_dict(), {k: v for k, v in vae.config.items() if not k.startswith("_")}, VAE_KIND)
+    return save_vae_file(vae, path)
 
 
 def save_tiny_t5(folder, d_model: int = 32, seed: int = 0, words=TINY_WORDS) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,12 @@ class ConversionReport:
         lines += [f"missing: {key}" for key in self.missing] or ["missing: none"]
         lines += [f"unexpected: {key}" for key in self.unexpected] or ["unexpected: none"]
         return lines
+
+
+def save_vae_file(vae, path) -> Path:
+    """A CogVideoX VAE as one safetensors file with its config in the metadata: what `convert` makes of 3d-vae.pt."""
+    config = {key: value for key, value in vae.config.items() if not key.startswith("_")}
+    return save_safetensors(path, vae.state_dict(), json.loads(json.dumps(config)), VAE_KIND)
 
 
 def detect_kind(state: dict) -> str:

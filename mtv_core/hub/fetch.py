@@ -8,6 +8,7 @@ The hub is `HF_ENDPOINT` (default https://huggingface.co), read when a fetch sta
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -79,7 +80,7 @@ class Plan:
     def bytes_needed(self) -> int:
         if self.model.convert == "demucs":
             return 2 * self.model.approx_bytes  # demucs' own download, then our file
-        converted = sum(file.size for file in self.files) if self.model.convert == "mtv" else 0
+        converted = sum(file.size for file in self.files) if self.model.convert in CONVERTERS else 0
         return self.bytes_to_download() + converted
 
 
@@ -179,8 +180,8 @@ def _install(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
     else:
         plan.stage.mkdir(parents=True, exist_ok=True)
         _download_all(plan, progress, say)
-        if plan.model.convert == "mtv":
-            _convert_official(plan, dtype, progress, say)
+        if plan.model.convert in CONVERTERS:
+            CONVERTERS[plan.model.convert](plan, dtype, progress, say)
             shutil.rmtree(plan.stage)
         else:
             os.replace(plan.stage, plan.target)  # the folder appears whole
@@ -298,6 +299,18 @@ def _convert_official(plan: Plan, dtype: str, progress: Progress | None, say) ->
     peak = peak_rss_mib()
     say(f"{plan.model.name}: converted in {time.monotonic() - start:.0f} s"
         + ("" if peak is None else f"; peak memory of this process {peak:.0f} MiB"))
+
+
+def _convert_vae_folder(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
+    """The diffusers VAE folder, checked by building it, written as one file with its config in the metadata (what
+    `convert` makes of 3d-vae.pt), under the name the workflows load."""
+    from ..checkpoints.convert import save_vae_file
+    from ..pipeline.vae import load_vae
+
+    save_vae_file(load_vae(plan.stage), plan.target)
+
+
+CONVERTERS = {"mtv": _convert_official, "vae": _convert_vae_folder}
 
 
 def peak_rss_mib() -> float | None:

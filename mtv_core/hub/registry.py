@@ -36,7 +36,9 @@ class HubModel:
     approx_bytes: int  # for lists and labels only; a fetch checks the hub's own sizes
     what: str
     parts: tuple[RepoPart, ...] = ()
-    convert: str = ""  # "mtv": the official .pt becomes safetensors; "demucs": demucs' loader, then ours
+    # "mtv": the official .pt becomes safetensors; "vae": the diffusers folder becomes one file with its config;
+    # "demucs": demucs' loader, then ours. Installed names are the ones the shipped workflows load.
+    convert: str = ""
 
     def installed_name(self, dtype: str = "bf16") -> str:
         if self.convert == "mtv" and dtype == "fp8":
@@ -56,9 +58,9 @@ MODELS = {model.name: model for model in (
     _mtv("single", "MTV transformer, one speaker"),
     _mtv("multi", "MTV transformer, two speakers"),
     _mtv("accm", "MTV transformer tuned for sound effects"),
-    HubModel("vae", "vae", "cogvideox_5b_i2v_vae", COGVIDEOX_REPO, 862 * 10**6, "CogVideoX 3D VAE (diffusers folder)",
-             (RepoPart("vae"),)),
-    HubModel("t5", "text_encoders", "cogvideox_t5_xxl", COGVIDEOX_REPO, 9_530 * 10**6,
+    HubModel("vae", "vae", "cogvideox5b_vae.safetensors", COGVIDEOX_REPO, 862 * 10**6,
+             "CogVideoX 3D VAE (one file, as `convert` makes from 3d-vae.pt)", (RepoPart("vae"),), convert="vae"),
+    HubModel("t5", "text_encoders", "t5-v1_1-xxl", COGVIDEOX_REPO, 9_530 * 10**6,
              "T5 v1.1 XXL encoder and tokenizer (one folder)", (RepoPart("text_encoder"), RepoPart("tokenizer"))),
     HubModel("wav2vec2", "audio_encoders", "wav2vec2-base-960h", WAV2VEC_REPO, 378 * 10**6, "wav2vec2 audio encoder",
              (RepoPart("", ("config.json", "preprocessor_config.json", "model.safetensors")),)),

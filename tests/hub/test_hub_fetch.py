@@ -157,6 +157,19 @@ def test_wav2vec2_and_t5_install_as_folders_their_loaders_read(hub, tmp_path):
     assert not list(t5_path.parent.glob(".*"))
 
 
+def test_the_vae_folder_installs_as_the_one_file_the_workflows_load(hub, tmp_path):
+    from mtv_core.pipeline.vae import load_vae
+
+    source = testing.tiny_vae(seed=3)
+    source.save_pretrained(tmp_path / "vae-folder")
+    add_folder(hub, "THUDM/CogVideoX-5b-I2V", tmp_path / "vae-folder", "vae")
+    (path,) = fetch_models(["vae"], folders(tmp_path), say=lambda line: None)
+    assert path == tmp_path / "models" / "vae" / "cogvideox5b_vae.safetensors" and path.is_file()
+    fetched = load_vae(path)
+    assert all(torch.equal(fetched.state_dict()[name], tensor) for name, tensor in source.state_dict().items())
+    assert not list(path.parent.glob(".*"))  # the download folder is gone
+
+
 def test_the_demixer_comes_through_demucs_own_loader(tmp_path, monkeypatch):
     from fractions import Fraction
 
