@@ -8,7 +8,6 @@ The hub is `HF_ENDPOINT` (default https://huggingface.co), read when a fetch sta
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import sys
