@@ -64,7 +64,11 @@ class HubHandler(StandInHandler):
         path = unquote(urlsplit(self.path).path)
         if path.startswith("/api/models/"):
             return self._tree(path[len("/api/models/"):])
-        owner, name, kind, _revision, file_path = path.lstrip("/").split("/", 4)
+        parts = path.lstrip("/").split("/", 4)
+        if len(parts) != 5:  # not a file URL (the real hub answers such paths with pages or 404s)
+            self.hub.requests.append(("GET", path, None))
+            return self._error(404, "EntryNotFound")
+        owner, name, kind, _revision, file_path = parts
         self.hub.requests.append(("GET", file_path, self.headers.get("Range")))
         if kind != "resolve" or (f"{owner}/{name}", file_path) not in self.hub.files:
             return self._error(404, "EntryNotFound")
