@@ -4,7 +4,8 @@ music WAVs beside each mp4, as `python -m mtv_lab world` writes them and `traine
 It is how the built-in demo gets a demixer of its own: the model and its file are the ones the official
 pipeline uses (MVSEP-CDX23's sources music / effect / dialog, read by `mtv_core.audio.load_demixer`), only
 much smaller. Each batch mixes the stems of three different clips with random gains, so the model learns
-the sounds themselves rather than which clips they came in. Loss: L1 on the waveforms, as demucs trains.
+the sounds themselves rather than which clips they came in; each source is drawn from the clips where it sounds
+(a plain draw would leave the effects, heard in one clip of five in the world, silent most of the time). Loss: L1 on the waveforms, as demucs trains.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .errors import TrainerError
 
 STEM_OF_SOURCE = {"music": MUSIC, "effect": EFFECTS, "dialog": SPEECH}
 GAIN_DB = 6.0  # each stem's level varies by up to this much either way
+AUDIBLE = 1e-3  # a stem whose peak is below this is silent in its clip (in the world, most clips have no effects)
+SILENT_SHARE = 0.2
 SMALL_HTDEMUCS = dict(audio_channels=2, channels=16, depth=3, nfft=512, t_layers=1, t_heads=4, t_hidden_scale=2.0,
                       bottom_channels=0, dconv_depth=1, cac=True)
 
@@ -62,11 +65,16 @@ def read_stem_sets(folders: list[Path], sample_rate: int, segment: int) -> list[
 
 
 def random_mixes(sets: list[dict], size: int, segment: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mix (B, 2, T), sources (B, 3, 2, T)): each source from its own random clip and window, at a random gain."""
-    sources = torch.empty(size, len(CINEMATIC_SOURCES), 2, segment)
+    """(mix (B, 2, T), sources (B, 3, 2, T)): each source from its own random clip in which it sounds, at a random
+    gain, or (one time in SILENT_SHARE) silent, so the model also learns that a sound can be absent."""
+    sources = torch.zeros(size, len(CINEMATIC_SOURCES), 2, segment)
     for row in range(size):
         for index, source in enumerate(CINEMATIC_SOURCES):
-            samples = rng.choice(sets)[STEM_OF_SOURCE[source]]
+            stem = STEM_OF_SOURCE[source]
+            sounding = [stems[stem] for stems in sets if stems[stem].abs().max() > AUDIBLE]
+            if not sounding or rng.random() < SILENT_SHARE:
+                continue
+            samples = rng.choice(sounding)
             start = rng.randrange(len(samples) - segment + 1)
             gain = 10 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20)
             sources[row, index] = gain * samples[start:start + segment]

@@ -52,3 +52,19 @@ def test_too_few_clips_with_all_three_stems_are_refused(tmp_path):
     with pytest.raises(TrainerError) as error:
         read_stem_sets([tmp_path], RATE, RATE // 4)
     assert "found 1 clips with all three stems" in str(error.value) and "at least 3" in str(error.value)
+
+
+def test_a_source_is_drawn_from_the_clips_where_it_sounds(tmp_path):
+    write_stems(tmp_path)
+    for index in (0, 1):  # effects sound in clip 2 only, as in the world, where most clips have none
+        save_wav(tmp_path / f"{index:03d}_clip_effects.wav", Waveform(torch.zeros(1, RATE), RATE))
+    sets = read_stem_sets([tmp_path], RATE, RATE // 4)
+    _, sources = random_mixes(sets, 40, RATE // 4, random.Random(1))
+    effects = sources[:, 1, 0]
+    sounding = [row for row in effects if row.abs().max() > 0]
+    assert 24 <= len(sounding) <= 40  # about 80 %; the rest are silent on purpose
+    audible = sets[2]["effects"]
+    windows = audible.unfold(0, RATE // 4, 1)
+    for row in sounding:  # a scaled window of the one clip where effects sound
+        cosine = (windows @ row) / (windows.norm(dim=1) * row.norm())
+        assert float(cosine.max()) > 0.9999
