@@ -58,7 +58,8 @@ def _demo_file(folder: str) -> Path | None:
     """The built-in demo's file for a model folder, if the demo is installed."""
     from mtv_core import demo
 
-    path = {"diffusion_models": demo.MODEL, "vae": demo.VAE, "text_encoders": demo.T5, "audio_encoders": demo.WAV2VEC}.get(folder)
+    path = {"diffusion_models": demo.MODEL, "vae": demo.VAE, "text_encoders": demo.T5, "audio_encoders": demo.WAV2VEC,
+            DEMUCS_FOLDER: demo.DEMIXER}.get(folder)
     return path if path is not None and path.exists() else None
 
 

@@ -3,7 +3,9 @@
     python tools/build_demo.py --work /tmp/demo-build
 
 world -> VAE (`python -m trainer vae`, three passes) -> tiny T5 and wav2vec2 -> `python -m trainer prepare` ->
-`python -m trainer --stage <each stage>` (the five-stage curriculum, from random weights) -> mtv_core/demo/.
+`python -m trainer --stage <each stage>` (the five-stage curriculum, from random weights) -> a polish stage on all
+clips plus full scenes (speech, hits and music at once), with each stream dropped on its own and the loss weighted
+where the clips move -> a small demixer (`python -m trainer demixer`) -> mtv_core/demo/.
 Each step is skipped when its output exists, so an interrupted build continues where it stopped.
 """
 
@@ -24,7 +26,8 @@ DEMO = REPO / "mtv_core" / "demo"
 
 from mtv_core.spec import EFFECTS, STEMS  # noqa: E402
 
-EXAMPLE_CLIP = "000_basic_face"  # from the held-out world: a close-up face whose mouth follows the speech
+# From the held-out worlds: a close-up face whose mouth follows the speech, and a full scene.
+EXAMPLE_CLIPS = {"example": ("heldout", "000_basic_face"), "example_full_scene": ("heldout-full", "000_full_scene")}
 # The world has effect sounds only in its sound-event clips, so the (cumulative) stages before that one
 # hear silent effects stems; training the effects pathway there would teach it to ignore its input.
 FROZEN_STREAMS = {"basic_face": [EFFECTS], "single_character": [EFFECTS], "multi_character": [EFFECTS]}
@@ -76,7 +79,8 @@ def build_components(work: Path) -> None:
     from mtv_core import testing
 
     if not (work / "t5").exists():
-        testing.save_tiny_t5(work / "t5", words=caption_words(work / "world" / "captions.csv", work / "heldout" / "captions.csv"))
+        testing.save_tiny_t5(work / "t5", words=caption_words(*(work / world / "captions.csv" for world in
+                                                                 ("world", "heldout", "world-full", "heldout-full"))))
     if not (work / "wav2vec2").exists():
         testing.save_tiny_wav2vec2(work / "wav2vec2")
 
@@ -93,6 +97,19 @@ def train_curriculum(work: Path, steps: int, batch_size: int) -> None:
              "--keep", 1, "--no-progress")
 
 
+def polish(work: Path, steps: int, batch_size: int) -> None:
+    """The full scenes join the dataset only now, after the curriculum; then one more stage on everything. Dropping
+    each stream on its own (0.3) shows every pathway the others both present and absent, and weighting the loss where
+    the clips move keeps mouths and the object from being drowned by the still background."""
+    run("-m", "trainer", "prepare", "--clips", work / "world-full", "--captions", work / "world-full" / "captions.csv",
+        "--out", work / "data", "--wav2vec", work / "wav2vec2", "--vae", work / "vae.safetensors", "--t5", work / "t5",
+        "--size", 64, 96)
+    step(work / "polish" / "visual_mood" / "model.safetensors", "-m", "trainer", "--stage", "visual_mood", "--data",
+         work / "data", "--out", work / "polish", "--init", work / "run" / "visual_mood" / "model.safetensors",
+         "--train", "all", "--steps", steps, "--batch-size", batch_size, "--lr", 2e-4, "--grad-clip", 1.0, "--warmup", 0.02,
+         "--stream-dropout", 0.3, "--motion-weight", 4, "--save-every", 100, "--keep", 1, "--no-progress")
+
+
 def pack(work: Path, run_dir: Path) -> None:
     """Copy what the loaders need into mtv_core/demo/ (weights stored in fp16 to halve the size)."""
     import torch
@@ -107,15 +124,19 @@ def pack(work: Path, run_dir: Path) -> None:
     for folder in ("t5", "wav2vec2"):
         shutil.rmtree(DEMO / folder, ignore_errors=True)
         shutil.copytree(work / folder, DEMO / folder)
-    example = DEMO / "example"
+    shutil.copy(work / "demixer.safetensors", DEMO / "demixer.safetensors")
+    for folder, (world, clip) in EXAMPLE_CLIPS.items():
+        pack_example(work / world, clip, DEMO / folder)
+
+
+def pack_example(world: Path, clip: str, example: Path) -> None:
     shutil.rmtree(example, ignore_errors=True)
     example.mkdir()
-    source = work / "heldout"
     for stem in STEMS:
-        shutil.copy(source / f"{EXAMPLE_CLIP}_{stem}.wav", example / f"{stem}.wav")
-    shutil.copy(source / f"{EXAMPLE_CLIP}.mp4", example / "clip.mp4")
-    rows = {row["clip"]: row for row in csv.DictReader(open(source / "captions.csv", newline=""))}
-    (example / "prompt.txt").write_text(rows[f"{EXAMPLE_CLIP}.mp4"]["caption"] + "\n")
+        shutil.copy(world / f"{clip}_{stem}.wav", example / f"{stem}.wav")
+    shutil.copy(world / f"{clip}.mp4", example / "clip.mp4")
+    rows = {row["clip"]: row for row in csv.DictReader(open(world / "captions.csv", newline=""))}
+    (example / "prompt.txt").write_text(rows[f"{clip}.mp4"]["caption"] + "\n")
 
 
 def main() -> None:
@@ -124,19 +145,28 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=150)
     parser.add_argument("--vae-steps", type=int, default=500)
     parser.add_argument("--steps-per-stage", type=int, default=800)
+    parser.add_argument("--polish-steps", type=int, default=600)
+    parser.add_argument("--demixer-steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     step(work / "world", "-m", "mtv_lab", "world", "--out", work / "world", "--clips", args.clips, "--seed", 0, "--frames", 120)
     step(work / "heldout", "-m", "mtv_lab", "world", "--out", work / "heldout", "--clips", 5, "--seed", 1, "--frames", 72)
+    step(work / "world-full", "-m", "mtv_lab", "world", "--out", work / "world-full", "--clips", 40, "--seed", 2,
+         "--frames", 120, "--kinds", "full_scene")
+    step(work / "heldout-full", "-m", "mtv_lab", "world", "--out", work / "heldout-full", "--clips", 5, "--seed", 3,
+         "--frames", 72, "--kinds", "full_scene")
     train_vae(work, args.vae_steps)
     build_components(work)
     step(work / "data" / "manifest.jsonl", "-m", "trainer", "prepare", "--clips", work / "world", "--captions",
          work / "world" / "captions.csv", "--out", work / "data", "--wav2vec", work / "wav2vec2",
          "--vae", work / "vae.safetensors", "--t5", work / "t5", "--size", 64, 96)
     train_curriculum(work, args.steps_per_stage, args.batch_size)
-    pack(work, work / "run")
+    polish(work, args.polish_steps, args.batch_size)
+    step(work / "demixer.safetensors", "-m", "trainer", "demixer", "--clips", work / "world", "--out",
+         work / "demixer.safetensors", "--steps", args.demixer_steps, "--batch-size", 8)
+    pack(work, work / "polish")
     print(json.dumps({"demo": str(DEMO), "files": sorted(p.name for p in DEMO.iterdir())}))
 
 

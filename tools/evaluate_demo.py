@@ -1,7 +1,7 @@
 """The demo's evaluation table: the demo model and its ablations (all audio zeroed, each stream zeroed
 in turn) on a held-out world, plus the world's own videos and a static baseline.
 
-    python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval
+    python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval [--model candidate.safetensors]
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=demo.MODEL, help="an MTV model for the demo's VAE, T5 and wav2vec2 "
+                                                                      "(default: the demo model)")
     args = parser.parse_args()
 
-    models = load_model_set(demo.MODEL, demo.VAE, demo.T5, demo.WAV2VEC)
+    models = load_model_set(args.model, demo.VAE, demo.T5, demo.WAV2VEC)
     variants = {"demo": (), **STREAM_ABLATIONS}
     for spec in world_clips(args.world):
         for variant, zeroed in variants.items():

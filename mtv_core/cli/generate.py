@@ -1,7 +1,9 @@
 """`python -m mtv_core generate`: audio + prompt -> mp4. Heavy imports happen inside `run`."""
 
 import argparse
+import sys
 
+from ..demo import EXAMPLES
 from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, STEMS, STREAMS
 
 MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
@@ -10,8 +12,9 @@ MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("--audio", help="soundtrack (any audio or video file)")
-    io.add_argument("--example", action="store_true",
-                    help="use the built-in demo example: its soundtrack, stems and caption (with the demo model)")
+    io.add_argument("--example", nargs="?", const="talking_face", choices=list(EXAMPLES), metavar="NAME",
+                    help="use a built-in demo example: its soundtrack, stems and caption (with the demo model); "
+                         "talking_face (the default) or full_scene (speech, hits and music at once)")
     io.add_argument("--prompt", help="text prompt (a structured MTV caption works best)")
     io.add_argument("--prompt-schedule", help='JSON list of {"prompt", "start", "transition"} for scene changes')
     io.add_argument("--out", required=True, help="output .mp4")
@@ -86,17 +89,23 @@ def _use_demo_defaults(args) -> None:
         demo.require_demo()
         args.model, args.vae, args.t5, args.wav2vec = map(str, (demo.MODEL, demo.VAE, demo.T5, demo.WAV2VEC))
     if args.example:
-        args.audio = args.audio or str(demo.EXAMPLE_AUDIO)
-        for name, path in demo.EXAMPLE_STEMS.items():
+        args.audio = args.audio or str(demo.example_audio(args.example))
+        for name, path in demo.example_stems(args.example).items():
             setattr(args, name, getattr(args, name) or str(path))
         if not args.prompt_schedule:
-            args.prompt = args.prompt or demo.example_prompt()
+            args.prompt = args.prompt or demo.example_prompt(args.example)
     if not args.audio:
         raise ConfigError("no soundtrack: pass --audio FILE (or --example for the demo's example)")
     stems = any(getattr(args, name) for name in STREAMS)
     if not given and not args.demixer and not stems:
-        raise ConfigError("the demo model comes without a demixer: pass the stems (--speech/--effects/--music), "
-                          "a --demixer, or --example")
+        args.demixer = [str(demo.DEMIXER)]
+        print(DEMO_DEMIXER_NOTICE, file=sys.stderr)
+
+
+DEMO_DEMIXER_NOTICE = (
+    "demixing with the built-in demo demixer: a small HTDemucs trained only on the synthetic world's speech, hits and "
+    "chords. It splits sounds like those; on a real recording its stems are rough. For real audio pass --demixer with "
+    "a real HTDemucs model, or the stems yourself (--speech/--effects/--music).")
 
 
 def build_job(args):
@@ -131,14 +140,10 @@ def build_job(args):
 
 
 def _print_progress(step: int, total: int) -> None:
-    import sys
-
     print(f"\rstep {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
 
 
 def run(args) -> int:
-    import sys
-
     from ..pipeline.job import run_job
 
     job = build_job(args)

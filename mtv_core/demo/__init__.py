@@ -1,4 +1,4 @@
-"""The built-in demo: a small MTV model with its VAE, T5 and wav2vec2, trained on the synthetic world
+"""The built-in demo: a small MTV model with its VAE, T5, wav2vec2 and demixer, trained on the synthetic world
 (`tools/build_demo.py`), and an example soundtrack with its stems and caption. Everything here is
 a file the ordinary loaders read; nothing is special-cased."""
 
@@ -14,18 +14,32 @@ MODEL = DEMO_DIR / "model.safetensors"
 VAE = DEMO_DIR / "vae.safetensors"
 T5 = DEMO_DIR / "t5"
 WAV2VEC = DEMO_DIR / "wav2vec2"
-EXAMPLE = DEMO_DIR / "example"
+DEMIXER = DEMO_DIR / "demixer.safetensors"
+# Each example folder holds clip.mp4 (the soundtrack, with the held-out clip's own picture), its stems and prompt.txt.
+EXAMPLES = {
+    "talking_face": DEMO_DIR / "example",  # a close-up whose mouth follows the speech, the wall the music
+    "full_scene": DEMO_DIR / "example_full_scene",  # all three streams: a speaker, an object hopping at hits, music
+}
+EXAMPLE = EXAMPLES["talking_face"]
 EXAMPLE_STEMS = {name: EXAMPLE / f"{name}.wav" for name in STEMS}
 EXAMPLE_AUDIO = EXAMPLE / "clip.mp4"
 EXAMPLE_PROMPT = EXAMPLE / "prompt.txt"
 
 
 def require_demo() -> None:
-    missing = [p.name for p in (MODEL, VAE, T5, WAV2VEC, EXAMPLE_AUDIO) if not p.exists()]
+    missing = [p.name for p in (MODEL, VAE, T5, WAV2VEC, DEMIXER, EXAMPLE_AUDIO) if not p.exists()]
     if missing:
         raise ModelFileError(f"the built-in demo is incomplete (missing {', '.join(missing)} in {DEMO_DIR}); "
                              "rebuild it with `python tools/build_demo.py --work /tmp/demo-build`, or pass your own model files")
 
 
-def example_prompt() -> str:
-    return EXAMPLE_PROMPT.read_text().strip()
+def example_prompt(name: str = "talking_face") -> str:
+    return (EXAMPLES[name] / "prompt.txt").read_text().strip()
+
+
+def example_stems(name: str = "talking_face") -> dict:
+    return {stem: EXAMPLES[name] / f"{stem}.wav" for stem in STEMS}
+
+
+def example_audio(name: str = "talking_face"):
+    return EXAMPLES[name] / "clip.mp4"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtv_core import demo
 from mtv_core.audio import Waveform, save_wav
 from mtv_core.errors import AudioInputError, MTVError
 from nodes import comfy_adapter as comfy
@@ -60,7 +61,14 @@ def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(fold
     assert listed[1:] == ["small.safetensors", "wav2vec2-base-960h/"]
 
 
-def test_a_fresh_install_says_what_to_do_instead_of_an_empty_demixer_list(folders):
+def test_a_fresh_install_offers_the_demo_demixer_first_and_the_default_downloads_nothing(folders):
+    choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
+    assert choices == [comfy.DEMO_CHOICE, "fetch: htdemucs (demucs htdemucs, ~168 MB)"]
+    assert comfy.model_path(comfy.DEMUCS_FOLDER, comfy.DEMO_CHOICE) == demo.DEMIXER
+
+
+def test_without_the_demo_an_empty_demixer_list_says_what_to_do(folders, monkeypatch):
+    monkeypatch.setattr(demo, "DEMIXER", demo.DEMO_DIR / "absent.safetensors")
     choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
     assert choices == [comfy.NO_DEMIXER, "fetch: htdemucs (demucs htdemucs, ~168 MB)"]  # the default downloads nothing
     message = MTVDemixerLoader.VALIDATE_INPUTS(comfy.NO_DEMIXER)
