@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=150)
     parser.add_argument("--vae-steps", type=int, default=500)
     parser.add_argument("--steps-per-stage", type=int, default=800)
-    parser.add_argument("--polish-steps", type=int, default=600)
+    parser.add_argument("--polish-steps", type=int, default=500)
     parser.add_argument("--demixer-steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
