@@ -103,7 +103,9 @@ def official_note(what: str, variant: str, demixer: bool = True, extra: str = ""
         "Listen to the stems in the players before you queue." if demixer else
         "Change: the soundtrack in Load Audio (upload button), the scene and people in MTV Text Encode, the seed.",
         *([extra] if extra else []), "",
-        "Needs these files:", *(f"- {f}" for f in files), "",
+        "Needs these files:", *(f"- {f}" for f in files),
+        f"Get all but the demixer with `python -m mtv_core models fetch all-{variant} --dest ComfyUI/models`, or choose "
+        "a loader's 'fetch: ...' entry.", "",
         "Finished segments are kept under output/mtv_segments/; queueing again resumes where it stopped.",
     ])
 
