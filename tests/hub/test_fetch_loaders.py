@@ -31,7 +31,7 @@ def test_loaders_list_what_they_can_fetch_after_the_installed_models(models):
     vae_t5 = MTVVAEAndT5Loader.INPUT_TYPES()["required"]
     assert vae_t5["vae_name"][0][-1] == offer_label(MODELS["vae"]) and vae_t5["t5_name"][0][-1] == offer_label(MODELS["t5"])
     assert MTVWav2VecLoader.INPUT_TYPES()["required"]["wav2vec_name"][0][-1] == offer_label(MODELS["wav2vec2"])
-    assert MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0] == [comfy.NO_DEMIXER, offer_label(MODELS["demucs"])]
+    assert MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0] == [comfy.DEMO_CHOICE, offer_label(MODELS["demucs"])]
     testing.save_mtv_model(testing.tiny_mtv_model(), models / "diffusion_models" / "mtv_single.safetensors")
     model_names = MTVModelLoader.INPUT_TYPES()["required"]["model_name"][0]
     assert "mtv_single.safetensors" in model_names and offer_label(MODELS["single"]) not in model_names
