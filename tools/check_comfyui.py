@@ -125,7 +125,7 @@ window.mtvCheck = {
   },
   async status(url) { try { return (await fetch(url)).status; } catch (e) { return String(e); } },
 };
-api.addEventListener('progress', e => window.mtvCheck.progress.push([Date.now(), e.detail.value, e.detail.max]));
+api.addEventListener('progress', e => window.mtvCheck.progress.push([Date.now(), e.detail.value, e.detail.max, e.detail.prompt_id]));
 for (const kind of ['execution_success', 'execution_error', 'execution_interrupted'])
   api.addEventListener(kind, e => window.mtvCheck.done.push([Date.now(), kind, e.detail]));
 """
@@ -381,17 +381,23 @@ def is_mp4(server: ComfyServer, item: dict) -> bool:
 
 
 def measure_interrupt(page: Page, server: ComfyServer, failures: Failures, timeout: float) -> float | None:
-    """Queue the demo with another seed, press Cancel once sampling reports progress; seconds until it stops."""
+    """Queue the demo with another seed, press Cancel once sampling reports progress; seconds until it stops. Only
+    events of this job count: under load the previous job's end can reach the page after this one is queued."""
     page.evaluate("""() => { const n = app.graph._nodes.find(n => n.type === 'MTVChainSegments');
-                             n.widgets.find(w => w.name === 'seed').value += 1; window.mtvCheck.progress = [];
-                             window.mtvCheck.done = []; return app.queuePrompt(0, 1); }""")
+                             n.widgets.find(w => w.name === 'seed').value += 1; return app.queuePrompt(0, 1); }""")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and page.evaluate("() => window.mtvCheck.progress.filter(p => p[2] > 10).length") < 2:
+    prompt_id = None
+    while prompt_id is None and time.monotonic() < deadline:
+        running = server.get("/queue").get("queue_running") or []
+        prompt_id = running[0][1] if running else None
+        time.sleep(0.1)
+    progress = "id => window.mtvCheck.progress.filter(p => p[3] === id && p[2] > 10).length"
+    while time.monotonic() < deadline and page.evaluate(progress, prompt_id) < 2:
         time.sleep(0.2)
     pressed = time.monotonic()
     server.post("/interrupt")
     while time.monotonic() < deadline:
-        done = page.evaluate("() => window.mtvCheck.done")
+        done = page.evaluate("id => window.mtvCheck.done.filter(d => (d[2] || {}).prompt_id === id)", prompt_id)
         if done:
             failures.check(done[-1][1] == "execution_interrupted", f"Cancel during sampling ended with {done[-1][1]}")
             return time.monotonic() - pressed
