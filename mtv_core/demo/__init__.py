@@ -21,9 +21,6 @@ EXAMPLES = {
     "full_scene": DEMO_DIR / "example_full_scene",  # all three streams: a speaker, an object hopping at hits, music
 }
 EXAMPLE = EXAMPLES["talking_face"]
-EXAMPLE_STEMS = {name: EXAMPLE / f"{name}.wav" for name in STEMS}
-EXAMPLE_AUDIO = EXAMPLE / "clip.mp4"
-EXAMPLE_PROMPT = EXAMPLE / "prompt.txt"
 
 
 def require_demo() -> None:
@@ -41,5 +38,9 @@ def example_stems(name: str = "talking_face") -> dict:
     return {stem: EXAMPLES[name] / f"{stem}.wav" for stem in STEMS}
 
 
-def example_audio(name: str = "talking_face"):
+def example_audio(name: str = "talking_face") -> Path:
     return EXAMPLES[name] / "clip.mp4"
+
+
+EXAMPLE_STEMS = example_stems()
+EXAMPLE_AUDIO = example_audio()
