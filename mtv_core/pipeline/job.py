@@ -294,6 +294,7 @@ def _serve(job: GenerationJob, parallel: ParallelRun, interrupt) -> None:
     model, memory, swap = _load_transformer(job, parallel)
     while (segment := parallel.share(None)) is not None:
         denoise(model, segment, job.config, memory, swap, interrupt=interrupt, parallel=parallel)
+    parallel.finish()
 
 
 def _remove_work_files(work: Path) -> None:

@@ -170,8 +170,12 @@ class ParallelRun:
         return message[0]
 
     def finish(self) -> None:
+        """Rank 0 says there are no more segments; then every process leaves together. Leaving alone, rank 0 could
+        close its connections before the others had read that message (gloo then aborts them: seen under load)."""
         if self.is_leader:
             self.share(None)
+        dist.barrier(group=self.control)
+        dist.destroy_process_group()
 
 
 def start_processes(plan: ParallelPlan, device: str) -> ParallelRun:
