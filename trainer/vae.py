@@ -38,6 +38,9 @@ def vae_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="train the decoder alone (needs --init): the latents stay as they were, so a model "
+                             "trained on them keeps working and draws what the sharper decoder makes of them")
     return parser
 
 
@@ -81,13 +84,23 @@ def vae_loss(vae, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
     return weighted + KL_WEIGHT * posterior.kl().mean(), squared.mean().item()
 
 
+def trained_parameters(vae, decoder_only: bool) -> list:
+    if decoder_only:
+        vae.encoder.requires_grad_(False)
+        if vae.quant_conv is not None:
+            vae.quant_conv.requires_grad_(False)
+    return [p for p in vae.parameters() if p.requires_grad]
+
+
 def train_vae(args) -> float:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     clips = [read_clip(path) for path in find_videos(args.clips)]
+    if args.decoder_only and not args.init:
+        raise TrainerError("--decoder-only fine-tunes an existing VAE's decoder; pass the VAE with --init FILE")
     vae = load_vae(args.init) if args.init else new_vae(args.widths)
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(trained_parameters(vae, args.decoder_only), lr=args.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     mse = float("nan")
     for step in range(1, args.steps + 1):

@@ -43,6 +43,40 @@ def test_vae_training_lowers_reconstruction_error(tmp_path):
     assert after < 0.5 * before
 
 
+def test_decoder_only_keeps_the_latents_and_lowers_the_error(tmp_path):
+    """--decoder-only: the encoder (so every latent a model was trained on) stays bit-identical; the decoder learns."""
+    import random
+
+    import pytest
+
+    from mtv_core.pipeline.vae import load_vae
+    from mtv_core.testing import save_vae
+    from trainer.errors import TrainerError
+    from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss, vae_parser
+
+    (tmp_path / "clips").mkdir()
+    for seed in range(2):
+        write_clip(tmp_path / "clips" / f"c{seed}.mp4", seed=seed)
+    torch.manual_seed(0)
+    save_vae(new_vae((8, 8, 8, 8)).eval(), tmp_path / "start.safetensors")
+    common = ["--clips", str(tmp_path / "clips"), "--out", str(tmp_path / "dec.safetensors"), "--decoder-only"]
+    with pytest.raises(TrainerError, match="--init"):
+        train_vae(vae_parser().parse_args(common))
+    train_vae(vae_parser().parse_args([*common, "--init", str(tmp_path / "start.safetensors"), "--steps", "30",
+                                       "--batch-size", "2", "--lr", "3e-3"]))
+    start, tuned = load_vae(tmp_path / "start.safetensors"), load_vae(tmp_path / "dec.safetensors")
+    for name, value in start.encoder.state_dict().items():
+        assert torch.equal(value, tuned.encoder.state_dict()[name]), name
+    assert any(not torch.equal(v, tuned.decoder.state_dict()[k]) for k, v in start.decoder.state_dict().items())
+    batch = random_batch([read_clip(p) for p in sorted((tmp_path / "clips").glob("*.mp4"))], 2, random.Random(1))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        before = vae_loss(start, batch)[1]
+        torch.manual_seed(1)
+        after = vae_loss(tuned, batch)[1]
+    assert after < 0.7 * before
+
+
 def test_vae_loss_weighs_moving_pixels_more():
     from trainer.vae import MOTION_WEIGHT, motion_weights
 
