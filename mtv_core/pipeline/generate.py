@@ -112,6 +112,7 @@ class SegmentInputs:
     text: torch.Tensor  # (1, 226, D)
     features: dict  # stream -> (1, 49, feature_dim)
     prefix_pixels: torch.Tensor | None  # (3, P, H, W) in [-1, 1]
+    silent: frozenset = frozenset()  # streams encoded from silence (AudioFeatures.flags)
 
 
 class SegmentGenerator:
@@ -173,7 +174,8 @@ class SegmentGenerator:
         clean_mask = torch.zeros(noise.shape[:2], dtype=torch.bool)
         if prefix is not None:
             clean_mask[:, :prefix.shape[1]] = True
-        return DenoiseJob(inputs.text, tokens, null_tokens, clean_mask, noise, prefix, generator.get_state())
+        return DenoiseJob(inputs.text, tokens, null_tokens, clean_mask, noise, prefix, generator.get_state(),
+                          inputs.silent)
 
     def _progress(self, offset: int, total: int | None):
         if self.progress is None:
@@ -189,7 +191,8 @@ def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOpti
     exclude = (model.audio_encoders, *(swap.blocks if swap else ()))
     with on_device(model, memory.device, memory.offload_components, exclude), lora.applied(model, config.loras), \
             interruptible(model.transformer_blocks, interrupt), step_cache(model, config.cache):
-        guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel)
+        guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel,
+                             job.silent)
         return sample(config.sampler, guided, job.noise, config.steps, generator=generator, prefix=job.prefix,
                       progress=progress, interrupt=interrupt)
 
@@ -224,7 +227,7 @@ def render_segments(generator: SegmentGenerator, text_embeddings: torch.Tensor, 
         if stored is None:
             prefix = tail if segment.has_prefix else start_image
             inputs = SegmentInputs(schedule.embedding_at(text_embeddings, segment.centre_time(FPS)),
-                                   segment_features(features, segment), prefix)
+                                   segment_features(features, segment), prefix, frozenset(features.flags))
             pixels = generator.run(inputs, generator.config.segment_seed(segment.index), segment.index * steps,
                                    len(plan.segments) * steps)
             if segment.has_prefix and generator.config.colour_match:

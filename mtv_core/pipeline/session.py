@@ -117,10 +117,13 @@ class RenderSession:
         chosen = plan.segments[index]
         text = render.schedule.embedding_at(render.text, chosen.centre_time(FPS))
         return self.segment_from_windows(text, segment_features(render.features, chosen), self.start_pixels(render),
-                                         self.config.segment_seed(index))
+                                         self.config.segment_seed(index), frozenset(render.features.flags))
 
-    def segment_from_windows(self, text: torch.Tensor, windows: dict, prefix=None, seed: int | None = None):
-        """One segment from one text embedding (1, 226, D) and feature windows {stream: (1, 49, dim)}."""
+    def segment_from_windows(self, text: torch.Tensor, windows: dict, prefix=None, seed: int | None = None,
+                             silent=frozenset()):
+        """One segment from one text embedding (1, 226, D) and feature windows {stream: (1, 49, dim)}; `silent`:
+        the streams encoded from silence."""
         generator = self.generator
-        latents = generator.sample_latents(SegmentInputs(text, windows, prefix), self.config.seed if seed is None else seed)
+        latents = generator.sample_latents(SegmentInputs(text, windows, prefix, silent),
+                                           self.config.seed if seed is None else seed)
         return to_uint8(generator.decode(latents)), latents

@@ -73,6 +73,25 @@ def test_text_scale_one_drops_the_unconditional_branch(tiny_model, inputs):
     torch.testing.assert_close(out, e1 + 4.0 * (e4 - e1), atol=1e-4, rtol=1e-4)
 
 
+def test_a_silent_stream_is_guided_at_the_text_scale(tiny_model, inputs):
+    """Effects encoded from silence: no effects push of its own (e3 - e2 at the text scale, one branch fewer)."""
+    x, text, tokens, null, mask = inputs
+    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
+                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
+                           ("text", "speech", "effects", "music")))
+    scales = GuidanceScales(3.5, 8.0, 12.0, 3.5)
+    sizes, handle = _batch_sizes(tiny_model)
+    out = GuidedModel(tiny_model, text, tokens, null, scales, mask, silent=frozenset({"effects"}))(x, 500)
+    handle.remove()
+    assert sizes == [4]
+    expected = e0 + 3.5 * (e1 - e0) + 8.0 * (e2 - e1) + 3.5 * (e3 - e2) + 3.5 * (e4 - e3)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    assert scales.for_silent({"speech", "music"}) == GuidanceScales(3.5, 3.5, 12.0, 3.5)
+    assert scales.for_silent({"speech"}, streams={"speech", "speech2"}) == scales  # Person2 still speaks
+    assert scales.for_silent({"speech", "speech2"}, streams={"speech", "speech2"}).speech == 3.5
+    assert GuidanceScales.joint(3.5).for_silent({"speech", "effects", "music"}) == GuidanceScales.joint(3.5)
+
+
 @pytest.mark.parametrize("scales, name", [((-1, 3, 3, 3), "text"), ((3, 31, 3, 3), "speech"),
                                           ((3, 3, float("nan"), 3), "effects"), ((3, 3, 3, "7"), "music")])
 def test_out_of_range_scales_are_named(scales, name):
