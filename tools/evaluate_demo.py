@@ -2,6 +2,8 @@
 in turn) on a held-out world, plus the world's own videos and a static baseline.
 
     python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval [--model candidate.safetensors]
+
+Every variant samples with the demo's guidance scales (mtv_core.demo.GUIDANCE) unless --joint-guidance is given.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     from mtv_core import demo
     from mtv_core.pipeline.video import write_mp4
+    from mtv_core.pipeline.guidance import GuidanceScales
     from mtv_lab.evaluation.ablations import STREAM_ABLATIONS, generate_clip, load_model_set
     from mtv_lab.world.generate import world_clips
 
@@ -28,9 +31,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=demo.MODEL, help="an MTV model for the demo's VAE, T5 and wav2vec2 "
                                                                       "(default: the demo model)")
+    parser.add_argument("--vae", type=Path, default=demo.VAE, help="a VAE for the demo's latents (default: the demo's)")
+    parser.add_argument("--joint-guidance", type=float, help="one scale for every condition instead of the demo's")
     args = parser.parse_args()
+    guidance = (GuidanceScales.joint(args.joint_guidance) if args.joint_guidance is not None
+                else GuidanceScales(**demo.GUIDANCE))
 
-    models = load_model_set(args.model, demo.VAE, demo.T5, demo.WAV2VEC)
+    models = load_model_set(args.model, args.vae, demo.T5, demo.WAV2VEC)
     variants = {"demo": (), **STREAM_ABLATIONS}
     for spec in world_clips(args.world):
         for variant, zeroed in variants.items():
@@ -38,7 +45,7 @@ def main() -> None:
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            frames = generate_clip(models, args.world, spec.name, zeroed, steps=args.steps, seed=args.seed)
+            frames = generate_clip(models, args.world, spec.name, zeroed, args.steps, args.seed, guidance)
             write_mp4(path, frames, 24.0)
             print(f"{variant}: {path}", flush=True)
     rows = [f"{variant}={args.out / 'videos' / variant}" for variant in variants]

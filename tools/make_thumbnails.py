@@ -42,6 +42,7 @@ def thumbnail(frame, label: str | None) -> Image.Image:
 
 def main() -> None:
     from mtv_core import demo
+    from mtv_core.pipeline.guidance import GuidanceScales
     from mtv_core.spec import STEMS
     from mtv_lab.evaluation.ablations import generate_from_stems, load_model_set, world_captions
     from mtv_lab.world import WorldSettings, write_world
@@ -63,7 +64,8 @@ def main() -> None:
                 spec = specs[KIND[name]]
                 stems = {stem: Path(world) / f"{spec.name}_{stem}.wav" for stem in STEMS}
                 caption, label = captions[spec.name], "preview: built-in demo model"
-            frames = generate_from_stems(models, stems, caption, steps=args.steps, seed=args.seed)
+            frames = generate_from_stems(models, stems, caption, steps=args.steps, seed=args.seed,
+                                         guidance=GuidanceScales(**demo.GUIDANCE))
             path = ROOT / "workflows" / f"{title}.jpg"
             thumbnail(frames[len(frames) // 2], label).save(path, quality=90)
             print(f"wrote {path.relative_to(ROOT)}", flush=True)

@@ -24,7 +24,7 @@ from core_nodes import CORE_NODES as CORE  # noqa: E402
 
 from mtv_core import demo  # noqa: E402
 from mtv_core.pipeline.speed import CACHES  # noqa: E402
-from mtv_core.spec import FPS, OFFICIAL_GUIDANCE, SPEECH, STEMS  # noqa: E402
+from mtv_core.spec import FPS, GUIDANCE_ORDER, OFFICIAL_GUIDANCE, SPEECH, STEMS  # noqa: E402
 from nodes import NODE_CLASS_MAPPINGS  # noqa: E402
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -129,12 +129,13 @@ def demo_workflow() -> Workflow:
         "6": ("MTVStemsFromAudio", {name: [node, 0] for name, node in stems.items()}),
         "7": ("MTVEncodeWav2Vec", {"stems": ["6", 0], "wav2vec": ["3", 0]}),
         **text("8", "custom", demo.example_prompt()),
-        **apply("8"), **chain_and_save("demo", steps=20),
+        **apply("8", guidance=tuple(demo.GUIDANCE[name] for name in GUIDANCE_ORDER)), **chain_and_save("demo", steps=20),
     }
     note = ("The built-in demo model (4.5 M parameters, trained on a synthetic world): it runs on a CPU in about a "
             "minute and needs no download.\n\nThe three players are the example's speech, effects and music stems: "
             "the mouth follows the speech, the wall's colour follows the music's mood.\n\n"
-            "Change the seed or the strengths in MST-ControlNet Apply and queue again. For your own soundtrack use "
+            "MST-ControlNet Apply pushes speech and effects guidance harder than the official 3.5 (the demo's "
+            "measured best). Change the seed, strengths or scales there and queue again. For your own soundtrack use "
             "the other workflows, which need the official MTV models.")
     return Workflow("mtv_demo", "MTV Demo - built-in model, nothing to download", graph, note)
 

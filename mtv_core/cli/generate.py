@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--steps", type=int, default=30, help="sampler steps (official: 20, 30 or 50)")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--sampler", default="dpm", choices=SAMPLERS, help="dpm (official) or ddim")
-    sampling.add_argument("--guidance", type=float, default=OFFICIAL_GUIDANCE, help=f"joint guidance scale (official {OFFICIAL_GUIDANCE})")
+    sampling.add_argument("--guidance", type=float, help=f"joint guidance scale (official {OFFICIAL_GUIDANCE}; the "
+                                                           "demo model's default pushes speech and effects harder)")
     for name in GUIDANCE_ORDER:
         sampling.add_argument(f"--{name}-guidance", type=float, help=f"{name} scale (nested; default: --guidance)")
     for name in STEMS:
@@ -74,8 +75,19 @@ def _schedule(args):
     return load_prompt_schedule(args.prompt_schedule) if args.prompt_schedule else PromptSchedule.single(args.prompt)
 
 
-def _use_demo_defaults(args) -> None:
-    """No model files given: the built-in demo model; --example also fills the soundtrack, stems and caption."""
+def _guidance_scale(args, name: str, demo_model: bool) -> float:
+    """The stream's own scale if given, else --guidance, else the demo's scale (demo model) or the official one."""
+    from .. import demo
+
+    for scale in (getattr(args, f"{name}_guidance"), args.guidance):
+        if scale is not None:
+            return scale
+    return demo.GUIDANCE[name] if demo_model else OFFICIAL_GUIDANCE
+
+
+def _use_demo_defaults(args) -> bool:
+    """No model files given: the built-in demo model; --example also fills the soundtrack, stems and caption.
+    Returns whether the demo model is used."""
     from .. import demo
     from ..errors import ConfigError
 
@@ -100,6 +112,7 @@ def _use_demo_defaults(args) -> None:
     if not given and not args.demixer and not stems:
         args.demixer = [str(demo.DEMIXER)]
         print(DEMO_DEMIXER_NOTICE, file=sys.stderr)
+    return not given
 
 
 DEMO_DEMIXER_NOTICE = (
@@ -118,10 +131,8 @@ def build_job(args):
     from ..pipeline.memory import resolve_device
     from ..pipeline.speed import StepCache
 
-    _use_demo_defaults(args)
-    scale = args.guidance
-    guidance = GuidanceScales(*(getattr(args, f"{name}_guidance") if getattr(args, f"{name}_guidance") is not None
-                                else scale for name in GUIDANCE_ORDER))
+    demo_model = _use_demo_defaults(args)
+    guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stems = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}

@@ -18,7 +18,7 @@ from mtv_core.pipeline.prompt_schedule import PromptSchedule
 from mtv_core.pipeline.session import Render, RenderSession
 from mtv_core.pipeline.text import load_text_encoder
 from mtv_core.pipeline.vae import load_vae
-from mtv_core.spec import OFFICIAL_GUIDANCE, STEMS
+from mtv_core.spec import STEMS
 
 STREAM_ABLATIONS = {"no_audio": STEMS, **{f"no_{name}": (name,) for name in STEMS}}
 
@@ -47,24 +47,24 @@ def stem_features(models: ModelSet, stem_files: dict):
 
 
 def generate_clip(models: ModelSet, world: Path, clip: str, zero_streams=(), steps: int = 20, seed: int = 0,
-                  guidance: float = OFFICIAL_GUIDANCE) -> torch.Tensor:
+                  guidance: GuidanceScales = GuidanceScales()) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for a world clip, N = round(duration x 24)."""
     stem_files = {name: Path(world) / f"{clip}_{name}.wav" for name in STEMS}
     return generate_from_stems(models, stem_files, world_captions(world)[clip], zero_streams, steps, seed, guidance)
 
 
 def generate_from_stems(models: ModelSet, stem_files: dict, caption: str, zero_streams=(), steps: int = 20,
-                        seed: int = 0, guidance: float = OFFICIAL_GUIDANCE, cache=None) -> torch.Tensor:
+                        seed: int = 0, guidance: GuidanceScales = GuidanceScales(), cache=None) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for stem files and a caption, N = round(duration x 24)."""
     features, duration = stem_features(models, stem_files)
     return generate_from_features(models, features, duration, caption, zero_streams, steps, seed, guidance, cache)
 
 
 def generate_from_features(models: ModelSet, features, duration: float, caption: str, zero_streams=(), steps: int = 20,
-                           seed: int = 0, guidance: float = OFFICIAL_GUIDANCE, cache=None) -> torch.Tensor:
+                           seed: int = 0, guidance: GuidanceScales = GuidanceScales(), cache=None) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for encoded features (mtv_core.audio.AudioFeatures) and a caption."""
     schedule = PromptSchedule.single(caption)
     render = Render(models.text_encoder.encode(schedule.prompts), schedule,
                     features.scaled({name: 0.0 for name in zero_streams if name in features.per_stream}), duration)
-    config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales.joint(guidance), cache=cache)
+    config = GenerationConfig(steps=steps, seed=seed, guidance=guidance, cache=cache)
     return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(render)

@@ -11,6 +11,7 @@ from mtv_core.cli import build_parser, main
 from mtv_core.cli.generate import build_job
 from mtv_core.errors import ConfigError, GenerationError, ModelFileError
 from mtv_core.pipeline.job import validate_job
+from mtv_core.pipeline.guidance import GuidanceScales
 from mtv_core.pipeline.keyframes import load_start_image
 from mtv_core.testing import save_mtv_model, save_tiny_wav2vec2, save_vae
 
@@ -95,6 +96,23 @@ def test_bad_values_fail_before_any_computation(files, tmp_path):
         _validate(_args(files, tmp_path / "no" / "o.mp4"))
     with pytest.raises(ConfigError, match="audio to mux 'drums'"):
         _validate(_args(files, out, "--mux", "drums"))
+
+
+def test_guidance_defaults_official_for_given_models_and_the_demo_scales_for_the_demo(files, tmp_path):
+    from mtv_core import demo
+    from mtv_core.spec import OFFICIAL_GUIDANCE
+
+    def scales(*argv):
+        return vars(build_job(build_parser().parse_args(argv)).config.guidance)
+
+    out = str(tmp_path / "o.mp4")
+    assert scales(*_args(files, out)) == dict.fromkeys(("text", "speech", "effects", "music"), OFFICIAL_GUIDANCE)
+    assert scales(*_args(files, out, "--guidance", "5", "--effects-guidance", "7")) == {
+        "text": 5.0, "speech": 5.0, "effects": 7.0, "music": 5.0}
+    assert scales("generate", "--example", "--out", out) == demo.GUIDANCE
+    assert demo.GUIDANCE["speech"] != OFFICIAL_GUIDANCE and demo.GUIDANCE["effects"] != OFFICIAL_GUIDANCE
+    assert scales("generate", "--example", "--out", out, "--speech-guidance", "2") == {**demo.GUIDANCE, "speech": 2.0}
+    assert scales("generate", "--example", "--out", out, "--guidance", "3.5") == vars(GuidanceScales.joint(3.5))
 
 
 def test_missing_and_mismatched_model_files_are_named(files, tmp_path):
