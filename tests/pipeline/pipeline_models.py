@@ -6,11 +6,12 @@ from mtv_core import testing
 
 
 class WindowedFeatures:
-    """Per-stream flat features (N, dim) with the `flat_window` contract of mtv_core.audio.AudioFeatures."""
+    """Per-stream flat features (N, dim) with the `flat_window` and `flags` contract of mtv_core.audio.AudioFeatures."""
 
-    def __init__(self, per_stream: dict, fps: float = 24.0):
+    def __init__(self, per_stream: dict, fps: float = 24.0, flags: dict | None = None):
         self.per_stream = per_stream
         self.fps = fps
+        self.flags = flags or {}
 
     @property
     def num_frames(self) -> int:
