@@ -12,7 +12,7 @@ A branch whose coefficient is 0 is not computed: with all four scales equal to s
 e0 + s(e4 - e0) at two forwards per step; with s_text = 1 the unconditional branch drops out.
 A stream encoded from silence (a silent or absent stem) is guided at the text scale: the step from its null input to
 wav2vec(silence) carries no timing, and a large scale of its own only amplifies that difference into every token
-(measured on the demo: effects guidance 12 on speaking clips with silent effects lowered mouth sync by 0.1).
+(measured on the demo: effects guidance 12 on speaking clips with silent effects lowered mouth sync by 0.12).
 "null audio" is the projection of zero wav2vec features (what the official code feeds), not zero tokens.
 Guidance is applied to the v-prediction; the coefficients sum to 1, so this equals guiding x0 or eps.
 """
