@@ -317,14 +317,12 @@ class Preparer:
 
     def _encode_missing(self, video: Path, record: ClipRecord) -> None:
         if self.options.vae and not (record.latents and (self.out / record.latents).is_file()):
-
             self._vae = self._vae or load_vae(self.options.vae, device=self.options.device)
             generator = torch.Generator().manual_seed(int(record.source_hash[:8], 16) + record.start_frame)
             latents = encode_frames(self._vae, read_window(video, record.start_frame, tuple(self.options.size)), generator)[0]
             record.latents = f"latents/{record.id}.safetensors"
             save_tensors(self.out / record.latents, {"latents": latents})
         if self.options.t5 and not (record.text and (self.out / record.text).is_file()):
-
             self._t5 = self._t5 or load_text_encoder(self.options.t5, device=self.options.device)
             record.text = text_cache_name(record.caption)
             if not (self.out / record.text).is_file():
