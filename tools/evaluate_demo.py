@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from mtv_core import demo
-    from mtv_core.pipeline.video import write_mp4
     from mtv_core.pipeline.guidance import GuidanceScales
+    from mtv_core.pipeline.video import write_mp4
     from mtv_lab.evaluation.ablations import STREAM_ABLATIONS, generate_clip, load_model_set
     from mtv_lab.world.generate import world_clips
 

@@ -10,8 +10,8 @@ from pipeline_models import make_tiny_model, make_tiny_vae
 from mtv_core.cli import build_parser, main
 from mtv_core.cli.generate import build_job
 from mtv_core.errors import ConfigError, GenerationError, ModelFileError
-from mtv_core.pipeline.job import validate_job
 from mtv_core.pipeline.guidance import GuidanceScales
+from mtv_core.pipeline.job import validate_job
 from mtv_core.pipeline.keyframes import load_start_image
 from mtv_core.testing import save_mtv_model, save_tiny_wav2vec2, save_vae
 

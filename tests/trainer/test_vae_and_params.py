@@ -1,6 +1,9 @@
 """`python -m trainer vae` learns to reconstruct clips; `--train` modes pick the right parameters."""
 
+import random
+
 import numpy as np
+import pytest
 import torch
 
 from mtv_core.models import MTVTransformer3DModel, mtv_config
@@ -20,8 +23,6 @@ def write_clip(path, frames=12, seed=0):
 
 
 def test_vae_training_lowers_reconstruction_error(tmp_path):
-    import random
-
     from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss, vae_parser
 
     (tmp_path / "clips").mkdir()
@@ -45,10 +46,6 @@ def test_vae_training_lowers_reconstruction_error(tmp_path):
 
 def test_decoder_only_keeps_the_latents_and_lowers_the_error(tmp_path):
     """--decoder-only: the encoder (so every latent a model was trained on) stays bit-identical; the decoder learns."""
-    import random
-
-    import pytest
-
     from mtv_core.pipeline.vae import load_vae
     from mtv_core.testing import save_vae
     from trainer.errors import TrainerError
