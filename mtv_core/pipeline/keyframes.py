@@ -40,7 +40,8 @@ def _as_unit_tensor(image) -> torch.Tensor:
         image = _read(Path(image))
     if not isinstance(image, (np.ndarray, torch.Tensor)):  # a PIL image
         image = np.asarray(image.convert("RGB"))
-    values = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    # np.array copies: arrays from PIL are read-only, which torch warns about
+    values = torch.as_tensor(np.array(image) if isinstance(image, np.ndarray) else image)
     if values.ndim != 3 or values.shape[-1] != 3:
         raise ConfigError(f"a start image must be (height, width, 3) RGB values, got shape {tuple(values.shape)}")
     values = values.float() / 255.0 if values.dtype == torch.uint8 else values.float()
