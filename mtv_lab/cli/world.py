@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--height", type=int, default=64, help="a multiple of 8, at least 48")
     parser.add_argument("--width", type=int, default=96, help="a multiple of 8, at least 64")
+    parser.add_argument("--quiet-events", action="store_true",
+                        help="training data: each sound-event clip has a 30-59-frame silent stretch, a quarter of them no hit at all")
 
 
 def run(args) -> int:
@@ -20,7 +22,7 @@ def run(args) -> int:
 
     kinds = {"kinds": tuple(args.kinds)} if args.kinds else {}
     settings = WorldSettings(seed=args.seed, clips=args.clips, frames=args.frames, fps=args.fps, height=args.height,
-                             width=args.width, **kinds)
+                             width=args.width, quiet_events=args.quiet_events, **kinds)
     specs = write_world(args.out, settings, progress=lambda spec: print(f"  {spec.name}: {spec.caption[:90]}"))
     print(f"wrote {len(specs)} clips to {args.out} (captions.csv, world.json); "
           f"next: python -m trainer prepare --clips {args.out} --captions {args.out}/captions.csv ...")

@@ -112,6 +112,8 @@ def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, 
         stems[SPEECH], envelope = sounds.speech(rng, frames, fps)
     if thing:
         onsets = sounds.effect_onsets(rng, frames)
+        if settings.quiet_events and kind == "sound_event":
+            onsets = sounds.with_quiet_stretch(rng, onsets, frames)
         stems[EFFECTS] = sounds.effects(rng, onsets, frames, fps)
     if mood:
         stems[MUSIC] = sounds.music(rng, mood, frames, fps)

@@ -44,6 +44,7 @@ class WorldSettings:
     height: int = 64
     width: int = 96
     kinds: tuple[str, ...] = KINDS  # clip i has kind kinds[i % len(kinds)]
+    quiet_events: bool = False  # sound-event clips get a silent stretch, or (a quarter of them) no hit at all
 
     def validate(self) -> "WorldSettings":
         checks = [

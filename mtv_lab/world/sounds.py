@@ -12,6 +12,7 @@ CHORD_INTERVALS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
 # subtle for a small audio encoder to hear (pooled features of the two moods overlapped), register is not.
 CHORD_ROOTS = {"major": (60, 67), "minor": (43, 50)}  # MIDI note range of the root
 CHORD_HARMONICS = {"major": (1, 2, 3, 4, 5), "minor": (1, 2)}
+QUIET_START_MARGIN = 40  # a silent stretch starts at least this many frames before the clip ends
 
 
 def _seconds(count: int, rate: int) -> np.ndarray:
@@ -60,6 +61,17 @@ def effect_onsets(rng: np.random.Generator, frames: int, margin: int = 6, min_ga
         onsets.append(frame)
         frame += int(rng.integers(min_gap, max_gap + 1))
     return onsets
+
+
+def with_quiet_stretch(rng: np.random.Generator, onsets: list[int], frames: int, none_share: float = 0.25,
+                       shortest: int = 30, longest: int = 60) -> list[int]:
+    """The onsets less those in one silent stretch of `shortest` to `longest` - 1 frames, or (`none_share` of the
+    time) none at all: clips where the object must stay still teach a model that no hit means no hop."""
+    if rng.random() < none_share:
+        return []
+    start = int(rng.integers(0, frames - QUIET_START_MARGIN))
+    length = int(rng.integers(shortest, longest))
+    return [onset for onset in onsets if not start <= onset < start + length]
 
 
 def effects(rng: np.random.Generator, onsets: list[int], frames: int, fps: float, rate: int = SAMPLE_RATE) -> np.ndarray:

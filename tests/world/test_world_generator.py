@@ -120,3 +120,21 @@ def test_the_object_hops_at_each_onset_and_lands_a_fixed_time_later():
     assert spec.kind == "sound_event" and len(spec.effect_onsets) >= 2
     moves = np.flatnonzero(object_change(render(spec), spec) > 1.0).tolist()
     assert moves == sorted(frame for onset in spec.effect_onsets for frame in (onset, onset + HOP_FRAMES) if frame < 72)
+
+
+def test_quiet_events_leave_sound_event_clips_a_silent_stretch_where_nothing_hops():
+    from mtv_lab.evaluation.measures import object_change
+
+    quiet = WorldSettings(seed=5, clips=24, frames=120, kinds=("sound_event", "full_scene"), quiet_events=True)
+    loud = WorldSettings(seed=5, clips=24, frames=120, kinds=("sound_event", "full_scene"))
+    without_hits = 0
+    for index in range(24):
+        spec, stems = make_clip(index, quiet)
+        if spec.kind == "full_scene":
+            assert truth_dict(spec) == truth_dict(make_clip(index, loud)[0])
+            continue
+        without_hits += not spec.effect_onsets
+        assert np.diff([0, *spec.effect_onsets, spec.frames]).max() >= 30, spec.effect_onsets
+        if not spec.effect_onsets:
+            assert not np.any(stems["effects"]) and not np.any(object_change(render(spec), spec) > 1.0)
+    assert 0 < without_hits < 12
