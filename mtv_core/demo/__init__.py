@@ -23,7 +23,7 @@ EXAMPLES = {
 EXAMPLE = EXAMPLES["talking_face"]
 # The scales the demo samples with (nested guidance, mtv_core.pipeline.guidance): lip sync pushed harder than the
 # official joint 3.5, event timing a little softer, text and mood at 3.5. Chosen with tools/evaluate_demo.py on
-# held-out worlds (seeds 18 and 21): effects at 6 timed the hops best alone but cost full scenes' mouths 0.29.
+# held-out worlds (seeds 18 and 21): effects at 6 timed the hops no better and cost full scenes' mouths 0.29.
 GUIDANCE = {"text": OFFICIAL_GUIDANCE, SPEECH: 8.0, EFFECTS: 3.0, MUSIC: OFFICIAL_GUIDANCE}
 
 
