@@ -109,11 +109,16 @@ class MTVApply:
                 "speech_guidance": guidance(SPEECH),
                 "effects_guidance": guidance(EFFECTS),
                 "music_guidance": guidance(MUSIC),
-            }
+            },
+            "optional": {
+                "silent_guidance": ("FLOAT", {"default": -1.0, "min": -1.0, "max": MAX_GUIDANCE, "step": 0.1, "tooltip": (
+                    "Guidance for a stream whose stem is silent or absent (-1: the text guidance, as in the official "
+                    "joint guidance; 1: none, what the demo model samples with).")}),
+            },
         }
 
     def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,
-              text_guidance, speech_guidance, effects_guidance, music_guidance):
+              text_guidance, speech_guidance, effects_guidance, music_guidance, silent_guidance=-1.0):
         from mtv_core.errors import ConfigError
         from mtv_core.pipeline.guidance import GuidanceScales
 
@@ -131,7 +136,8 @@ class MTVApply:
         strengths = {SPEECH: speech_strength, SPEECH2: speech_strength, EFFECTS: effects_strength, MUSIC: music_strength}
         scaled = features.scaled({name: strengths[name] for name in needed})
         try:
-            scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance)
+            scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance,
+                                    silent=None if silent_guidance < 0 else silent_guidance)
         except Exception as error:
             raise node_error("MST-ControlNet Apply", "text_guidance", error)
         return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)

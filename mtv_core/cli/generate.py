@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                            "demo model's default pushes speech and effects harder)")
     for name in GUIDANCE_ORDER:
         sampling.add_argument(f"--{name}-guidance", type=float, help=f"{name} scale (nested; default: --guidance)")
+    sampling.add_argument("--silent-guidance", type=float,
+                          help="scale for a stream encoded from silence, an absent or silent stem (default: the text "
+                               "scale, or the demo model's own; 1 = not guided)")
     for name in STEMS:
         sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
@@ -83,6 +86,15 @@ def _guidance_scale(args, name: str, demo_model: bool) -> float:
         if scale is not None:
             return scale
     return demo.GUIDANCE[name] if demo_model else OFFICIAL_GUIDANCE
+
+
+def _silent_guidance(args, demo_model: bool) -> float | None:
+    """--silent-guidance if given, else the demo's (demo model, no joint --guidance), else None: the text scale."""
+    from .. import demo
+
+    if args.silent_guidance is not None:
+        return args.silent_guidance
+    return demo.GUIDANCE["silent"] if demo_model and args.guidance is None else None
 
 
 def _use_demo_defaults(args) -> bool:
@@ -132,7 +144,8 @@ def build_job(args):
     from ..pipeline.speed import StepCache
 
     demo_model = _use_demo_defaults(args)
-    guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER))
+    guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER),
+                              silent=_silent_guidance(args, demo_model))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stems = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}

@@ -10,9 +10,12 @@ Branches are nested in a fixed order, each adding one condition to the previous 
         = (1 - s_text) e0 + (s_text - s_speech) e1 + (s_speech - s_effects) e2 + (s_effects - s_music) e3 + s_music e4
 A branch whose coefficient is 0 is not computed: with all four scales equal to s this is the official joint CFG
 e0 + s(e4 - e0) at two forwards per step; with s_text = 1 the unconditional branch drops out.
-A stream encoded from silence (a silent or absent stem) is guided at the text scale: the step from its null input to
-wav2vec(silence) carries no timing, and a large scale of its own only amplifies that difference into every token
-(measured on the demo: effects guidance 12 on speaking clips with silent effects lowered mouth sync by 0.12).
+A stream encoded from silence (a silent or absent stem) is guided at the `silent` scale, by default the text scale
+(which keeps the joint CFG at two forwards): the step from its null input to wav2vec(silence) carries no timing, and
+a large scale only amplifies that difference into every token, pulling the picture towards whatever the training
+clips showed when that stem was silent (measured on the demo: effects guidance 12 on speaking clips with silent
+effects lowered mouth sync by 0.12; even at the text scale, silent effects turned some warm walls cool, so the demo
+guides silent streams at 1: conditioned on the silence, not pushed by it).
 "null audio" is the projection of zero wav2vec features (what the official code feeds), not zero tokens.
 Guidance is applied to the v-prediction; the coefficients sum to 1, so this equals guiding x0 or eps.
 """
@@ -36,10 +39,13 @@ class GuidanceScales:
     speech: float = OFFICIAL_GUIDANCE
     effects: float = OFFICIAL_GUIDANCE
     music: float = OFFICIAL_GUIDANCE
+    silent: float | None = None  # for a stream encoded from silence; None: the text scale
 
     def __post_init__(self):
-        for name in GUIDANCE_ORDER:
+        for name in (*GUIDANCE_ORDER, "silent"):
             value = getattr(self, name)
+            if name == "silent" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
                 raise ConfigError(f"{name} guidance scale {value!r} is out of range; use a number in [0, {MAX_GUIDANCE}] "
                                   f"(official joint scale: {OFFICIAL_GUIDANCE}; 1 = no guidance)")
@@ -49,12 +55,13 @@ class GuidanceScales:
         return cls(*(scale for _ in GUIDANCE_ORDER))
 
     def for_silent(self, silent, streams=()) -> "GuidanceScales":
-        """These scales with each stream in `silent` at the text scale. Speech and the second speaker (speech2, among
-        `streams` on a multi model) share one level: it counts as silent only when both are."""
+        """These scales with each stream in `silent` at the silent scale. Speech and the second speaker (speech2,
+        among `streams` on a multi model) share one level: it counts as silent only when both are."""
         muted = {name for name in GUIDANCE_ORDER[1:] if name in silent}
         if SPEECH2 in streams and SPEECH2 not in silent:
             muted.discard(SPEECH)
-        return replace(self, **{name: self.text for name in muted})
+        scale = self.text if self.silent is None else self.silent
+        return replace(self, **{name: scale for name in muted})
 
     def branch_weights(self) -> dict[int, float]:
         """Branch level -> coefficient, leaving out zero coefficients."""

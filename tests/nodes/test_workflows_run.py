@@ -168,3 +168,14 @@ def test_queueing_again_with_the_loaded_models_renders_the_same_video(comfy_env)
     graph["10"]["inputs"]["work_folder"] = "mtv_segments/again"  # render, do not resume
     again = run_workflow(graph, reused)
     assert torch.equal(again["10"][0], first["10"][0])
+
+
+def test_the_demo_workflow_samples_with_the_demos_guidance_and_older_graphs_keep_the_text_scale(comfy_env):
+    from mtv_core import demo
+    from mtv_core.pipeline.guidance import GuidanceScales
+
+    graph = {node_id: node for node_id, node in load("mtv_demo").items() if node_id not in ("10", "11", "12")}
+    conditioning = run_workflow(graph)["9"][0]
+    assert conditioning.guidance == GuidanceScales(**demo.GUIDANCE) and conditioning.guidance.silent == 1.0
+    del graph["9"]["inputs"]["silent_guidance"]  # an API graph saved before the input existed
+    assert run_workflow(graph)["9"][0].guidance.silent is None

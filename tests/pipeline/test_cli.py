@@ -106,11 +106,12 @@ def test_guidance_defaults_official_for_given_models_and_the_demo_scales_for_the
         return vars(build_job(build_parser().parse_args(argv)).config.guidance)
 
     out = str(tmp_path / "o.mp4")
-    assert scales(*_args(files, out)) == dict.fromkeys(("text", "speech", "effects", "music"), OFFICIAL_GUIDANCE)
-    assert scales(*_args(files, out, "--guidance", "5", "--effects-guidance", "7")) == {
-        "text": 5.0, "speech": 5.0, "effects": 7.0, "music": 5.0}
+    assert scales(*_args(files, out)) == {**dict.fromkeys(("text", "speech", "effects", "music"), OFFICIAL_GUIDANCE),
+                                          "silent": None}
+    assert scales(*_args(files, out, "--guidance", "5", "--effects-guidance", "7", "--silent-guidance", "1")) == {
+        "text": 5.0, "speech": 5.0, "effects": 7.0, "music": 5.0, "silent": 1.0}
     assert scales("generate", "--example", "--out", out) == demo.GUIDANCE
-    assert demo.GUIDANCE["speech"] != OFFICIAL_GUIDANCE and demo.GUIDANCE["effects"] != OFFICIAL_GUIDANCE
+    assert demo.GUIDANCE["speech"] != OFFICIAL_GUIDANCE and demo.GUIDANCE["silent"] != OFFICIAL_GUIDANCE
     assert scales("generate", "--example", "--out", out, "--speech-guidance", "2") == {**demo.GUIDANCE, "speech": 2.0}
     assert scales("generate", "--example", "--out", out, "--guidance", "3.5") == vars(GuidanceScales.joint(3.5))
 

@@ -92,8 +92,22 @@ def test_a_silent_stream_is_guided_at_the_text_scale(tiny_model, inputs):
     assert GuidanceScales.joint(3.5).for_silent({"speech", "effects", "music"}) == GuidanceScales.joint(3.5)
 
 
+def test_a_silent_scale_of_zero_takes_the_silent_streams_push_out(tiny_model, inputs):
+    """silent=0: wav2vec(silence) still conditions the later branches, but its step from the null input adds nothing."""
+    x, text, tokens, null, mask = inputs
+    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
+                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
+                           ("text", "speech", "effects", "music")))
+    scales = GuidanceScales(3.5, 8.0, 3.0, 3.5, silent=0.0)
+    out = GuidedModel(tiny_model, text, tokens, null, scales, mask, silent=frozenset({"effects"}))(x, 500)
+    expected = e0 + 3.5 * (e1 - e0) + 8.0 * (e2 - e1) + 3.5 * (e4 - e3)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+    assert scales.for_silent(set()) == scales and scales.for_silent({"music"}).music == 0.0
+
+
 @pytest.mark.parametrize("scales, name", [((-1, 3, 3, 3), "text"), ((3, 31, 3, 3), "speech"),
-                                          ((3, 3, float("nan"), 3), "effects"), ((3, 3, 3, "7"), "music")])
+                                          ((3, 3, float("nan"), 3), "effects"), ((3, 3, 3, "7"), "music"),
+                                          ((3, 3, 3, 3, -0.5), "silent")])
 def test_out_of_range_scales_are_named(scales, name):
     with pytest.raises(ConfigError, match=f"{name} guidance scale .* out of range"):
         GuidanceScales(*scales).validate()
