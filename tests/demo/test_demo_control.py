@@ -22,7 +22,7 @@ CLIPS_PER_KIND = 2
 # Measured at these settings (12 steps, seed 0, the demo's guidance): close-ups mouth sync 0.73 vs 0.17 with speech
 # zeroed; sound-event clips effect F1 0.74 vs 0.27 zeroed; full scenes mouth sync 0.54 vs 0.00, and zeroing one stream
 # moved another stream's metric by up to 0.12 (speech zeroed: effect F1 0.38 -> 0.50). In full scenes the effects
-# stream times the object on 10 scenes at 20 steps (F1 0.51 vs 0.43 zeroed) but by only 0.06 on these two, so it
+# stream times the object on 10 scenes at 20 steps (F1 0.52 vs 0.42 zeroed) but by only 0.06 on these two, so it
 # is not checked there. The independence goal (within 0.05) is not met yet.
 SPEECH_MARGIN, EFFECTS_MARGIN, INDEPENDENCE = 0.15, 0.3, 0.2
 GUIDANCE = GuidanceScales(**demo.GUIDANCE)  # what `generate` and the demo workflow sample the demo with
