@@ -59,7 +59,8 @@ class GenerationConfig:
         return self.seed + index
 
     def as_dict(self) -> dict:
-        return {"steps": self.steps, "seed": self.seed, "guidance": {name: scale for name, scale in vars(self.guidance).items() if scale is not None}, "sampler": self.sampler,
+        guidance = {name: scale for name, scale in vars(self.guidance).items() if scale is not None}
+        return {"steps": self.steps, "seed": self.seed, "guidance": guidance, "sampler": self.sampler,
                 "colour_match": self.colour_match, "cache": None if self.cache is None else str(self.cache),
                 "loras": [(adapter.digest, strength) for adapter, strength in self.loras]}
 

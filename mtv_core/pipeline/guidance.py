@@ -42,10 +42,9 @@ class GuidanceScales:
     silent: float | None = None  # for a stream encoded from silence; None: the text scale
 
     def __post_init__(self):
-        for name in (*GUIDANCE_ORDER, "silent"):
+        given = (*GUIDANCE_ORDER, "silent") if self.silent is not None else GUIDANCE_ORDER
+        for name in given:
             value = getattr(self, name)
-            if name == "silent" and value is None:
-                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
                 raise ConfigError(f"{name} guidance scale {value!r} is out of range; use a number in [0, {MAX_GUIDANCE}] "
                                   f"(official joint scale: {OFFICIAL_GUIDANCE}; 1 = no guidance)")
