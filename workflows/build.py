@@ -136,7 +136,8 @@ def demo_workflow() -> Workflow:
             "minute and needs no download.\n\nThe three players are the example's speech, effects and music stems: "
             "the mouth follows the speech, the wall's colour follows the music's mood.\n\n"
             "MST-ControlNet Apply pushes speech guidance harder than the official 3.5, effects a little softer, and "
-            "does not push a silent stem (silent_guidance 1): the demo's measured best. Change the seed, strengths or scales there and queue again. For your own soundtrack use "
+            "does not push a silent stem (silent_guidance 1): the demo's measured best. Change the seed, strengths "
+            "or scales there and queue again. For your own soundtrack use "
             "the other workflows, which need the official MTV models.")
     return Workflow("mtv_demo", "MTV Demo - built-in model, nothing to download", graph, note)
 
