@@ -82,24 +82,23 @@ def metrics(generated, world, spec, zeroed=()) -> dict:
     return evaluate_clip(generated(world, spec, zeroed), clip_audio(world, spec), spec.sample_rate, spec)["metrics"]
 
 
-def metric_pairs(generated, world_and_specs, kind, stream, metric):
-    """(with the stream, with it zeroed) per clip of `kind`."""
+def metric_pairs(generated, world_and_specs, kind, stream, metric, clips):
+    """(with the stream, with it zeroed) per clip of `kind`; the world must hold `clips` of them."""
     world, specs = world_and_specs
     pairs = [[metrics(generated, world, spec, zeroed)[metric] for zeroed in ((), (stream,))]
              for spec in specs if spec.kind == kind]
+    assert len(pairs) == clips
     return np.array(pairs)
 
 
 def test_speech_drives_the_mouth(generated, heldout):
-    pairs = metric_pairs(generated, heldout, "basic_face", "speech", "mouth_sync")
-    assert len(pairs) == CLIPS_PER_KIND
+    pairs = metric_pairs(generated, heldout, "basic_face", "speech", "mouth_sync", CLIPS_PER_KIND)
     full, muted = pairs.mean(axis=0)
     assert full > 0.4 and full > muted + 0.3, pairs
 
 
 def test_effects_drive_the_object(generated, sound_events):
-    pairs = metric_pairs(generated, sound_events, "sound_event", "effects", "effect_f1")
-    assert len(pairs) == SOUND_EVENT_CLIPS
+    pairs = metric_pairs(generated, sound_events, "sound_event", "effects", "effect_f1", SOUND_EVENT_CLIPS)
     full, muted = pairs.mean(axis=0)
     assert full >= muted + EFFECTS_MARGIN, pairs
 
