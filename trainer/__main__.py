@@ -60,6 +60,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="resume from a checkpoint folder this machine's trainer did not sign (one copied from "
+                             "elsewhere): its engine files are unpickled, which can run code")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -108,7 +111,7 @@ def run_training(argv: list[str]) -> None:
         gradient_checkpointing=args.gradient_checkpointing, official_interaction_timestep=args.official_interaction_timestep,
         motion_weight=args.motion_weight,
         save_every=args.save_every, keep=args.keep,
-        log_every=args.log_every, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+        log_every=args.log_every, seed=args.seed, resume=args.resume, trust_checkpoint=args.trust_checkpoint, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
     )
     outputs = run_curriculum(options)

@@ -1,7 +1,7 @@
 """Step checkpoints of a stage run: RUN/<stage>/checkpoints/step-00000200/ holds engine/ (accelerate's
-save_state: model, optimizer and scheduler as the engine shards them, every process's RNG), state.pt (the
-trainer's own state: step, data position, EMA, the run's settings) and {model,ema}.safetensors (whole weights,
-readable by the loaders).
+save_state: model and optimizer as the engine shards them, every process's RNG), state.pt (the trainer's own state:
+step, data position, learning-rate schedule, EMA, the run's settings), {model,ema}.safetensors (whole weights,
+readable by the loaders) and manifest.json (every file's sha256, signed: see trust.py).
 
 Every process writes its part into a hidden partial folder; rank 0 renames it into place and only then names it in
 the `latest` file; a failure at any point (disk full) leaves the previous checkpoint and `latest` as they were.
@@ -19,6 +19,7 @@ from mtv_core.checkpoints import save_safetensors
 from mtv_core.fileio import atomic_write
 
 from .errors import CheckpointWriteError, TrainerError
+from .trust import verify_folder, write_manifest
 
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "model-ema.safetensors"
@@ -27,7 +28,7 @@ LORA_EMA_FILE = "lora-ema.safetensors"
 STATE_FILE = "state.pt"
 ENGINE_DIR = "engine"
 LATEST = "latest"
-STATE_FORMAT = 2  # state.pt beside accelerate's engine state
+STATE_FORMAT = 3  # state.pt (with the LR schedule) beside accelerate's engine state, signed
 
 
 def save_outputs(folder: Path, outputs: dict) -> None:
@@ -74,6 +75,7 @@ class CheckpointFolder:
         def finish():
             save_outputs(partial, outputs)
             save_state(partial / STATE_FILE, state)
+            write_manifest(partial)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(partial, final)
             atomic_write(self.root / LATEST, lambda temp: Path(temp).write_text(final.name))
@@ -93,10 +95,13 @@ class CheckpointFolder:
                 "Free disk space (or lower --keep) and rerun with --resume"
             ) from error
 
-    def load_state(self) -> dict:
+    def load_state(self, trusted: bool = False) -> dict:
+        """The trainer's state of the latest checkpoint, once the folder verifies (or the user trusts it)."""
         folder = self.latest()
         if folder is None:
             raise TrainerError(f"--resume: no checkpoint under {str(self.root)!r}; start without --resume")
+        if not trusted:
+            verify_folder(folder)
         try:
             state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
         except Exception as error:

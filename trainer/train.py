@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType
+from accelerate.utils import load as accelerate_load
+from accelerate.utils.constants import RNG_STATE_NAME
 from tqdm import tqdm
 
 from mtv_core import lora
@@ -79,6 +81,7 @@ class TrainOptions:
     log_every: int = 20
     seed: int = 0
     resume: bool = False
+    trust_checkpoint: bool = False  # resume from a folder this machine's trainer did not sign
     progress: bool = True
     sample_every: int = 0  # write a sample video every K steps (needs sample_vae)
     sample_vae: Path | None = None
@@ -187,11 +190,10 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
     sampler = EpochSampler(len(dataset), options.batch_size, options.seed, accelerator.process_index, accelerator.num_processes)
     objective = DiffusionObjective(model, official_alphas_cumprod(), options.motion_weight)
     objective, optimizer = accelerator.prepare(objective, optimizer)
-    accelerator.register_for_checkpointing(schedule)  # stepped once per step by the trainer, not by accelerate
     ema = EMA(accelerator.unwrap_model(objective).model, names, options.ema) if options.ema else None
     step = 0
     if options.resume and checkpoints.latest() is not None:
-        step = _restore(checkpoints, accelerator, sampler, ema, options)
+        step = _restore(checkpoints, accelerator, sampler, schedule, ema, options)
         log.info("stage %s: resumed at step %d from %s", stage, step, checkpoints.latest())
     trained = options.train + "".join(f", {stream} frozen" for stream in options.frozen_streams)
     log.info("stage %s: %d clips, %d trained tensors (%s), %d steps, %s, init %s", stage, len(dataset), len(names),
@@ -209,7 +211,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
             ema.update(accelerator.unwrap_model(objective).model)
         _report(bar, step, loss, schedule.get_last_lr()[0], (step - first_step) / (time.perf_counter() - started), options, stage)
         if step % options.save_every == 0 or step == options.steps:
-            _save_checkpoint(checkpoints, step, accelerator, objective, sampler, ema, options, outputs)
+            _save_checkpoint(checkpoints, step, accelerator, objective, sampler, schedule, ema, options, outputs)
         if samples.due(step) and (accelerator.is_main_process or sharded):  # sharded weights: every process samples
             path = samples.write(accelerator.unwrap_model(objective).model, dataset[0], step, accelerator.device,
                                  save=accelerator.is_main_process)
@@ -313,7 +315,7 @@ def _model_weights(accelerator, objective) -> dict:
     return {key.removeprefix("model."): value for key, value in state.items()}
 
 
-def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, objective, sampler, ema, options,
+def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, objective, sampler, schedule, ema, options,
                      outputs: StageOutputs) -> None:
     """Every process writes its share of the engine state into the partial folder; rank 0 adds the whole weights
     and the trainer's state and publishes it."""
@@ -325,6 +327,7 @@ def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, obje
     averages = ema.full_state() if ema is not None else None
     if accelerator.is_main_process:
         state = {"format": STATE_FORMAT, "step": step, "sampler": sampler.state_dict(), "ema": averages,
+                 "schedule": schedule.state_dict(),
                  "engine": describe(accelerator), "processes": accelerator.num_processes,
                  "options": json.loads(json.dumps(asdict(options), default=str))}
         folder = checkpoints.publish(step, outputs.files(weights, averages), state)
@@ -332,10 +335,11 @@ def _save_checkpoint(checkpoints: CheckpointFolder, step: int, accelerator, obje
     accelerator.wait_for_everyone()
 
 
-def _restore(checkpoints: CheckpointFolder, accelerator, sampler, ema, options) -> int:
-    """The latest checkpoint into the prepared model, optimizer and scheduler (every process), and the trainer's
-    own state. It must come from the same engine, process count and trained set."""
-    state = checkpoints.load_state()
+def _restore(checkpoints: CheckpointFolder, accelerator, sampler, schedule, ema, options) -> int:
+    """The latest checkpoint into the prepared model and optimizer (every process), and the trainer's own state.
+    It must verify as this machine's trainer's (or be trusted) and come from the same engine, process count and
+    trained set."""
+    state = checkpoints.load_state(trusted=options.trust_checkpoint)
     saved = state["options"]
     mismatches = [f"{what}: checkpoint {had!r}, now {now!r}" for what, had, now in (
         ("engine", state["engine"], describe(accelerator)), ("processes", state["processes"], accelerator.num_processes),
@@ -345,11 +349,35 @@ def _restore(checkpoints: CheckpointFolder, accelerator, sampler, ema, options) 
     if mismatches:
         raise TrainerError(f"--resume: {checkpoints.latest()} was written by a different run ({'; '.join(mismatches)}); "
                            "resume with the same launcher config and options, or start in another --out")
-    accelerator.load_state(str(checkpoints.latest() / ENGINE_DIR))
+    _load_engine_state(checkpoints.latest() / ENGINE_DIR, accelerator)
+    schedule.load_state_dict(state["schedule"])
     sampler.load_state_dict(state["sampler"])
     if ema is not None:
         ema.load_full_state(state["ema"])
     return int(state["step"])
+
+
+def _load_engine_state(engine: Path, accelerator) -> None:
+    """accelerate's load_state, with this process's RNG state required (accelerate only logs one it cannot read,
+    and the resume would silently not be exact) and every failure named by the folder."""
+    rng = engine / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    try:
+        states = accelerate_load(rng)  # weights_only, as accelerate itself reads it
+        if not {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(states):
+            raise ValueError(f"holds {sorted(states)[:5]}")
+    except Exception as error:  # noqa: BLE001 (whatever torch.load raises on a bad file)
+        raise TrainerError(f"{rng}: this process's random state cannot be read ({_first_line(error)}), so the run "
+                           "cannot resume exactly; resume from an earlier checkpoint or start again") from None
+    try:
+        accelerator.load_state(str(engine))
+    except Exception as error:  # noqa: BLE001 (the engines raise their own errors on a bad file)
+        raise TrainerError(f"{engine}: the engine state cannot be loaded ({_first_line(error)}); resume from an "
+                           "earlier checkpoint, with the same launcher config and options") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def _save_output(stage_dir: Path, accelerator, objective, ema, outputs: StageOutputs) -> None:

@@ -1,5 +1,6 @@
 """Small prepared datasets made of cached tensors (no VAE, T5 or wav2vec2 needed), shared by the trainer tests."""
 
+import pickle
 import sys
 from pathlib import Path
 
@@ -39,3 +40,20 @@ def write_tiny_dataset(root: Path, clips: dict = SUBSETS_BY_CLIP, seed: int = 0)
 
 def trainer_command(*args) -> list[str]:
     return [sys.executable, "-m", "trainer", *map(str, args)]
+
+
+class Planted:
+    """Unpickling it creates the marker file: proof that a load ran code from the folder."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def plant(path: Path, marker: Path, zipped: bool) -> None:
+    if zipped:
+        torch.save({"state": Planted(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps(Planted(marker), protocol=2))
