@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -15,6 +16,15 @@ def temp_file_beside(path: Path) -> tuple[int, str]:
     """(fd, name) of a new temporary file in `path`'s folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def temp_files_beside(path: Path) -> list[Path]:
+    """The temporary files `temp_file_beside(path)` makes (mkstemp adds 8 characters of [a-z0-9_]) that exist now:
+    what a killed writer of `path` left behind, or what a running one is writing."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    if not path.parent.is_dir():
+        return []
+    return [file for file in path.parent.iterdir() if pattern.fullmatch(file.name) and file.is_file()]
 
 
 def publish(temp: str, path: Path) -> None:
@@ -73,10 +83,10 @@ def file_sha256(path, block: int = 1 << 20) -> str:
 class FolderLock:
     """An exclusive lock on a folder while a process works in it: a hidden `.lock` file, locked by the operating
     system (so a killed process releases it) and removed on release. A second process is refused at once, with a
-    message naming the holder."""
+    message naming the holder. `name` is the lock file's name in the folder, for several locks in one folder."""
 
-    def __init__(self, folder: Path, what: str):
-        self.path = Path(folder) / ".lock"
+    def __init__(self, folder: Path, what: str, name: str = ".lock"):
+        self.path = Path(folder) / name
         for _ in range(3):
             self.handle = open(self.path, "a+")
             self.handle.seek(0)

@@ -19,6 +19,8 @@ DEMO_CHOICE = "demo (built-in)"
 DEMO_INPUT_FOLDER = "mtv-demo"
 NO_DEMIXER = "(no demixer installed: put an HTDemucs file in models/demucs)"
 NO_LORA = "(no LoRA installed: put an MTV LoRA in models/loras)"
+# Set to 1 by the server's operator when starting ComfyUI: only then may a workflow's 'fetch:' entry download.
+ALLOW_NODE_FETCH = "MTV_ALLOW_NODE_FETCH"
 
 
 def _fallback(variable: str, default: str) -> Path:
@@ -78,13 +80,18 @@ def _models_under(root: Path, extensions) -> set[str]:
     names = set()
     for current, folders, files in os.walk(root, followlinks=True):
         here = Path(current)
-        if here != root and (here / "config.json").is_file():
+        if here != root and _holds_one_model(here):
             names.add(here.relative_to(root).as_posix() + "/")
             folders.clear()  # the folder is one model: its weight files are not listed on their own
             continue
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         names |= {(here / f).relative_to(root).as_posix() for f in files if Path(f).suffix in extensions and not f.startswith(".")}
     return names
+
+
+def _holds_one_model(folder: Path) -> bool:
+    """A Hugging Face folder; or a fetched T5, whose encoder and tokenizer are subfolders."""
+    return (folder / "config.json").is_file() or (folder / "text_encoder" / "config.json").is_file()
 
 
 def model_path(folder: str, name: str) -> Path:
@@ -126,10 +133,26 @@ def is_fetch_choice(folder: str, name) -> bool:
     return model is not None and model.folder == folder
 
 
+def node_fetch_allowed() -> bool:
+    return os.environ.get(ALLOW_NODE_FETCH) == "1"
+
+
+def node_fetch_refusal(folder: str, name: str) -> str | None:
+    """Why a 'fetch: ...' choice may not download here, or None. An installed model needs no download."""
+    from mtv_core.hub import model_for_label
+
+    model = model_for_label(name)
+    if node_fetch_allowed() or _installed(folder, model) is not None:
+        return None
+    return (f"downloading models from a workflow is off on this server; run `python -m mtv_core models fetch "
+            f"{model.name} --dest ComfyUI/models` (or start ComfyUI with {ALLOW_NODE_FETCH}=1)")
+
+
 def resolve_model(folder: str, name: str) -> Path:
     """The path of the model a loader was given. A 'fetch: ...' choice is downloaded (and converted) into the
-    folder's first ComfyUI path the first time, with the progress bar, then loaded from there."""
-    from mtv_core.errors import ModelFileError
+    folder's first ComfyUI path the first time, with the progress bar, then loaded from there; only where the
+    server's operator allowed it (MTV_ALLOW_NODE_FETCH=1)."""
+    from mtv_core.errors import ConfigError, ModelFileError
     from mtv_core.hub import model_for_label
     from mtv_core.hub.fetch import fetch_models
 
@@ -139,6 +162,8 @@ def resolve_model(folder: str, name: str) -> Path:
     installed = _installed(folder, model)
     if installed is not None:
         return installed
+    if (refusal := node_fetch_refusal(folder, name)) is not None:
+        raise ConfigError(refusal)
     roots = folder_roots(folder)
     if not roots:
         raise ModelFileError(f"ComfyUI has no models/{folder} folder to fetch {model.name} into; add one in "
@@ -160,7 +185,7 @@ def check_model_name(folder: str, name: str) -> bool | str:
         return ("no LoRA is installed: put an MTV LoRA (made with `python -m trainer --train lora`) in ComfyUI's "
                 "models/loras folder and refresh, or bypass this node")
     if is_fetch_choice(folder, name):
-        return True
+        return node_fetch_refusal(folder, name) or True
     try:
         model_path(folder, name)
     except MTVError as error:

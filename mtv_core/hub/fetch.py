@@ -19,8 +19,8 @@ from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
-from ..errors import ConfigError, ModelFileError
-from ..fileio import file_sha256, relative_name
+from ..errors import ConfigError, GenerationError, ModelFileError
+from ..fileio import FolderLock, file_sha256, relative_name, temp_files_beside
 from .registry import (
     DEMUCS_SOURCE,
     DTYPES,
@@ -51,10 +51,15 @@ class RemoteFile:
     size: int
     sha256: str | None  # LFS files
     blob_id: str  # git's id of the blob: the check for small files kept in git
+    into: str = ""  # the subfolder of the model's folder it is installed in
 
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def installed_as(self) -> str:
+        return f"{self.into}/{self.name}" if self.into else self.name
 
     @property
     def partial_name(self) -> str:
@@ -73,8 +78,14 @@ class Plan:
         """A hidden folder beside the target (ComfyUI does not list it) where downloads wait until complete."""
         return self.target.parent / f".{self.target.name}.fetch"
 
+    def downloaded(self, file: RemoteFile) -> Path:
+        return self.stage / file.installed_as
+
+    def partial(self, file: RemoteFile) -> Path:
+        return self.downloaded(file).with_name(file.partial_name)
+
     def bytes_to_download(self) -> int:
-        return sum(file.size - _have(self.stage, file) for file in self.files)
+        return sum(file.size - _have(self, file) for file in self.files)
 
     def bytes_needed(self) -> int:
         if self.model.convert == "demucs":
@@ -109,7 +120,19 @@ def remote_files(model: HubModel) -> list[RemoteFile]:
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub_endpoint())
-    return [file for part in model.parts for file in _part_files(api, model.source, part)]
+    files = [file for part in model.parts for file in _part_files(api, model.source, part)]
+    _refuse_same_place(model, files)
+    return files
+
+
+def _refuse_same_place(model: HubModel, files: list[RemoteFile]) -> None:
+    first_at: dict[str, RemoteFile] = {}
+    for file in files:
+        first = first_at.setdefault(file.installed_as, file)
+        if first is not file:
+            raise ConfigError(f"{model.name}: {file.repo} files {first.path} and {file.path} would both be installed as "
+                              f"{model.installed}/{file.installed_as}; give their RepoParts different `into` folders in "
+                              "mtv_core/hub/registry.py")
 
 
 def _refuse_offline() -> None:
@@ -135,13 +158,13 @@ def _part_files(api, repo: str, part: RepoPart) -> list[RemoteFile]:
                              "incomplete: download the files by hand, or point HF_ENDPOINT at a full mirror")
     for name in wanted:
         relative_name(name, f"{where} listing")  # a mirror's names cannot climb out of the model's folder
-    return [_remote_file(repo, files[name]) for name in wanted]
+    return [_remote_file(repo, files[name], part.into) for name in wanted]
 
 
-def _remote_file(repo: str, entry) -> RemoteFile:
+def _remote_file(repo: str, entry, into: str) -> RemoteFile:
     lfs = entry.lfs
     sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
-    return RemoteFile(repo, entry.path, int(entry.size), sha256, entry.blob_id)
+    return RemoteFile(repo, entry.path, int(entry.size), sha256, entry.blob_id, into)
 
 
 def _first_line(error: BaseException) -> str:
@@ -157,7 +180,8 @@ def check_disk_space(plans: list[Plan]) -> None:
         root = _existing_folder(plan.target.parent)
         device = os.stat(root).st_dev
         _, need, names = needs.get(device, (root, 0, []))
-        needs[device] = (root, need + plan.bytes_needed(), [*names, plan.model.name])
+        freed = sum(temp.stat().st_size for temp in temp_files_beside(plan.target))  # removed before installing
+        needs[device] = (root, need + plan.bytes_needed() - freed, [*names, plan.model.name])
     for root, need, names in needs.values():
         free = shutil.disk_usage(root).free
         if need > free:
@@ -174,26 +198,63 @@ def _existing_folder(path: Path) -> Path:
 
 # -- installing -----------------------------------------------------------------------------------------------------
 def _install(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
-    if plan.model.convert == "demucs":
-        _install_demucs(plan, say)
-    else:
-        plan.stage.mkdir(parents=True, exist_ok=True)
-        _download_all(plan, progress, say)
-        if plan.model.convert in CONVERTERS:
-            CONVERTERS[plan.model.convert](plan, dtype, progress, say)
-            shutil.rmtree(plan.stage)
+    lock = _lock_target(plan.target)
+    try:
+        if plan.target.exists():  # a run that held the lock before this one installed it
+            say(f"{plan.model.name}: already installed at {plan.target}, skipped")
+            return
+        _remove_temp_files_of_stopped_runs(plan, say)
+        if plan.model.convert == "demucs":
+            _install_demucs(plan, say)
         else:
-            os.replace(plan.stage, plan.target)  # the folder appears whole
-    say(f"{plan.model.name}: installed {plan.target}")
+            plan.stage.mkdir(parents=True, exist_ok=True)
+            _download_all(plan, progress, say)
+            if plan.model.convert in CONVERTERS:
+                CONVERTERS[plan.model.convert](plan, dtype, progress, say)
+                shutil.rmtree(plan.stage)
+            else:
+                _remove_other_partials(plan)
+                os.replace(plan.stage, plan.target)  # the folder appears whole
+        say(f"{plan.model.name}: installed {plan.target}")
+    finally:
+        lock.release()
+
+
+def _lock_target(target: Path) -> FolderLock:
+    """One fetch of a target at a time, so two runs never write into one download. The operating system releases the
+    lock when its process ends, so a killed run does not block the next one."""
+    name = f".{target.name}.fetch.lock"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return FolderLock(target.parent, f"fetch of {target.name}", name=name)
+    except GenerationError:
+        raise GenerationError(f"another fetch of {target} is running (it holds the lock {target.parent / name}); wait "
+                              "for it to finish, then run this fetch again: it skips what is installed") from None
+
+
+def _remove_temp_files_of_stopped_runs(plan: Plan, say) -> None:
+    """A run killed while writing the target (a conversion) leaves its temporary file behind; with the target's lock
+    held, no other fetch is writing one now."""
+    for temp in temp_files_beside(plan.target):
+        say(f"{plan.model.name}: removing {temp.name} ({human_size(temp.stat().st_size)}), left by a stopped run")
+        temp.unlink()
+
+
+def _remove_other_partials(plan: Plan) -> None:
+    """Partial downloads of other versions of the files (their names carry the content's hash) stay out of the
+    installed folder."""
+    for partial in plan.stage.rglob("*.incomplete"):
+        partial.unlink()
 
 
 def _download_all(plan: Plan, progress: Progress | None, say) -> None:
     total, before = sum(file.size for file in plan.files), 0
     for file in plan.files:
-        final = plan.stage / file.name
+        final = plan.downloaded(file)
         if not final.exists():
             report = None if progress is None else (lambda done, base=before: progress(base + done, total))
-            partial = plan.stage / file.partial_name
+            partial = plan.partial(file)
+            partial.parent.mkdir(parents=True, exist_ok=True)
             download(file, partial, report)
             say(f"{plan.model.name}: checking {file.name} ({human_size(file.size)})")
             verify(file, partial)
@@ -201,11 +262,11 @@ def _download_all(plan: Plan, progress: Progress | None, say) -> None:
         before += file.size
 
 
-def _have(stage: Path, file: RemoteFile) -> int:
-    if (stage / file.name).exists():
+def _have(plan: Plan, file: RemoteFile) -> int:
+    if plan.downloaded(file).exists():
         return file.size
-    partial = stage / file.partial_name
-    return min(partial.stat().st_size, file.size) if partial.exists() else 0
+    have = _size(plan.partial(file))
+    return have if have <= file.size else 0  # a longer partial is discarded
 
 
 def download(file: RemoteFile, partial: Path, report: Callable[[int], None] | None = None) -> None:
@@ -215,7 +276,9 @@ def download(file: RemoteFile, partial: Path, report: Callable[[int], None] | No
     url = hf_hub_url(file.repo, file.path, revision=REVISION, endpoint=hub_endpoint())
     problem = None
     for _ in range(ATTEMPTS):
-        if _size(partial) >= file.size:
+        if _size(partial) > file.size:  # not this file: two runs appended to it at once
+            partial.unlink()
+        if _size(partial) == file.size:
             break
         try:
             _get(url, file, partial, report)
@@ -287,7 +350,7 @@ def _convert_official(plan: Plan, dtype: str, progress: Progress | None, say) ->
 
     from ..checkpoints import convert_checkpoint
 
-    source = plan.stage / plan.files[0].name
+    source = plan.downloaded(plan.files[0])
     say(f"{plan.model.name}: converting {source.name} to {plan.target.name} ({dtype})")
     start = time.monotonic()
     report = convert_checkpoint(source, plan.target, dtype=torch.bfloat16, variant=plan.model.name, fp8=dtype == "fp8",

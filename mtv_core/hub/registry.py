@@ -22,9 +22,11 @@ CDX23_NOTE = ("The MVSEP-CDX23 cinematic demixer (dialog / effects / music, what
 
 @dataclass(frozen=True)
 class RepoPart:
-    """Files of one folder of a Hugging Face repo ("" is the root): the named ones, or every usable file."""
+    """Files of one folder of a Hugging Face repo ("" is the root): the named ones, or every usable file. They are
+    installed in the subfolder `into` of the model's folder ("" is the folder itself)."""
     folder: str
     names: tuple[str, ...] = ()
+    into: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ MODELS = {model.name: model for model in (
     HubModel("vae", "vae", "cogvideox5b_vae.safetensors", COGVIDEOX_REPO, 862 * 10**6,
              "CogVideoX 3D VAE (one file, as `convert` makes from 3d-vae.pt)", (RepoPart("vae"),), convert="vae"),
     HubModel("t5", "text_encoders", "t5-v1_1-xxl", COGVIDEOX_REPO, 9_530 * 10**6,
-             "T5 v1.1 XXL encoder and tokenizer (one folder)", (RepoPart("text_encoder"), RepoPart("tokenizer"))),
+             "T5 v1.1 XXL encoder and tokenizer (one folder)",
+             (RepoPart("text_encoder", into="text_encoder"), RepoPart("tokenizer", into="tokenizer"))),
     HubModel("wav2vec2", "audio_encoders", "wav2vec2-base-960h", WAV2VEC_REPO, 378 * 10**6, "wav2vec2 audio encoder",
              (RepoPart("", ("config.json", "preprocessor_config.json", "model.safetensors")),)),
     HubModel("demucs", "demucs", "htdemucs.safetensors", DEMUCS_SOURCE, 168 * 10**6,

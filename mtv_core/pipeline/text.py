@@ -66,21 +66,33 @@ def load_text_encoder(folder, device="cpu", dtype=torch.bfloat16) -> TextEncoder
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"T5 folder {str(folder)!r} is missing; {T5_FIX}")
-    values = check_config_values(read_config_json(folder / "config.json", "T5"), T5_LIMITS, folder, "T5", T5_FIX)
-    files = weight_files(folder, "T5")
+    encoder_folder, tokenizer_folder = t5_subfolders(folder)
+    values = check_config_values(read_config_json(encoder_folder / "config.json", "T5"), T5_LIMITS, encoder_folder,
+                                 "T5", T5_FIX)
+    files = weight_files(encoder_folder, "T5")
     try:
         config = T5Config(**{k: v for k, v in values.items() if not k.startswith("_")})
     except (TypeError, ValueError) as error:
-        raise ModelFileError(f"{folder}: its config.json is not a T5 config ({str(error)[:200]}); {T5_FIX}") from None
+        raise ModelFileError(f"{encoder_folder}: its config.json is not a T5 config ({str(error)[:200]}); "
+                             f"{T5_FIX}") from None
     model, _ = build_on_meta(lambda: T5EncoderModel(config))
-    check_folder_weights(folder, model, files, "T5 encoder", T5_FIX)
+    check_folder_weights(encoder_folder, model, files, "T5 encoder", T5_FIX)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        encoder = T5EncoderModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, torch_dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
+        encoder = T5EncoderModel.from_pretrained(encoder_folder, local_files_only=True, use_safetensors=True,
+                                                 torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError, TypeError) as error:
         raise ModelFileError(f"could not load T5 from {str(folder)!r}: {str(error)[:300]}. The folder needs the encoder "
                              "weights (.safetensors) and tokenizer files (spiece.model or tokenizer.json)") from None
     return TextEncoder(tokenizer, encoder.to(device).eval())
+
+
+def t5_subfolders(folder: Path) -> tuple[Path, Path]:
+    """(encoder folder, tokenizer folder): `models fetch t5` keeps the hub's text_encoder/ and tokenizer/ apart (both
+    hold a config.json); a flat folder holds both."""
+    if (folder / "text_encoder").is_dir():
+        return folder / "text_encoder", folder / "tokenizer"
+    return folder, folder
 
 
 def zero_text_embedding(like: torch.Tensor) -> torch.Tensor:
