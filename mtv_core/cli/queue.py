@@ -18,9 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "with --jobs, per job")
     parser.add_argument("--max-download-mb", type=float, default=8192, help="refuse an output larger than this")
     batch = parser.add_argument_group("many jobs (--jobs)")
-    batch.add_argument("--jobs", metavar="CSV", help="one job a line: columns audio (a local file), prompt, seed, job "
-                                                     "(its name) and NODE.INPUT overrides; outputs go to OUT/<job>/, "
-                                                     "OUT/summary.csv lists them, and a rerun skips finished jobs")
+    batch.add_argument("--jobs", metavar="CSV", help="one job a line: columns audio (an audio or video file in the CSV's "
+                                                     "folder), prompt, seed, job (its name) and NODE.INPUT overrides; "
+                                                     "outputs go to OUT/<job>/, OUT/summary.csv lists them, and a rerun "
+                                                     "skips finished jobs")
+    batch.add_argument("--allow-outside", action="store_true",
+                       help="let the jobs file's audio column name files outside its folder (../x.wav, absolute paths); "
+                            "they are uploaded to the servers, so use it only for a jobs file you trust")
     batch.add_argument("--per-server", type=int, default=1, metavar="N", help="jobs in flight on each server (default 1)")
     batch.add_argument("--skip-bad-servers", action="store_true",
                        help="run on the servers that pass the checks instead of refusing the batch")
@@ -44,6 +48,8 @@ def run(args) -> int:
         apply_override(graph, assignment, client.declared_inputs)
     if args.jobs:
         return run_batch(args, graph, servers, client)
+    if args.allow_outside:
+        raise ConfigError("--allow-outside is for the audio files of a jobs file; add --jobs FILE, or leave it out")
     if args.per_server != 1 or args.skip_bad_servers:
         raise ConfigError("--per-server and --skip-bad-servers are for a batch; add --jobs FILE, or leave them out")
     if len(servers) > 1:
@@ -69,7 +75,7 @@ def run_batch(args, graph: dict, servers: list, client) -> int:
         raise ConfigError("--upload is for one job; with --jobs each job's audio file is uploaded to the server that runs it")
     if args.per_server < 1:
         raise ConfigError(f"--per-server {args.per_server} must be 1 or more")
-    jobs = read_jobs(args.jobs, graph, client.declared_inputs)
+    jobs = read_jobs(args.jobs, graph, client.declared_inputs, allow_outside=args.allow_outside)
     servers = check_servers([server.rstrip("/") for server in servers], graph, args.skip_bad_servers,
                             report=lambda line: print(line, flush=True))
     failed = Batch(jobs, servers, args.out, args.per_server, args.timeout, int(args.max_download_mb * 2**20),

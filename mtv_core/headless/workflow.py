@@ -30,29 +30,44 @@ def apply_override(graph: dict, assignment: str, declared_inputs=None) -> None:
     node_key, dot, input_name = target.rpartition(".")
     if not sep or not dot or not node_key or not input_name:
         raise ConfigError(f"--set {assignment!r}: write NODE.INPUT=VALUE, e.g. 5.audio=my_song.wav or MTVSampler.seed=7")
-    node_id = _find_node(graph, node_key, assignment)
-    inputs = graph[node_id].setdefault("inputs", {})
-    known = set(inputs)
+    try:
+        node_id, input_name = find_input(graph, target, declared_inputs)
+    except ConfigError as error:
+        raise ConfigError(f"--set {assignment!r}: {error}") from None
+    graph[node_id].setdefault("inputs", {})[input_name] = override_value(raw)
+
+
+def find_input(graph: dict, target: str, declared_inputs=None) -> tuple[str, str]:
+    """The (node id, input name) that NODE.INPUT names, as `apply_override` finds it; the graph is not changed."""
+    node_key, _, input_name = target.rpartition(".")
+    if not node_key or not input_name:
+        raise ConfigError(f"{target!r} is not NODE.INPUT; write e.g. 5.audio or MTVSampler.seed")
+    node_id = _find_node(graph, node_key)
+    known = set(graph[node_id].get("inputs") or {})
     if input_name not in known and declared_inputs is not None:
         known |= declared_inputs(graph[node_id]["class_type"])
     if input_name not in known:
-        raise ConfigError(f"--set {assignment!r}: node {node_id} ({graph[node_id]['class_type']}) has no input "
-                          f"{input_name!r}; it has {sorted(known)}")
+        raise ConfigError(f"node {node_id} ({graph[node_id]['class_type']}) has no input {input_name!r}; it has "
+                          f"{sorted(known)}")
+    return node_id, input_name
+
+
+def override_value(raw: str):
+    """An override's value: JSON (7, 2.5, true, [1, 2]) when it parses, else the text itself."""
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
-    inputs[input_name] = value
+        return raw
 
 
-def _find_node(graph: dict, key: str, assignment: str) -> str:
+def _find_node(graph: dict, key: str) -> str:
     if key in graph:
         return key
     matches = [i for i, n in graph.items() if n["class_type"] == key or (n.get("_meta") or {}).get("title") == key]
     if len(matches) == 1:
         return matches[0]
     what = "several nodes" if matches else "no node"
-    raise ConfigError(f"--set {assignment!r}: {what} called {key!r}; use the node id ({', '.join(sorted(graph, key=_as_int))})")
+    raise ConfigError(f"{what} called {key!r}; use the node id ({', '.join(sorted(graph, key=_as_int))})")
 
 
 def _as_int(text: str):

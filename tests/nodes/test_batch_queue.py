@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+import wave
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -138,12 +140,22 @@ def serve():
         httpd.server_close()
 
 
+def write_wav(path: Path, fill: int = 0) -> Path:
+    """A tiny real WAV (mono, 16 kHz, 20 samples); each `fill` gives other bytes, so another upload name."""
+    with wave.open(str(path), "wb") as clip:
+        clip.setnchannels(1)
+        clip.setsampwidth(2)
+        clip.setframerate(16000)
+        clip.writeframes(bytes([fill]) * 40)
+    return path
+
+
 def jobs_file(folder: Path, count: int, seeds=None, extra: str = "") -> Path:
     """`count` jobs, each with its own small audio file, prompt and seed (100, 101, ... unless given)."""
     seeds = seeds or [100 + n for n in range(count)]
     lines = ["job,audio,prompt,seed" + (",10.steps" if extra else "")]
     for n, seed in enumerate(seeds):
-        (folder / f"clip{n}.wav").write_bytes(b"RIFF" + bytes([n]) * 40)
+        write_wav(folder / f"clip{n}.wav", n)
         lines.append(f"job{n},clip{n}.wav,\"A face, take {n}\",{seed}" + (f",{extra}" if extra else ""))
     path = folder / "jobs.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -324,8 +336,8 @@ def test_servers_without_the_pack_or_a_model_file_are_refused_by_name(serve, tmp
     ("audio,colour\na.wav,red\n", "line 1: unknown column 'colour'"),
     ("audio,prompt\nmissing.wav,x\n", "line 2, column 'audio': no file 'missing.wav'"),
     ("audio,prompt\n,x\n", "line 2, column 'audio': empty"),
-    ("audio,10.sead\na.wav,3\n", "line 2, column '10.sead': node 10 (MTVChainSegments) has no input 'sead'; it has"),
-    ("audio,KSampler.seed\na.wav,3\n", "line 2, column 'KSampler.seed': no node called 'KSampler'; use the node id"),
+    ("audio,10.sead\na.wav,3\n", "line 1, column '10.sead': node 10 (MTVChainSegments) has no input 'sead'; it has"),
+    ("audio,KSampler.seed\na.wav,3\n", "line 1, column 'KSampler.seed': no node called 'KSampler'; use the node id"),
     ("audio,seed\na.wav,1\na.wav,seven\n", "line 3, column 'seed': 'seven' is not a whole number"),
     ("job,audio\nx,a.wav\n\nX,a.wav\n", "line 4, column 'job': the name 'X' is also on line 2"),
     ("job,audio\n../up,a.wav\n", "line 2, column 'job': '../up' cannot name a folder"),
@@ -333,7 +345,7 @@ def test_servers_without_the_pack_or_a_model_file_are_refused_by_name(serve, tmp
     ("audio,prompt\n", "has a header but no jobs"),
 ])
 def test_bad_jobs_files_are_refused_with_line_column_and_value(tmp_path, text, message):
-    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    write_wav(tmp_path / "a.wav")
     (tmp_path / "jobs.csv").write_text(text)
     with pytest.raises(ConfigError) as refused:
         read_jobs(tmp_path / "jobs.csv", DEMO)
@@ -348,6 +360,133 @@ def test_a_bad_jobs_file_queues_nothing(serve, tmp_path, capsys):
     assert code == 1
     assert f"{jobs} line 4, column 'audio': no file 'clip9.wav'" in capsys.readouterr().err
     assert state.prompts == [] and state.uploads == {} and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('audio,prompt\na.wav,fine\na.wav,"never closed\na.wav,x\na.wav,y\n',
+     "line 3: a quote opened on this line never closes (the file ends first); close it"),
+    ('audio,prompt\na.wav,"two\nlines"\na.wav,x\n', "line 2: a quoted cell runs over several lines (to line 3)"),
+    ('audio,prompt\na.wav,"open\na.wav,"x"\n', "line 2: a quoted cell runs over several lines (to line 3: "),
+    ('audio,prompt\na.wav,"a"b\n', "line 2: not valid CSV (',' expected after '\"')"),
+    ('audio,prompt\na.wav,x\na.wav,caf\xe9\n', "line 3: not UTF-8 text"),
+])
+def test_malformed_csv_is_refused_with_the_line_it_starts_on(tmp_path, text, message):
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / "jobs.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError) as refused:
+        read_jobs(tmp_path / "jobs.csv", DEMO)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("header, first, second, node", [
+    ("audio,seed,10.seed", "seed", "10.seed", "node 10 (MTVChainSegments) input 'seed'"),
+    ("audio,8.scene,prompt", "8.scene", "prompt", "node 8 (MTVTextEncode) input 'scene'"),
+    ("audio,5.audio", "audio", "5.audio", "node 5 (MTVLoadAudio) input 'audio'"),
+    ("audio,10.steps,MTVChainSegments.steps", "10.steps", "MTVChainSegments.steps", "node 10 (MTVChainSegments) input 'steps'"),
+])
+def test_two_columns_that_set_one_input_are_refused_on_line_1(tmp_path, header, first, second, node):
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / "jobs.csv").write_text(f"{header}\na.wav{',1' * header.count(',')}\n")
+    with pytest.raises(ConfigError) as refused:
+        read_jobs(tmp_path / "jobs.csv", DEMO)
+    assert f"line 1: the columns {first!r} and {second!r} both set {node}; keep one of them" in str(refused.value)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A jobs folder, and a real WAV beside it (outside it)."""
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    return folder, write_wav(tmp_path / "x.wav")
+
+
+@pytest.mark.parametrize("cell", ["../x.wav", "ABSOLUTE", "link.wav"])
+def test_audio_outside_the_jobs_folder_is_refused_unless_allowed(outside, cell):
+    folder, wav = outside
+    (folder / "link.wav").symlink_to(wav)
+    cell = str(wav) if cell == "ABSOLUTE" else cell
+    (folder / "jobs.csv").write_text(f"audio,seed\n{cell},1\n")
+    with pytest.raises(ConfigError) as refused:
+        read_jobs(folder / "jobs.csv", DEMO)
+    assert (f"line 2, column 'audio': {cell!r} is outside the jobs file's folder {folder.resolve()} (it is "
+            f"{wav.resolve()}); move the file into that folder, or pass --allow-outside") in str(refused.value)
+    job, = read_jobs(folder / "jobs.csv", DEMO, allow_outside=True)
+    assert job.audio == folder / cell and job.overrides == {("10", "seed"): 1}
+
+
+@pytest.mark.parametrize("cell, content, message", [
+    ("/etc/passwd", None, "'/etc/passwd' is not named as audio or video; give a .wav, .flac"),
+    ("notes.txt", "REAL_WAV", "'notes.txt' is not named as audio or video"),
+    ("fake.wav", b"root:x:0:0:root:/root:/bin/bash\n", "'fake.wav' is not an audio or video file FFmpeg can read ("),
+    ("empty.wav", b"", "'empty.wav' is not an audio or video file FFmpeg can read ("),
+])
+def test_audio_that_is_not_sound_is_refused_even_when_outside_is_allowed(tmp_path, cell, content, message):
+    if content == "REAL_WAV":
+        write_wav(tmp_path / cell)
+    elif content is not None:
+        (tmp_path / cell).write_bytes(content)
+    (tmp_path / "jobs.csv").write_text(f"audio\n{cell}\n")
+    with pytest.raises(ConfigError) as refused:
+        read_jobs(tmp_path / "jobs.csv", DEMO, allow_outside=True)
+    assert f"line 2, column 'audio': {message}" in str(refused.value)
+
+
+def test_allow_outside_reaches_the_batch_from_the_command_line(serve, outside, capsys):
+    folder, wav = outside
+    (folder / "jobs.csv").write_text("audio,seed\n../x.wav,5\n")
+    state = State()
+    arguments = ["queue", str(WORKFLOW), "--server", serve(state), "--jobs", str(folder / "jobs.csv"),
+                 "--out", str(folder / "out")]
+    assert main(arguments) == 1
+    assert "pass --allow-outside" in capsys.readouterr().err and state.uploads == {}
+    assert main([*arguments, "--allow-outside"]) == 0
+    assert state.seeds() == [5] and list(state.uploads) == [upload_name(folder / "../x.wav")]
+
+
+def _peak_traced_bytes(path: Path) -> int:
+    """Peak memory Python allocated while checking the jobs file and walking its jobs as a batch does."""
+    tracemalloc.start()
+    try:
+        assert sum(1 for _ in read_jobs(path, DEMO)) > 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_jobs_files_length(tmp_path):
+    paths = {}
+    for rows in (2_000, 20_000):
+        folder = tmp_path / str(rows)
+        folder.mkdir()
+        write_wav(folder / "clip.wav")
+        lines = (f'take{n},clip.wav,"A face talks, take {n}",{n},{n % 50 + 1}\n' for n in range(rows))
+        (folder / "jobs.csv").write_text("job,audio,prompt,seed,10.steps\n" + "".join(lines))
+        paths[rows] = folder / "jobs.csv"
+    read_jobs(paths[2_000], DEMO)  # the imports it needs, before counting
+    sizes = {rows: _peak_traced_bytes(path) for rows, path in paths.items()}
+    # Only the job names are kept (to refuse a name used twice): about 190 bytes a line with the set's table.
+    # A copy of the workflow for each line, as before, was about 10 kB a line.
+    assert (sizes[20_000] - sizes[2_000]) / 18_000 < 400, sizes
+    assert sizes[20_000] < 8 * 2**20, sizes
+
+
+def test_a_jobs_file_changed_after_its_check_is_refused_and_nothing_more_is_queued(serve, tmp_path):
+    state = State()
+    path = jobs_file(tmp_path, 3)
+    jobs = read_jobs(path, DEMO)
+    path.write_text(path.read_text() + "job9,clip0.wav,x,9\n")
+    with pytest.raises(ConfigError, match="changed after it was checked; run the command again"):
+        Batch(jobs, [serve(state)], tmp_path / "out", report=lambda line: None, poll=0.02).run()
+    assert state.prompts == [] and state.uploads == {}
+
+
+def test_a_job_holds_its_inputs_and_its_graph_is_built_when_sent(tmp_path):
+    job, = read_jobs(jobs_file(tmp_path, 1, extra="7"), DEMO)
+    assert (job.name, job.line, job.audio) == ("job0", 2, tmp_path / "clip0.wav")
+    assert job.overrides == {("8", "scene"): "A face, take 0", ("10", "seed"): 100, ("10", "steps"): 7}
+    graph = job.graph_for(DEMO, "clip0-abc.wav")
+    assert graph["5"]["inputs"]["audio"] == "clip0-abc.wav" and graph["10"]["inputs"]["steps"] == 7
+    assert DEMO == load_api_workflow(WORKFLOW)  # the workflow itself is left as it was
 
 
 @pytest.mark.parametrize("hostile, words", [
@@ -369,6 +508,7 @@ def test_hostile_replies_cannot_escape_the_out_folder(serve, tmp_path, hostile, 
     (["--server", "http://127.0.0.1:9", "--server", "http://127.0.0.1:10"], "2 --server given for one job; pass --jobs FILE"),
     (["--jobs", "jobs.csv", "--per-server", "0"], "--per-server 0 must be 1 or more"),
     (["--jobs", "jobs.csv", "--upload", "a.wav"], "--upload is for one job"),
+    (["--allow-outside"], "--allow-outside is for the audio files of a jobs file; add --jobs FILE"),
 ])
 def test_batch_options_out_of_place_are_refused(tmp_path, capsys, options, message):
     assert main(["queue", str(WORKFLOW), "--out", str(tmp_path / "out"), *options]) == 1
