@@ -106,11 +106,22 @@ def load_lora(path) -> LoraAdapter:
         raise ModelFileError(f"{path}: the LoRA does not name its base model; {fix}")
     modules = _check_pairs(path, tensors.shapes, rank, fix)
     loaded = tensors.load()
+    _check_finite(path, loaded)
     pairs = {module: (loaded[f"{module}.lora_A.weight"], loaded[f"{module}.lora_B.weight"]) for module in modules}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name in sorted(loaded):
         digest.update(name.encode() + loaded[name].float().numpy().tobytes())
     return LoraAdapter(Path(path), pairs, rank, float(alpha), base, digest.hexdigest()[:16])
+
+
+def _check_finite(path, loaded: dict) -> None:
+    """Refuse an adapter with NaN or infinite values (what a diverged training run writes): it would spread them into
+    every output of the model."""
+    for name in sorted(loaded):
+        bad = int((~torch.isfinite(loaded[name])).sum())
+        if bad:
+            raise ModelFileError(f"{path}: tensor {name} holds {bad} NaN or infinite value(s); this adapter is broken "
+                                 "(e.g. its training diverged): use an earlier checkpoint or train it again")
 
 
 def _check_pairs(path, shapes: dict, rank: int, fix: str) -> list[str]:
@@ -198,11 +209,25 @@ class _LowRankUpdate:
 
 
 def merged(weights: dict, loras) -> dict:
-    """A model state dict with [(adapter, strength)] merged into the adapted weights (W + s * alpha/r * B A)."""
+    """A model state dict with [(adapter, strength)] merged into the adapted weights (W + s * alpha/r * B A), each
+    in its weight's dtype. Refused when a merged weight is not finite there (e.g. huge adapter values that overflow
+    fp16 or bf16), before anything is returned to be written."""
     result = dict(weights)
     for adapter, strength in loras:
         for module, (down, up) in adapter.pairs.items():
             key = f"{module}.weight"
+            if key not in result:
+                raise ModelFileError(f"{adapter.path}: adapts {module}, but the base weights have no {key} (fp8 "
+                                     "weights? pass them through mtv_core.models.fp8.dequantized_state first)")
             base = result[key]
             result[key] = (base.float() + strength * adapter.scale * (up.float() @ down.float())).to(base.dtype)
+            _check_merged(adapter, strength, key, result[key])
     return result
+
+
+def _check_merged(adapter: LoraAdapter, strength: float, key: str, weight: torch.Tensor) -> None:
+    bad = int((~torch.isfinite(weight)).sum())
+    if bad:
+        raise ModelFileError(
+            f"{adapter.path} at strength {strength:g} makes {bad} value(s) of {key} NaN or infinite in {weight.dtype} "
+            "(its weights are too large for the model); nothing was written: use a lower strength or another adapter")

@@ -22,6 +22,7 @@ from mtv_core.audio.io import load_audio
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH
 
 from .errors import TrainerError
+from .outputs import OVERWRITE_HELP, refuse_existing
 
 STEM_OF_SOURCE = {"music": MUSIC, "effect": EFFECTS, "dialog": SPEECH}
 GAIN_DB = 6.0  # each stem's level varies by up to this much either way
@@ -36,7 +37,8 @@ def demixer_parser() -> argparse.ArgumentParser:
                                      description="Fit a small HTDemucs (music / effect / dialog) to clips with their stems.")
     parser.add_argument("--clips", required=True, type=Path, nargs="+",
                         help="folders holding <clip>_speech.wav, <clip>_effects.wav and <clip>_music.wav")
-    parser.add_argument("--out", required=True, type=Path, help="the demixer .safetensors to write")
+    parser.add_argument("--out", required=True, type=Path, help="the demixer .safetensors to write (an existing one only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--sample-rate", type=int, default=16000, help="the model's rate (inputs are resampled to it)")
     parser.add_argument("--segment", type=float, default=2.0, help="seconds per training window (and demixing window)")
     parser.add_argument("--steps", type=int, default=1500)
@@ -106,6 +108,7 @@ def train_demixer(sets: list[dict], sample_rate: int, segment_seconds: float, st
 
 def run_demixer(argv: list[str]) -> None:
     args = demixer_parser().parse_args(argv)
+    refuse_existing(args.out, args.overwrite)
     for name in ("steps", "batch_size", "sample_rate"):
         if getattr(args, name) < 1:
             raise TrainerError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")

@@ -21,6 +21,7 @@ from mtv_core.pipeline.vae import load_vae
 from mtv_core.testing import save_vae
 
 from .errors import TrainerError
+from .outputs import OVERWRITE_HELP, refuse_existing
 from .prepare import find_videos
 
 WINDOW_FRAMES = 9
@@ -31,7 +32,9 @@ MOTION_WEIGHT = 20.0  # extra loss weight per unit of a pixel's distance from it
 def vae_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer vae", description="Fit a CogVideoX VAE to video clips.")
     parser.add_argument("--clips", required=True, type=Path, help="folder of video clips (searched recursively)")
-    parser.add_argument("--out", required=True, type=Path, help="the VAE .safetensors to write (the format the loaders read)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="the VAE .safetensors to write (the format the loaders read; an existing one only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--init", type=Path, help="a VAE .safetensors to start from (default: a new small VAE)")
     parser.add_argument("--widths", type=int, nargs=4, default=(16, 32, 32, 32), help="channels of the 4 resolution levels")
     parser.add_argument("--steps", type=int, default=2000)
@@ -93,6 +96,7 @@ def trained_parameters(vae, decoder_only: bool) -> list:
 
 
 def train_vae(args) -> float:
+    refuse_existing(args.out, args.overwrite)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     clips = [read_clip(path) for path in find_videos(args.clips)]

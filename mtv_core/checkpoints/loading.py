@@ -10,6 +10,7 @@ import torch
 from ..errors import ModelFileError
 from ..models import MTVTransformer3DModel
 from ..models.fp8 import FP8_DTYPE, convert_linears_to_fp8
+from ..models.transformer_mtv import LEGACY_CONFIG_KEYS
 from ..tensorfile import TensorFile, build_on_meta, check_config_values, read_tensor_file
 from .files import CONFIG_KEY
 
@@ -66,6 +67,7 @@ def mtv_file_config(tensors: TensorFile) -> dict:
     config = tensors.json_metadata(CONFIG_KEY, REBUILD)
     if config is None or not has_audio:
         raise ModelFileError(f"{path}: not an MTV model file (no MTV config in its metadata); {REBUILD}")
+    config = {key: value for key, value in config.items() if key not in LEGACY_CONFIG_KEYS}
     check_config_values(config, CONFIG_LIMITS, path, "MTV", REBUILD)
     for key, prefix in (("num_layers", "transformer_blocks."), ("audio_interaction_layers", "audio_interaction_blocks.")):
         found = len({name.split(".")[1] for name in names if name.startswith(prefix)})

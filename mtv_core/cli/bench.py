@@ -80,6 +80,8 @@ def _pipeline(args, config: dict, dtype, backend: str) -> int:
     from ..pipeline.speed import StepCache
 
     cache = StepCache.parse(args.cache)
+    if cache is not None:
+        cache.check_blocks(config["num_layers"])
     memory = MemoryOptions(device=args.device, offload_components=args.offload, block_swap=args.block_swap,
                            fp8=args.fp8, compile=args.compile)
     GenerationConfig(steps=args.steps)  # checks the step count before anything is built

@@ -7,9 +7,8 @@ single stem (--stem).
 
 import argparse
 
-from ..spec import EFFECTS, FPS, MUSIC, SPEECH, SPEECH2, STEMS
+from ..spec import AUDIO_SUFFIXES, EFFECTS, FPS, MUSIC, SPEECH, SPEECH2, STEMS
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mov", ".mkv", ".webm")
 STEM_FILE_NAMES = {SPEECH: (SPEECH, "dialog", "vocals"), SPEECH2: (SPEECH2,), EFFECTS: (EFFECTS, "effect"), MUSIC: (MUSIC,)}
 
 

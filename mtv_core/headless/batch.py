@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli.features import AUDIO_SUFFIXES
+from ..spec import AUDIO_SUFFIXES
 from ..errors import ConfigError, GenerationError, MTVError
 from ..fileio import FolderLock, atomic_write, file_sha256
 from .client import DEFAULT_MAX_DOWNLOAD, ComfyClient, unique_path

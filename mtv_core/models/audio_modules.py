@@ -39,11 +39,18 @@ class AudioProjection(nn.Module):
 
     def _downsample_time(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2 == 0:
-            return self.temporal_conv(x)
+            return self._pairwise_conv(x)
         first, rest = x[..., :1], x[..., 1:]
         if rest.shape[-1] == 0:
             return first
-        return torch.cat([first, self.temporal_conv(rest)], dim=-1)
+        return torch.cat([first, self._pairwise_conv(rest)], dim=-1)
+
+    def _pairwise_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """temporal_conv (kernel 2, stride 2) of (B, C, T), T even, as one matmul over pairs of frames: the same sums,
+        without the copy of the (C, C, 2) weight that a CPU convolution makes (1.2 G values at the official width)."""
+        conv = self.temporal_conv
+        pairs = x.unflatten(-1, (-1, 2)).transpose(1, 2).flatten(2)  # (B, T/2, C*2): channel, then kernel tap
+        return nn.functional.linear(pairs, conv.weight.flatten(1), conv.bias).transpose(1, 2)
 
 
 class AudioSelfAttention(nn.Module):

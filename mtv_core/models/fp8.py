@@ -55,3 +55,18 @@ def convert_linears_to_fp8(module: nn.Module) -> int:
 def fp8_linear_weights(module: nn.Module, prefix: str) -> set[str]:
     """State-dict names (under `prefix`) of the Linear weights `convert_linears_to_fp8(module)` would store as fp8."""
     return {f"{prefix}{name}.weight" for name, child in module.named_modules() if isinstance(child, nn.Linear)}
+
+
+def dequantized_state(state: dict) -> dict:
+    """A state dict with every fp8 weight (`X.weight_fp8` and its row scales `X.weight_scale`) replaced by the plain
+    `X.weight` it stands for, fp8 x scale in the scale's dtype (what FP8Linear.weight gives): the weights of the same
+    model without fp8 blocks."""
+    result = {}
+    for key, value in state.items():
+        if key.endswith(".weight_fp8"):
+            stem = key[: -len("_fp8")]
+            scale = state[stem + "_scale"]
+            result[stem] = value.to(scale.dtype) * scale
+        elif not (key.endswith(".weight_scale") and key[: -len("_scale")] + "_fp8" in state):
+            result[key] = value
+    return result

@@ -35,6 +35,15 @@ from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
 from .audio_modules import AudioInteractionBlock, AudioProjection
 from .row_parallel import RowParallel
 
+# The official SAT model's two final norms, by the module the converter maps each to (checkpoints/sat_keys.py):
+# `transformer.final_layernorm` -> norm_final (SAT BaseTransformer, layernorm_epsilon 1e-5) and
+# `mixins.final_layer.norm_final` -> norm_out.norm (SAT FinalLayerMixin, eps 1e-6).
+FINAL_LAYERNORM_EPS = 1e-5
+FINAL_LAYER_NORM_EPS = 1e-6
+# A config key that files written before these were fixed carry: it set norm_final's eps to 1e-6, the value that
+# belongs to norm_out.norm. Its stored value is the old default, never a user's choice; loaders drop it.
+LEGACY_CONFIG_KEYS = ("final_norm_eps",)
+
 
 @dataclass
 class FrameConditioning:
@@ -211,7 +220,6 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
         multi_speaker: bool = False,
         shared_injection: bool = False,
         variant: str = "single",
-        final_norm_eps: float = 1e-6,
     ):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
@@ -236,8 +244,9 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
                 for _ in range(num_layers)
             ]
         )
-        self.norm_final = nn.LayerNorm(dim, eps=final_norm_eps)  # the official final LayerNorm's eps (diffusers: 1e-5)
-        self.norm_out = AdaLayerNorm(embedding_dim=time_embed_dim, output_dim=2 * dim, norm_elementwise_affine=True, norm_eps=1e-5, chunk_dim=1)
+        self.norm_final = nn.LayerNorm(dim, eps=FINAL_LAYERNORM_EPS)
+        self.norm_out = AdaLayerNorm(embedding_dim=time_embed_dim, output_dim=2 * dim, norm_elementwise_affine=True,
+                                     norm_eps=FINAL_LAYER_NORM_EPS, chunk_dim=1)
         self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
 
         encoder_streams = (SPEECH, EFFECTS, MUSIC)  # the second speaker shares the speech encoder

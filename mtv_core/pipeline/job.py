@@ -105,6 +105,8 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
         raise ModelFileError(f"model file {str(model_path)!r} has no MTV config; convert it with "
                              "`python -m mtv_core convert`")
     _check_fit(model_config, _json_config(vae_path), _json_config(t5_path), vae_path, t5_path)
+    if job.config.cache is not None and isinstance(model_config.get("num_layers"), int):
+        job.config.cache.check_blocks(model_config["num_layers"])
     _check_loras(job.config.loras, model_path)
     if job.speaker_ranges:
 

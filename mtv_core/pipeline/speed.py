@@ -56,13 +56,20 @@ class StepCache:
                               "optionally with :VALUE, e.g. fbc:0.15")
         kind = CACHES[name]
         try:
-            number = float(value) if value else kind.default
+            number = float(value) if value else float(kind.default)
         except ValueError:
             number = math.nan
         if not (math.isfinite(number) and kind.low <= number <= kind.high and (not kind.whole or number.is_integer())):
             raise ConfigError(f"step cache {text!r}: {name}'s {kind.setting} must be in {kind.low:g}..{kind.high:g}"
                               f"{' (a whole number)' if kind.whole else ''}; the default is {kind.default:g}")
         return cls(name, number)
+
+    def check_blocks(self, blocks: int) -> None:
+        """The first-block cache runs block 0 and from its residual decides whether to reuse the other blocks' work:
+        with fewer than 2 blocks there is nothing to reuse (diffusers fails with an IndexError)."""
+        if self.name == "fbc" and blocks < 2:
+            raise ConfigError(f"step cache {self}: the first-block cache needs at least 2 transformer blocks (it skips "
+                              f"the blocks after the first) and this model has {blocks}; use taylorseer or no cache")
 
     def diffusers_config(self):
         from diffusers import FirstBlockCacheConfig, TaylorSeerCacheConfig
@@ -82,6 +89,7 @@ def step_cache(model, cache: StepCache | None):
     if cache is None:
         yield
         return
+    cache.check_blocks(len(model.transformer_blocks))
     model.enable_cache(cache.diffusers_config())
     try:
         yield

@@ -6,6 +6,7 @@ from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
 from mtv_core import testing
+from mtv_core.checkpoints import load_mtv_model, save_safetensors
 from mtv_core.models import MTVTransformer3DModel, backbone_config, mtv_config
 from mtv_core.models.transformer_mtv import AudioContext, FrameConditioning
 
@@ -163,14 +164,36 @@ def test_missing_stream_is_a_clear_error(model):
         model.project_audio({"speech": torch.zeros(1, 49, model.config.audio_feature_dim)})
 
 
-def test_the_final_layer_norm_uses_the_official_eps():
-    """(x - mean) / sqrt(var + 1e-6) * w + b, written out: the official final LayerNorm (diffusers uses 1e-5)."""
-    model = testing.tiny_mtv_model()
-    x = torch.randn(2, 7, model.norm_final.normalized_shape[0]) * 1e-3  # small activations, where eps matters
+def written_out_layer_norm(x, norm, eps):
     mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
-    expected = (x - mean) / torch.sqrt(var + 1e-6) * model.norm_final.weight + model.norm_final.bias
-    torch.testing.assert_close(model.norm_final(x), expected, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5), (x - mean) / torch.sqrt(var + 1e-6), atol=1e-3)
+    normed = (x - mean) / torch.sqrt(var + eps)
+    return normed if norm.weight is None else normed * norm.weight + norm.bias
+
+
+def test_the_final_layer_norms_use_the_official_eps():
+    """The converter maps SAT `transformer.final_layernorm` (eps 1e-5) to norm_final and
+    `mixins.final_layer.norm_final` (eps 1e-6) to norm_out.norm: each computes (x - mean) / sqrt(var + eps) * w + b
+    with its own official eps."""
+    model = testing.tiny_mtv_model()
+    with torch.no_grad():
+        for norm in (model.norm_final, model.norm_out.norm):  # weights away from 1 / 0, so a swap would show
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.1, 0.1)
+    x = torch.randn(2, 7, model.norm_final.normalized_shape[0]) * 1e-3  # small activations, where eps matters
+    for norm, eps, other in ((model.norm_final, 1e-5, 1e-6), (model.norm_out.norm, 1e-6, 1e-5)):
+        with torch.no_grad():
+            ours = norm(x)
+        torch.testing.assert_close(ours, written_out_layer_norm(x, norm, eps), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(ours, written_out_layer_norm(x, norm, other), atol=1e-3)
+
+
+def test_a_file_with_the_old_swapped_final_eps_loads_with_the_official_ones(tmp_path):
+    """Files written before the fix carry `final_norm_eps: 1e-6` (norm_final's old, swapped default): it is dropped."""
+    model = testing.tiny_mtv_model()
+    path = save_safetensors(tmp_path / "old.safetensors", model.state_dict(), {**dict(model.config), "final_norm_eps": 1e-6})
+    loaded = load_mtv_model(path)
+    assert loaded.norm_final.eps == 1e-5 and loaded.norm_out.norm.eps == 1e-6
+    assert "final_norm_eps" not in loaded.config
 
 
 def test_the_official_first_row_interaction_timestep_is_an_option():

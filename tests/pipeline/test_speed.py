@@ -5,6 +5,7 @@ import torch
 from pipeline_models import make_tiny_model, make_tiny_vae
 from torch._dynamo.utils import counters
 
+from mtv_core import testing
 from mtv_core.errors import ConfigError
 from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, SegmentInputs, prepare_model
 from mtv_core.pipeline.speed import AttentionCounter, StepCache, step_cache
@@ -97,7 +98,8 @@ def test_no_hooks_remain_after_a_segment(model, window):
 
 
 @pytest.mark.parametrize("text, cache", [("fbc", StepCache("fbc", 0.15)), ("FBC:0.2", StepCache("fbc", 0.2)),
-                                         ("taylorseer:3", StepCache("taylorseer", 3)), ("none", None), ("", None)])
+                                         ("taylorseer:3", StepCache("taylorseer", 3)), ("taylorseer", StepCache("taylorseer", 2)),
+                                         ("none", None), ("", None)])
 def test_cache_names_parse(text, cache):
     assert StepCache.parse(text) == cache
 
@@ -151,3 +153,13 @@ def test_compile_without_a_cpp_compiler_is_refused_before_loading(monkeypatch):
     monkeypatch.setattr(inductor.cpp, "cxx", ("no-such-compiler-here",))
     with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
         MemoryOptions(device="cpu", compile=True)
+
+
+def test_fbc_on_a_one_block_model_is_refused_with_the_fix():
+    """diffusers' first-block cache fails with an IndexError when no block follows the first."""
+    one_block = testing.tiny_mtv_model(num_layers=1, sample_height=4, sample_width=6)
+    with pytest.raises(ConfigError, match="the first-block cache needs at least 2 transformer blocks .* this model has 1"):
+        with step_cache(one_block, StepCache.parse("fbc")):
+            pass
+    with step_cache(one_block, StepCache.parse("taylorseer")):
+        pass

@@ -68,3 +68,21 @@ def test_a_source_is_drawn_from_the_clips_where_it_sounds(tmp_path):
     for row in sounding:  # a scaled window of the one clip where effects sound
         cosine = (windows @ row) / (windows.norm(dim=1) * row.norm())
         assert float(cosine.max()) > 0.9999
+
+
+def test_an_existing_out_is_refused_before_training_and_replaced_with_overwrite(tmp_path, capsys):
+    clips = write_stems(tmp_path)
+    out = tmp_path / "demixer.safetensors"
+    out.write_bytes(b"the user's file")
+    command = ["demixer", "--clips", str(clips), "--out", str(out), "--steps", "1", "--batch-size", "2", "--segment", "0.5"]
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    assert f"{out} exists; choose another --out or pass --overwrite" in captured.err and "training" not in captured.out
+    assert out.read_bytes() == b"the user's file"
+    assert main([*command, "--overwrite"]) == 0
+    assert load_demixer(out).layout == "cinematic" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_out_that_is_a_folder_is_refused_even_with_overwrite(tmp_path, capsys):
+    assert main(["demixer", "--clips", str(tmp_path), "--out", str(tmp_path), "--overwrite"]) == 1
+    assert "is a folder; --out names the file to write" in capsys.readouterr().err

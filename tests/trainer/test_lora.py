@@ -9,7 +9,9 @@ from trainer_data import REPO, trainer_command, write_tiny_dataset
 from mtv_core import lora, testing
 from mtv_core.checkpoints import load_mtv_model, save_safetensors
 from mtv_core.errors import ModelFileError
+from mtv_core.models.fp8 import FP8Linear, convert_linears_to_fp8
 from trainer import TrainerError
+from trainer.__main__ import main
 from trainer.train import TrainOptions, run_curriculum
 
 
@@ -70,14 +72,62 @@ def test_strength_one_is_the_merged_model_and_zero_is_the_base(trained, tmp_path
     torch.testing.assert_close(stacked, adapted, atol=2e-5, rtol=1e-4)
 
 
-def test_export_never_overwrites_a_file(trained, tmp_path):
+def test_export_never_overwrites_a_file_unless_asked(trained, tmp_path):
     base, path = trained
     out = tmp_path / "keep.safetensors"
     out.write_bytes(b"the user's file")
     result = subprocess.run(trainer_command("export", "--merge", "--base", base, "--lora", path, "--out", out),
                             cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 1 and "already exists; choose a new file name" in result.stderr
+    assert result.returncode == 1 and f"{out} exists; choose another --out or pass --overwrite" in result.stderr
     assert out.read_bytes() == b"the user's file"
+    assert main(["export", "--merge", "--base", str(base), "--lora", str(path), "--out", str(out), "--overwrite"]) == 0
+    assert load_mtv_model(out).config.num_layers == 2 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_export_merges_onto_an_fp8_base_as_plain_weights(tmp_path, capsys):
+    """The merged file holds the fp8 weights dequantized (fp8 x row scale) with the LoRA added: it computes what the
+    fp8 base does with the adapter applied."""
+    model = testing.tiny_mtv_model(seed=5)
+    adapter_path = testing.save_random_lora(model, tmp_path / "lora.safetensors")
+    convert_linears_to_fp8(model.transformer_blocks)
+    base = testing.save_mtv_model(model, tmp_path / "base-fp8.safetensors")
+    out = tmp_path / "merged.safetensors"
+    assert main(["export", "--merge", "--base", str(base), "--lora", str(adapter_path), "--out", str(out)]) == 0
+    assert "stores its blocks' Linear weights as fp8" in capsys.readouterr().err
+    fp8_base = load_mtv_model(base)
+    with lora.applied(fp8_base, [(lora.load_lora(adapter_path), 1.0)]):
+        expected = _forward(fp8_base)
+    merged = load_mtv_model(out)
+    assert not any(isinstance(m, FP8Linear) for m in merged.modules())
+    torch.testing.assert_close(_forward(merged), expected, atol=2e-5, rtol=1e-4)
+
+
+def _filled_lora(model, path, value: float) -> None:
+    """An adapter on every attn1.to_q with A and B filled with `value`."""
+    pairs = {name: (torch.full((4, module.in_features), value), torch.full((module.out_features, 4), value))
+             for name, module in model.named_modules() if name.endswith("attn1.to_q")}
+    lora.save_lora(path, pairs, 4, 4, "to_q", lora.model_identity(model))
+
+
+def test_an_adapter_with_nan_is_refused_when_loaded(tmp_path):
+    path = tmp_path / "nan.safetensors"
+    _filled_lora(testing.tiny_mtv_model(seed=5), path, float("nan"))
+    with pytest.raises(ModelFileError, match=r"nan.safetensors: tensor transformer_blocks.0.attn1.to_q.lora_A.weight "
+                                             r"holds \d+ NaN or infinite"):
+        lora.load_lora(path)
+
+
+def test_a_merge_that_overflows_is_refused_and_writes_nothing(tmp_path, capsys):
+    """1e30 is finite, but B A is 4e60: no float dtype holds it."""
+    model = testing.tiny_mtv_model(seed=5).to(torch.bfloat16)
+    base = testing.save_mtv_model(model, tmp_path / "base.safetensors")
+    _filled_lora(model, tmp_path / "huge.safetensors", 1e30)
+    lora.load_lora(tmp_path / "huge.safetensors")
+    out = tmp_path / "merged.safetensors"
+    assert main(["export", "--merge", "--base", str(base), "--lora", str(tmp_path / "huge.safetensors"), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "makes" in error and "transformer_blocks.0.attn1.to_q.weight NaN or infinite in torch.bfloat16" in error
+    assert "nothing was written" in error and not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_a_lora_for_another_base_or_variant_is_refused(trained):

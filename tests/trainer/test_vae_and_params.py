@@ -1,6 +1,7 @@
 """`python -m trainer vae` learns to reconstruct clips; `--train` modes pick the right parameters."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -138,3 +139,16 @@ def test_cumulative_stages_replay_earlier_subsets(tmp_path):
     assert {r.id for r in cumulative} == {"duo", "street", "face"}  # face is in basic_face, an earlier stage
     first = stage_records(TrainOptions(stage="basic_face", data=data, out=tmp_path), "basic_face")
     assert {r.id for r in first} == {"face"}
+
+
+def test_vae_refuses_an_existing_out_before_reading_clips(tmp_path):
+    from trainer.errors import TrainerError
+    from trainer.vae import train_vae, vae_parser
+
+    out = tmp_path / "vae.safetensors"
+    out.write_bytes(b"the user's file")
+    args = vae_parser().parse_args(["--clips", str(tmp_path / "no-clips"), "--out", str(out)])
+    with pytest.raises(TrainerError, match=re.escape(f"{out} exists; choose another --out or pass --overwrite")):
+        train_vae(args)
+    assert out.read_bytes() == b"the user's file"
+    assert vae_parser().parse_args(["--clips", "c", "--out", str(out), "--overwrite"]).overwrite
