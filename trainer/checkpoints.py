@@ -10,6 +10,7 @@ the `latest` file; a failure at any point (disk full) leaves the previous checkp
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ LORA_EMA_FILE = "lora-ema.safetensors"
 STATE_FILE = "state.pt"
 ENGINE_DIR = "engine"
 LATEST = "latest"
+STEP_NAME = re.compile(r"step-\d{8}")
 STATE_FORMAT = 3  # state.pt (with the LR schedule) beside accelerate's engine state, signed
 
 
@@ -55,7 +57,11 @@ class CheckpointFolder:
         pointer = self.root / LATEST
         if not pointer.is_file():
             return None
-        folder = self.root / pointer.read_text().strip()
+        name = pointer.read_text().strip()
+        if not STEP_NAME.fullmatch(name):  # only a step folder beside it, never a path elsewhere
+            raise TrainerError(f"{pointer}: names {name[:80]!r}, not a step folder (step-00000200); it was edited or "
+                               "damaged: write the name of the checkpoint to resume into it, or start without --resume")
+        folder = self.root / name
         return folder if (folder / STATE_FILE).is_file() else None
 
     def partial(self, step: int) -> Path:

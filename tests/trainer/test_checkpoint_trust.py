@@ -119,3 +119,10 @@ def test_the_command_line_refuses_in_one_line(run_copy, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "custom_checkpoint_0.pkl: not in the folder's signed manifest" in result.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_latest_pointer_out_of_the_checkpoints_folder_is_refused(run_copy):
+    data, run, checkpoint = run_copy
+    (checkpoint.parent / "latest").write_text("../../../elsewhere/step-00000002")
+    with pytest.raises(TrainerError, match="not a step folder"):
+        run_curriculum(options(data, run, resume=True))
