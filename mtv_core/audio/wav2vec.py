@@ -87,9 +87,13 @@ class Wav2Vec2Encoder:
 
     def __init__(self, model, name: str = "wav2vec2", device="cpu"):
         self.model = model.to(device).eval()
-        self.device = torch.device(device)
         self.name = name
         self._fingerprint = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is now (ComfyUI's model management may have moved it): inputs are sent there."""
+        return next(self.model.parameters()).device
 
     @property
     def hidden_size(self) -> int:

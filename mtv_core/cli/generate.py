@@ -163,16 +163,33 @@ def build_job(args):
         parallel=args.parallel)
 
 
-def _print_progress(step: int, total: int) -> None:
-    print(f"\rstep {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+class TerminalProgress:
+    """One line on stderr that moves: the sampler's steps over the job, then each segment's decoding slice by slice."""
+
+    def __init__(self, steps_per_segment: int):
+        self.steps_per_segment, self.step, self.total = steps_per_segment, 0, 0
+
+    def sampling(self, step: int, total: int) -> None:
+        self.step, self.total = step, total
+        _show(f"step {step}/{total}", step == total)
+
+    def decoding(self, done: int, total: int) -> None:
+        # Sampling a segment ends at step (k + 1) x steps, so the last step told names the segment being decoded.
+        segment, segments = -(-self.step // self.steps_per_segment), self.total // self.steps_per_segment
+        _show(f"decoding segment {segment}/{segments}: slice {done}/{total}", done == total)
+
+
+def _show(line: str, last: bool) -> None:
+    print(f"\r{line}", end="\n" if last else "", file=sys.stderr, flush=True)
 
 
 def run(args) -> int:
     from ..pipeline.job import run_job
 
     job = build_job(args)
+    terminal = TerminalProgress(job.config.steps)
     try:
-        path = run_job(job, progress=_print_progress)
+        path = run_job(job, progress=terminal.sampling, decode_progress=terminal.decoding)
     except KeyboardInterrupt:
         print(f"\nfinished segments are in {job.segment_folder}; run the same command again to resume.", file=sys.stderr)
         raise

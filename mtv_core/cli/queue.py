@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, help="give up after this many seconds in all (uploads, run, downloads); "
                                                       "with --jobs, per job")
     parser.add_argument("--max-download-mb", type=float, default=8192, help="refuse an output larger than this")
+    parser.add_argument("--previews", metavar="DIR",
+                        help="keep the running job's latest preview image in DIR/preview.jpg, replaced at every "
+                             "sampler step (the server must run with --preview-method auto)")
     batch = parser.add_argument_group("many jobs (--jobs)")
     batch.add_argument("--jobs", metavar="CSV", help="one job a line: columns audio (an audio or video file in the CSV's "
                                                      "folder), prompt, seed, job (its name) and NODE.INPUT overrides; "
@@ -59,7 +62,8 @@ def run(args) -> int:
     prompt_id = client.submit(graph)
     print(f"queued {args.workflow} as {prompt_id}", flush=True)
     names = {node_id: f"{node['class_type']} (node {node_id})" for node_id, node in graph.items()}
-    history = client.wait(prompt_id, report=lambda line: print(line, flush=True), node_names=names)
+    history = client.wait(prompt_id, report=lambda line: print(line, flush=True), node_names=names,
+                          previews=args.previews)
     for path in client.download_outputs(history, args.out):
         print(f"saved {path}")
     return 0
@@ -73,6 +77,8 @@ def run_batch(args, graph: dict, servers: list, client) -> int:
 
     if args.upload:
         raise ConfigError("--upload is for one job; with --jobs each job's audio file is uploaded to the server that runs it")
+    if args.previews:
+        raise ConfigError("--previews is for one job; leave it out with --jobs")
     if args.per_server < 1:
         raise ConfigError(f"--per-server {args.per_server} must be 1 or more")
     jobs = read_jobs(args.jobs, graph, client.declared_inputs, allow_outside=args.allow_outside)

@@ -12,6 +12,7 @@ from ..spec import EFFECTS, MUSIC, OFFICIAL_GUIDANCE, SPEECH, STEMS
 DEMO_DIR = Path(__file__).resolve().parent
 MODEL = DEMO_DIR / "model.safetensors"
 VAE = DEMO_DIR / "vae.safetensors"
+VAE_PREVIEW = DEMO_DIR / "vae_preview.json"  # its latent -> RGB preview factors (tools/fit_preview_factors.py)
 T5 = DEMO_DIR / "t5"
 WAV2VEC = DEMO_DIR / "wav2vec2"
 DEMIXER = DEMO_DIR / "demixer.safetensors"

@@ -6,6 +6,7 @@ import json
 import mimetypes
 import os
 import re
+import struct
 import time
 import urllib.error
 import urllib.parse
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import ConfigError, GenerationError
-from ..fileio import relative_name, temp_file_beside
+from ..fileio import atomic_write, relative_name, temp_file_beside
 from .websocket import WebSocketClosed, WebSocketReader
 from .workflow import describe_failure, describe_refusal
 
@@ -23,6 +24,10 @@ MAX_JSON_BYTES = 32 * 2**20
 DEFAULT_MAX_DOWNLOAD = 8 * 2**30
 REQUEST_TIMEOUT = 30.0
 _ODD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+# ComfyUI's binary preview message: event 1 (4 bytes), the image type (4 bytes: 1 JPEG, 2 PNG), the image.
+PREVIEW_EVENT = 1
+PREVIEW_TYPES = {1: (".jpg", b"\xff\xd8\xff"), 2: (".png", b"\x89PNG\r\n\x1a\n")}
+MAX_PREVIEW_BYTES = 4 * 2**20
 
 
 class Deadline:
@@ -187,12 +192,15 @@ class ComfyClient:
             raise GenerationError(f"the server's history of {prompt_id} is not what ComfyUI writes: {str(entry)[:200]}")
         return entry if entry.get("status", {}).get("completed") is not None else None
 
-    def wait(self, prompt_id: str, report=print, poll: float = 1.0, node_names: dict | None = None) -> dict:
+    def wait(self, prompt_id: str, report=print, poll: float = 1.0, node_names: dict | None = None,
+             previews=None) -> dict:
         """Follow the prompt until it ends; progress (at most a line a second) from the websocket when the server
-        offers one. `node_names` maps node ids to what to call them."""
+        offers one. `node_names` maps node ids to what to call them. With `previews` (a folder), the latest preview
+        image the server sends is kept there as preview.jpg (or .png), replaced as new ones come."""
         progress = self._connect_progress()
         started, last_poll, last_state = time.monotonic(), 0.0, None
         self._last_report, self._node_names = 0.0, node_names or {}
+        self._previews, self._preview_told = (None if previews is None else Path(previews)), False
         try:
             while True:
                 if progress is not None:
@@ -224,6 +232,9 @@ class ComfyClient:
         except WebSocketClosed:
             progress.close()
             return None
+        if isinstance(message, bytes):
+            self._keep_preview(message, report)
+            return progress
         data = (message or {}).get("data")
         if message and message.get("type") == "progress" and isinstance(data, dict) and data.get("prompt_id") in (None, prompt_id):
             now, done = time.monotonic(), data.get("value") == data.get("max")
@@ -232,6 +243,21 @@ class ComfyClient:
                 node = self._node_names.get(str(data.get("node")), f"node {data.get('node')}")
                 report(f"{node}: {data.get('value')}/{data.get('max')} ({now - started:.0f}s)")
         return progress
+
+    def _keep_preview(self, message: bytes, report) -> None:
+        image = preview_image(message)
+        if self._previews is None or image is None:
+            return
+        suffix, data = image
+        try:
+            path = atomic_write(self._previews / f"preview{suffix}", lambda temp: Path(temp).write_bytes(data))
+        except OSError as error:
+            report(f"previews are no longer saved: {error}")
+            self._previews = None
+            return
+        if not self._preview_told:
+            report(f"live preview: {path} (replaced at every step)")
+            self._preview_told = True
 
     @staticmethod
     def _finished(entry: dict) -> dict:
@@ -271,6 +297,18 @@ class ComfyClient:
         finally:
             Path(temp).unlink(missing_ok=True)
         return target
+
+
+def preview_image(message: bytes) -> tuple[str, bytes] | None:
+    """(suffix, image) of a ComfyUI preview message; None for other binary messages and for any preview over
+    MAX_PREVIEW_BYTES or whose bytes are not the JPEG or PNG its type says (the server is not trusted)."""
+    if len(message) < 8 or len(message) - 8 > MAX_PREVIEW_BYTES:
+        return None
+    event, kind = struct.unpack(">II", message[:8])
+    suffix, magic = PREVIEW_TYPES.get(kind, (None, None))
+    if event != PREVIEW_EVENT or suffix is None or not message[8:].startswith(magic):
+        return None
+    return suffix, message[8:]
 
 
 def output_items(history: dict) -> list[dict]:

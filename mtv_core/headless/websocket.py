@@ -1,8 +1,8 @@
 """A small reader of ComfyUI's `/ws` progress messages (RFC 6455, client side), standard library only.
 
 Only what following a job needs: the opening handshake, unmasked server frames (text, binary, ping, close, and
-fragments), masked pongs back. Text messages are JSON; binary ones (preview images) are skipped. A frame longer
-than MAX_FRAME closes the reader instead of filling memory.
+fragments), masked pongs back. Text messages are JSON; binary ones (preview images) are handed over as bytes,
+unread. A frame longer than MAX_FRAME closes the reader instead of filling memory.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ class WebSocketReader:
             raise WebSocketClosed("the server closed the connection")
         self.buffer += data
 
-    def receive(self, timeout: float) -> dict | None:
-        """The next JSON message, or None when none came within `timeout` seconds."""
+    def receive(self, timeout: float) -> dict | bytes | None:
+        """The next message: a JSON object (a text message that holds one) or the payload of a binary message; None
+        when none came within `timeout` seconds."""
         self.socket.settimeout(max(timeout, 0.01))
         try:
             while True:
@@ -100,7 +101,7 @@ class WebSocketReader:
         payload, self.buffer = self.buffer[start:start + length], self.buffer[start + length:]
         return bool(first & 0x80), first & 0x0F, payload
 
-    def _handle(self, final: bool, opcode: int, payload: bytes) -> dict | None:
+    def _handle(self, final: bool, opcode: int, payload: bytes) -> dict | bytes | None:
         if opcode == PING:
             self._send(PONG, payload)
         elif opcode == CLOSE:
@@ -109,6 +110,8 @@ class WebSocketReader:
             self.fragments.append(bytes([opcode]) + payload if opcode != CONTINUATION else payload)
             if final:
                 whole, self.fragments = b"".join(self.fragments), []
+                if whole[:1] == bytes([BINARY]):
+                    return whole[1:]
                 if whole[:1] == bytes([TEXT]):
                     try:
                         message = json.loads(whole[1:])

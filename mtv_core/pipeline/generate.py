@@ -117,14 +117,20 @@ class SegmentInputs:
 
 
 class SegmentGenerator:
-    """Samples and decodes single segments with one model, VAE and set of options."""
+    """Samples and decodes single segments with one model, VAE and set of options.
+
+    Listeners, all optional: `progress(step, total)` counts sampler steps over the whole job; `preview(step, total,
+    latents)` gets each step's clean-latent estimate (1, 13, C, h, w) (only ask for it when showing it);
+    `decode_progress(done, total)` counts the decoder's slices of the segment being decoded."""
 
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
-                 progress=None, interrupt=None, parallel: ParallelRun | None = None):
+                 progress=None, interrupt=None, parallel: ParallelRun | None = None, preview=None,
+                 decode_progress=None):
         check_compatible(model, vae)
         self.model, self.vae, self.config, self.memory = model, vae, config, memory
         self.swap, self.parallel = swap, parallel
         self.progress, self.interrupt = progress, interrupt
+        self.preview, self.decode_progress = preview, decode_progress
         self.last_prefix_latents = None
 
     def latent_shape(self) -> tuple:
@@ -149,9 +155,9 @@ class SegmentGenerator:
             return encode_frames(self.vae, pixels[None], generator)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        with on_device(self.vae, self.memory.device, self.memory.offload_components), \
-                interruptible([self.vae.decoder], self.interrupt):
-            return decode_latents(self.vae, latents, self.memory.vae_tile_latents)[0]
+        with on_device(self.vae, self.memory.device, self.memory.offload_components):
+            return decode_latents(self.vae, latents, self.memory.vae_tile_latents, progress=self.decode_progress,
+                                  interrupt=self.interrupt)[0]
 
     def run(self, inputs: SegmentInputs, seed: int, step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
         """One segment -> decoded pixels (3, 49, H, W) in [-1, 1]."""
@@ -163,7 +169,7 @@ class SegmentGenerator:
         if self.parallel is not None:
             self.parallel.share(job)
         return denoise(self.model, job, self.config, self.memory, self.swap, self._progress(step_offset, total_steps),
-                       self.interrupt, self.parallel)
+                       self.interrupt, self.parallel, self._preview(step_offset, total_steps))
 
     def denoise_job(self, inputs: SegmentInputs, seed: int) -> DenoiseJob:
         """Noise, clean prefix latents and audio tokens of one segment: everything the denoising loop needs."""
@@ -183,9 +189,14 @@ class SegmentGenerator:
             return None
         return lambda step, steps: self.progress(offset + step, total or steps)
 
+    def _preview(self, offset: int, total: int | None):
+        if self.preview is None:
+            return None
+        return lambda step, steps, latents: self.preview(offset + step, total or steps, latents)
+
 
 def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOptions, swap: BlockSwap | None = None,
-            progress=None, interrupt=None, parallel=None) -> torch.Tensor:
+            progress=None, interrupt=None, parallel=None, preview=None) -> torch.Tensor:
     """The sampler loop of one segment (in every process of a parallel run) -> latents (1, 13, C, h, w)."""
     generator = torch.Generator("cpu")
     generator.set_state(job.generator_state)
@@ -195,7 +206,7 @@ def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOpti
         guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel,
                              job.silent)
         return sample(config.sampler, guided, job.noise, config.steps, generator=generator, prefix=job.prefix,
-                      progress=progress, interrupt=interrupt)
+                      progress=progress, interrupt=interrupt, preview=preview)
 
 
 def segment_features(features, segment: Segment) -> dict:

@@ -27,6 +27,8 @@ import torch
 from ..errors import ConfigError
 from ..spec import GUIDANCE_ORDER, MAX_GUIDANCE, OFFICIAL_GUIDANCE, SPEECH, SPEECH2
 
+MAX_BRANCHES = len(GUIDANCE_ORDER) + 1  # e0 .. e4: what one step batches when every scale differs
+
 # The branch level at which a condition turns on: text 1, speech 2 (the second speaker with it), effects 3, music 4.
 STREAM_LEVEL = {**{name: level for level, name in enumerate(GUIDANCE_ORDER, start=1)}, SPEECH2: GUIDANCE_ORDER.index(SPEECH) + 1}
 

@@ -247,24 +247,25 @@ def _file_identity(job: GenerationJob) -> list:
     return [(str(Path(p).resolve()), Path(p).stat().st_size if Path(p).is_file() else 0) for p in paths]
 
 
-def run_job(job: GenerationJob, progress=None, interrupt=None) -> Path | None:
+def run_job(job: GenerationJob, progress=None, interrupt=None, decode_progress=None) -> Path | None:
     """Run a job end to end, streaming: stems, features and finished segments go to the work folder (a rerun
     resumes from them), the mp4 is encoded segment by segment, so memory does not grow with the audio's length.
-    Under torchrun the processes share the denoising and rank 0 does the rest; the others return None."""
+    Under torchrun the processes share the denoising and rank 0 does the rest; the others return None.
+    `progress(step, total)` counts sampler steps, `decode_progress(done, total)` each segment's decoder slices."""
     _, plan = validate_job(job)
     if plan.size == 1:
-        return _render(job, progress, interrupt)
+        return _render(job, progress, interrupt, decode_progress=decode_progress)
     parallel = start_processes(plan, job.memory.device)
     if not parallel.is_leader:
         _serve(job, parallel, interrupt)
         return None
     try:
-        return _render(job, progress, interrupt, parallel)
+        return _render(job, progress, interrupt, parallel, decode_progress)
     finally:
         parallel.finish()
 
 
-def _render(job: GenerationJob, progress, interrupt, parallel: ParallelRun | None = None) -> Path:
+def _render(job: GenerationJob, progress, interrupt, parallel: ParallelRun | None = None, decode_progress=None) -> Path:
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
     files, flags = separate(job, work)
@@ -274,7 +275,8 @@ def _render(job: GenerationJob, progress, interrupt, parallel: ParallelRun | Non
 
     model, memory, swap = _load_transformer(job, parallel)
     vae = load_vae(job.files.vae, dtype=job.dtype)
-    session = RenderSession(model, vae, job.config, memory, swap, progress, interrupt, _file_identity(job), parallel)
+    session = RenderSession(model, vae, job.config, memory, swap, progress, interrupt, _file_identity(job), parallel,
+                            decode_progress=decode_progress)
     audio, rate = soundtrack(job, files)
     path = session.write(render, job.out, audio, rate, work, keep=job.keep_segments)
     if not job.keep_segments:

@@ -3,6 +3,9 @@
 `model_fn(x, t) -> v` is the (already guided) v-prediction for latents x (B, T, C, h, w) at integer timestep t.
 Clean prefix frames (a start image or the previous segment's tail) are pasted into x before every model call
 and once more at the end, without re-noising, as the official sampler does.
+
+`progress(step, total)` is told before each step and at the end; `preview(step, total, x0)`, when given, after each
+step with that step's estimate of the clean latents (the prefix pasted in), for live previews.
 """
 
 from contextlib import contextmanager
@@ -50,6 +53,11 @@ def _step_hooks(step: int, total: int, progress, interrupt) -> None:
         progress(step, total)
 
 
+def _show(preview, step: int, total: int, x0: torch.Tensor, prefix: torch.Tensor | None) -> None:
+    if preview is not None:
+        preview(step, total, paste_prefix(x0, prefix))
+
+
 @contextmanager
 def interruptible(modules, interrupt):
     """Ask `interrupt()` before each of `modules` runs (each transformer block, each VAE decoder slice), so a stop
@@ -72,7 +80,7 @@ def interruptible(modules, interrupt):
 
 @torch.no_grad()
 def sample_dpm(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.Generator | None = None,
-               prefix: torch.Tensor | None = None, progress=None, interrupt=None) -> torch.Tensor:
+               prefix: torch.Tensor | None = None, progress=None, interrupt=None, preview=None) -> torch.Tensor:
     """Official sampler: CogVideoXDPMScheduler (stochastic DPM-Solver++(2M)) with the old_pred_original_sample loop."""
     scheduler = make_scheduler("dpm")
     scheduler.set_timesteps(steps, device=x.device)
@@ -84,13 +92,14 @@ def sample_dpm(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.
         v = model_fn(x, int(t))
         t_back = timesteps[i - 1] if i > 0 else None
         x, old_x0 = scheduler.step(v, old_x0, t, t_back, x, generator=generator, return_dict=False)
+        _show(preview, i + 1, steps, old_x0, prefix)
     _step_hooks(steps, steps, progress, None)
     return paste_prefix(x, prefix)
 
 
 @torch.no_grad()
 def sample_ddim(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.Generator | None = None,
-                prefix: torch.Tensor | None = None, progress=None, interrupt=None) -> torch.Tensor:
+                prefix: torch.Tensor | None = None, progress=None, interrupt=None, preview=None) -> torch.Tensor:
     """Deterministic DDIM (eta 0) on the same schedule."""
     scheduler = make_scheduler("ddim")
     scheduler.set_timesteps(steps, device=x.device)
@@ -98,7 +107,8 @@ def sample_ddim(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch
         _step_hooks(i, steps, progress, interrupt)
         x = paste_prefix(x, prefix)
         v = model_fn(x, int(t))
-        x = scheduler.step(v, t, x, eta=0.0, generator=generator, return_dict=False)[0]
+        x, x0 = scheduler.step(v, t, x, eta=0.0, generator=generator, return_dict=False)
+        _show(preview, i + 1, steps, x0, prefix)
     _step_hooks(steps, steps, progress, None)
     return paste_prefix(x, prefix)
 

@@ -47,11 +47,13 @@ class Render:
 
 class RenderSession:
     """A model and VAE with sampling and memory settings, ready to render. `identity` names what the model files
-    are (it is part of the job fingerprint, so another model never resumes this one's segments)."""
+    are (it is part of the job fingerprint, so another model never resumes this one's segments). `progress`,
+    `preview` and `decode_progress` are the listeners of SegmentGenerator."""
 
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap=None, progress=None,
-                 interrupt=None, identity=(), parallel=None):
-        self.generator = SegmentGenerator(model, vae, config, memory, swap, progress, interrupt, parallel)
+                 interrupt=None, identity=(), parallel=None, preview=None, decode_progress=None):
+        self.generator = SegmentGenerator(model, vae, config, memory, swap, progress, interrupt, parallel, preview,
+                                          decode_progress)
         self.identity = identity
 
     @property

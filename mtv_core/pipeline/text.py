@@ -30,27 +30,31 @@ class TextEncoder:
     def embed_dim(self) -> int:
         return self.encoder.config.d_model
 
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, truncation=False)["input_ids"])
-
-    def warn_if_too_long(self, prompt: str) -> None:
-        count = self.count_tokens(prompt)
-        if count > self.max_tokens:
-            warnings.warn(
-                f"the prompt has {count} T5 tokens but the model reads only {self.max_tokens}; the end is cut off "
-                f"(it begins {prompt[:60]!r}). Shorten the scene description to keep all of it.",
-                PromptTruncatedWarning, stacklevel=3)
-
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> torch.Tensor:
         """(N, 226, d_model) float32 embeddings of the prompts, on the CPU."""
-        for prompt in prompts:
-            self.warn_if_too_long(prompt)
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_tokens, truncation=True,
-                                return_tensors="pt")
+        ids = official_token_ids(self.tokenizer, prompts, self.max_tokens)
         device = next(self.encoder.parameters()).device
-        hidden = self.encoder(input_ids=tokens.input_ids.to(device)).last_hidden_state
+        hidden = self.encoder(input_ids=ids.to(device)).last_hidden_state
         return hidden.float().cpu()
+
+
+def official_token_ids(tokenizer, prompts: list[str], max_tokens: int = MAX_TEXT_TOKENS) -> torch.Tensor:
+    """(N, max_tokens) token ids as the official pipeline feeds T5: the prompt's tokens, </s>, then the pad id (0)
+    up to 226; a longer prompt is cut to fit (with a PromptTruncatedWarning). No attention mask goes with them."""
+    for prompt in prompts:
+        _warn_if_too_long(tokenizer, prompt, max_tokens)
+    return tokenizer(prompts, padding="max_length", max_length=max_tokens, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def _warn_if_too_long(tokenizer, prompt: str, max_tokens: int) -> None:
+    count = len(tokenizer(prompt, truncation=False)["input_ids"])
+    if count > max_tokens:
+        warnings.warn(
+            f"the prompt has {count} T5 tokens but the model reads only {max_tokens}; the end is cut off "
+            f"(it begins {prompt[:60]!r}). Shorten the scene description to keep all of it.",
+            PromptTruncatedWarning, stacklevel=4)
 
 
 T5_LIMITS = {"d_model": (8, 16384), "d_ff": (8, 65536), "num_layers": (1, 64), "num_heads": (1, 256), "d_kv": (1, 1024),

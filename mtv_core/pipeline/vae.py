@@ -8,6 +8,7 @@ Tiles are NOT bit-exact with a plain decode (the VAE's GroupNorm sees per-tile s
 when a plain decode does not fit in memory.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from ..tensorfile import (
     read_tensor_file,
     weight_files,
 )
+from .sampling import interruptible
 
 LATENT_SCALE = 0.7  # official MTV / CogVideoX-5B scale_factor
 SPATIAL_FACTOR = 8
@@ -86,17 +88,48 @@ def encode_frames(vae, frames: torch.Tensor, generator: torch.Generator | None =
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, tile_latents: int | None = None, tile_overlap: int = 4) -> torch.Tensor:
-    """Scaled latents (B, T, C, h, w) -> pixels (B, 3, F, H, W) in [-1, 1], float32 on the CPU."""
+def decode_latents(vae, latents: torch.Tensor, tile_latents: int | None = None, tile_overlap: int = 4,
+                   progress=None, interrupt=None) -> torch.Tensor:
+    """Scaled latents (B, T, C, h, w) -> pixels (B, 3, F, H, W) in [-1, 1], float32 on the CPU. `progress(done,
+    total)` hears of every decoder run (one per temporal slice and tile; (0, total) first); `interrupt()` is asked
+    before each, and may raise or return True to stop."""
     param = next(vae.parameters())
     z = (latents / LATENT_SCALE).permute(0, 2, 1, 3, 4).to(param.device, param.dtype)
+    tiled = tile_latents is not None and max(z.shape[-2:]) > tile_latents
 
     def decode(tile):
         return vae.decode(tile).sample.float().cpu()
 
-    if tile_latents is None or max(z.shape[-2:]) <= tile_latents:
-        return decode(z).clamp(-1, 1)
-    return tiled_decode(decode, z, tile_latents, tile_overlap).clamp(-1, 1)
+    runs = decoder_runs(vae, z.shape[2]) * (_tile_count(z, tile_latents, tile_overlap) if tiled else 1)
+    with interruptible([vae.decoder], interrupt), _reporting(vae.decoder, runs, progress):
+        if not tiled:
+            return decode(z).clamp(-1, 1)
+        return tiled_decode(decode, z, tile_latents, tile_overlap).clamp(-1, 1)
+
+
+def decoder_runs(vae, latent_frames: int) -> int:
+    """How many times one decode runs the decoder: once per temporal slice, as diffusers' `_decode` slices."""
+    return max(latent_frames // vae.num_latent_frames_batch_size, 1)
+
+
+@contextmanager
+def _reporting(decoder, total: int, progress):
+    if progress is None:
+        yield
+        return
+    done = 0
+
+    def report(module, args, output):
+        nonlocal done
+        done += 1
+        progress(min(done, total), total)
+
+    progress(0, total)
+    handle = decoder.register_forward_hook(report)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -105,6 +138,11 @@ def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     starts = list(range(0, size - tile, stride))
     return starts + [size - tile]
+
+
+def _tile_count(z: torch.Tensor, tile: int, overlap: int) -> int:
+    _check_overlap(tile, overlap)
+    return len(_tile_starts(z.shape[-2], tile, overlap)) * len(_tile_starts(z.shape[-1], tile, overlap))
 
 
 def _ramp(length: int, left: int, right: int) -> torch.Tensor:
@@ -119,8 +157,7 @@ def _ramp(length: int, left: int, right: int) -> torch.Tensor:
 
 def tiled_decode(decode, z: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     """Decode z (B, C, T, h, w) tile by tile with `decode` and blend; exact for any decoder without spatial context."""
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
+    _check_overlap(tile, overlap)
     h, w = z.shape[-2:]
     rows, cols = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
     out = weight_sum = None
@@ -135,6 +172,11 @@ def tiled_decode(decode, z: torch.Tensor, tile: int, overlap: int) -> torch.Tens
             out[..., y:y + piece.shape[-2], x:x + piece.shape[-1]] += piece * weight
             weight_sum[y:y + piece.shape[-2], x:x + piece.shape[-1]] += weight
     return out / weight_sum
+
+
+def _check_overlap(tile: int, overlap: int) -> None:
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
 
 
 def _overlap_before(start: int, starts: list[int], tile: int) -> int:

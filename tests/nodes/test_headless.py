@@ -26,6 +26,7 @@ WORKFLOW = ROOT / "workflows" / "api" / "mtv_talking_character.json"
 class FakeComfy(StandInHandler):
     received, uploads, polls = [], [], {"count": 0}
     refuse = False
+    binary = [b"\x89PNG" * 3000]  # binary messages sent among the progress: by default not a ComfyUI preview
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -42,7 +43,7 @@ class FakeComfy(StandInHandler):
         return self._send(200, {"prompt_id": "abc", "number": 1, "node_errors": {}})
 
     def _websocket(self):
-        """ComfyUI's progress stream: a fragmented text message, a preview image, a ping, the last step."""
+        """ComfyUI's progress stream: a fragmented text message, binary messages, a ping, the last step."""
         accept = base64.b64encode(hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         self.send_response(101)
         self.send_header("Upgrade", "websocket")
@@ -51,8 +52,8 @@ class FakeComfy(StandInHandler):
         self.end_headers()
         step = lambda value: json.dumps({"type": "progress", "data": {"value": value, "max": 30, "node": "10", "prompt_id": "abc"}}).encode()
         first = step(3)
-        self.wfile.write(frame(0x1, first[:10], final=False) + frame(0x0, first[10:]) + frame(0x2, b"\x89PNG" * 3000)
-                         + frame(0x9, b"ping") + frame(0x1, step(30)))
+        self.wfile.write(frame(0x1, first[:10], final=False) + frame(0x0, first[10:])
+                         + b"".join(frame(0x2, message) for message in self.binary) + frame(0x9, b"ping") + frame(0x1, step(30)))
         self.wfile.flush()
         time.sleep(3)
 
@@ -86,13 +87,16 @@ def frame(opcode: int, payload: bytes, final: bool = True) -> bytes:
     head = bytes([(0x80 if final else 0) | opcode])
     if len(payload) < 126:
         return head + bytes([len(payload)]) + payload
-    return head + bytes([126]) + struct.pack(">H", len(payload)) + payload
+    if len(payload) < 2**16:
+        return head + bytes([126]) + struct.pack(">H", len(payload)) + payload
+    return head + bytes([127]) + struct.pack(">Q", len(payload)) + payload
 
 
 @pytest.fixture
 def server():
     FakeComfy.received.clear(), FakeComfy.uploads.clear()
     FakeComfy.polls["count"], FakeComfy.refuse = 0, False
+    FakeComfy.binary = [b"\x89PNG" * 3000]
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeComfy)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -152,3 +156,56 @@ def test_override_errors_are_explained():
 def test_ui_format_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="UI-format workflow.*workflows/api/"):
         load_api_workflow(ROOT / "workflows" / "MTV Talking character.json")
+
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(100)
+
+
+def preview_message(image: bytes, image_type: int = 1, event: int = 1) -> bytes:
+    """ComfyUI's binary preview message: event type, image type (1 JPEG, 2 PNG), the image."""
+    return struct.pack(">II", event, image_type) + image
+
+
+def test_previews_keep_the_latest_preview_and_refuse_what_is_not_one(server, tmp_path):
+    from mtv_core.headless.client import MAX_PREVIEW_BYTES
+
+    older, latest = preview_message(JPEG[:-1] + b"A"), preview_message(JPEG)
+    oversized = preview_message(JPEG + bytes(MAX_PREVIEW_BYTES))
+    FakeComfy.binary = [older, latest, oversized, preview_message(JPEG, image_type=2), preview_message(b"GIF89a", 1),
+                        preview_message(JPEG, event=3), b"\x00\x00"]
+    result = queue(server, "--previews", str(tmp_path / "previews"), tmp=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["preview.jpg"]  # nothing else, no temp file
+    assert (tmp_path / "previews" / "preview.jpg").read_bytes() == JPEG
+    assert f"live preview: {tmp_path / 'previews' / 'preview.jpg'}" in result.stdout
+
+
+@pytest.mark.parametrize("message", [
+    preview_message(JPEG + bytes(4 * 2**20)),  # over 4 MB
+    preview_message(JPEG, image_type=2),  # a JPEG declared as PNG
+    preview_message(PNG, image_type=1),  # a PNG declared as JPEG
+    preview_message(b"<svg onload=alert(1)>", image_type=1),  # not an image
+    preview_message(JPEG, image_type=7),  # an unknown image type
+    preview_message(JPEG, event=4),  # the metadata format, which this client does not ask for
+    b"\x00\x00\x00\x01",  # too short
+], ids=["oversized", "jpeg-as-png", "png-as-jpeg", "not-an-image", "unknown-type", "other-event", "short"])
+def test_a_preview_that_is_not_what_it_says_is_refused(message):
+    from mtv_core.headless.client import preview_image
+
+    assert preview_image(message) is None
+
+
+def test_a_preview_is_saved_as_its_type():
+    from mtv_core.headless.client import preview_image
+
+    assert preview_image(preview_message(JPEG)) == (".jpg", JPEG)
+    assert preview_image(preview_message(PNG, image_type=2)) == (".png", PNG)
+
+
+def test_previews_are_for_one_job(tmp_path):
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("audio,prompt\nsong.wav,a\n")
+    result = subprocess.run([sys.executable, "-m", "mtv_core", "queue", str(WORKFLOW), "--jobs", str(jobs), "--previews",
+                             str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1 and "--previews is for one job" in result.stderr

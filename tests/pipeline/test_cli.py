@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from pipeline_models import make_tiny_model, make_tiny_vae
 
+from mtv_core import testing
 from mtv_core.cli import build_parser, main
 from mtv_core.cli.generate import build_job
 from mtv_core.errors import ConfigError, GenerationError, ModelFileError
@@ -73,7 +74,13 @@ def test_generate_from_audio_files_to_an_mp4_of_the_audio_length(files, tmp_path
     assert frames == round(2.5 * 24) == 60  # two segments, cut to the audio length
     assert abs(audio_seconds - 60 / 24) <= 1024 / 16000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # segments removed once the mp4 exists
-    assert capsys.readouterr().out.strip() == str(out)
+    printed = capsys.readouterr()
+    assert printed.out.strip() == str(out)
+    # one moving line: the steps of both segments, each segment's decoder slices after its steps
+    lines = printed.err.split("\r")
+    for segment, last_step in ((1, "step 2/4"), (2, "step 4/4\n")):
+        decoded = lines.index(f"decoding segment {segment}/2: slice 6/6\n")
+        assert lines[decoded - 7] == last_step and lines[decoded - 6] == f"decoding segment {segment}/2: slice 0/6"
 
 
 def test_some_model_files_explains_what_is_missing(tmp_path, capsys):
@@ -213,3 +220,12 @@ def test_a_lora_for_another_model_is_refused_before_any_model_loads(files, tmp_p
         _validate(_args(files, tmp_path / "o.mp4", "--lora", f"{other}:0.8"))
     with pytest.raises(ModelFileError, match="LoRA strength 9.0 .* is out of range"):
         _validate(_args(files, tmp_path / "o.mp4", "--lora", f"{other}:9"))
+
+
+def test_fbc_on_a_one_block_model_is_refused_before_loading(files, tmp_path):
+    one_block = tmp_path / "one-block.safetensors"
+    save_mtv_model(testing.tiny_mtv_model(num_layers=1, sample_height=4, sample_width=6), one_block)
+    args = _args({**files, "model": one_block}, tmp_path / "o.mp4", "--cache", "fbc")
+    with pytest.raises(ConfigError, match="first-block cache needs at least 2 transformer blocks .* this model has 1"):
+        _validate(args)
+    _validate(_args(files, tmp_path / "o.mp4", "--cache", "fbc"))  # the 2-block model takes it

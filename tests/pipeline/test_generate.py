@@ -164,3 +164,16 @@ def SegmentInputsFor(features):
     from mtv_core.pipeline.generate import SegmentInputs, segment_features
 
     return SegmentInputs(TEXT, segment_features(features, plan_segments(49).segments[0]), None)
+
+
+def test_listeners_hear_every_step_preview_and_decoder_slice_across_segments(tiny_model, tiny_vae, features):
+    heard = []
+    generator = _generator(tiny_model, tiny_vae, progress=lambda step, total: heard.append(("step", step, total)),
+                           preview=lambda step, total, latents: heard.append(("preview", step, total, latents.shape)),
+                           decode_progress=lambda done, total: heard.append(("decode", done, total)))
+    generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(60))  # 2 segments of 2 steps
+    latents = (1, 13, 16, 4, 6)
+    one_segment = lambda offset: [("step", offset, 4), ("preview", offset + 1, 4, latents), ("step", offset + 1, 4),
+                                  ("preview", offset + 2, 4, latents), ("step", offset + 2, 4),
+                                  *[("decode", done, 6) for done in range(7)]]
+    assert heard == one_segment(0) + one_segment(2)

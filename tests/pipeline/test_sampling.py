@@ -68,3 +68,31 @@ def test_progress_reports_every_step_and_interrupt_stops_the_loop():
         sample("dpm", _ideal_model(torch.zeros(1, 1, 1, 1, 1), seen), torch.randn(1, 1, 1, 1, 1), 5,
                interrupt=lambda: len(seen) == 2)
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("sampler", ["dpm", "ddim"])
+def test_preview_gets_each_steps_clean_estimate_with_the_prefix(sampler):
+    target = torch.randn(1, 13, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    prefix = torch.randn(1, 2, 4, 2, 2, generator=torch.Generator().manual_seed(3))
+    shown = []
+    sample(sampler, _ideal_model(target), torch.randn(target.shape), 4, generator=torch.Generator().manual_seed(0),
+           prefix=prefix, preview=lambda step, total, x0: shown.append((step, total, x0)))
+    assert [(step, total) for step, total, _ in shown] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for _, _, x0 in shown:  # the ideal model's estimate is the data at every step
+        assert x0.shape == target.shape
+        assert torch.equal(x0[:, :2], prefix)
+        torch.testing.assert_close(x0[:, 2:], target[:, 2:], atol=1e-4, rtol=0)
+
+
+def test_without_a_preview_no_estimate_is_prepared(monkeypatch):
+    from mtv_core.pipeline import sampling
+
+    pasted = []
+    original = sampling.paste_prefix
+    monkeypatch.setattr(sampling, "paste_prefix", lambda x, prefix: pasted.append(1) or original(x, prefix))
+    model = _ideal_model(torch.zeros(1, 3, 1, 1, 1))
+    sample("dpm", model, torch.randn(1, 3, 1, 1, 1), 5, prefix=torch.zeros(1, 1, 1, 1, 1))
+    assert len(pasted) == 5 + 1  # before each model call and at the end, as without previews
+    pasted.clear()
+    sample("dpm", model, torch.randn(1, 3, 1, 1, 1), 5, prefix=torch.zeros(1, 1, 1, 1, 1), preview=lambda *a: None)
+    assert len(pasted) == 5 + 1 + 5

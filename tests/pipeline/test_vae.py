@@ -72,3 +72,20 @@ def test_tiled_decode_of_the_real_vae_is_close_to_a_plain_decode(tiny_vae):
     # Not exact: the VAE's GroupNorm sees per-tile statistics. Far closer than two unrelated decodes, though.
     unrelated = decode_latents(tiny_vae, torch.randn_like(latents))
     assert (tiled - plain).abs().mean() < 0.2 * (unrelated - plain).abs().mean()
+
+
+def test_decoding_reports_each_slice_and_tile_and_stops_between_slices(tiny_vae):
+    from mtv_core.pipeline.sampling import GenerationInterrupted
+
+    latents = torch.randn(1, 13, 16, 4, 6, generator=torch.Generator().manual_seed(1))
+    told = []
+    whole = decode_latents(tiny_vae, latents, progress=lambda done, total: told.append((done, total)))
+    assert told == [(done, 6) for done in range(7)]  # 13 latents: 6 temporal slices
+    told.clear()
+    decode_latents(tiny_vae, latents, tile_latents=4, tile_overlap=2, progress=lambda done, total: told.append((done, total)))
+    assert told == [(done, 12) for done in range(13)]  # 2 tiles of 4x4 latents, 6 slices each
+    told.clear()
+    with pytest.raises(GenerationInterrupted):
+        decode_latents(tiny_vae, latents, progress=lambda done, total: told.append(done), interrupt=lambda: len(told) == 3)
+    assert told == [0, 1, 2]  # two slices decoded, the third refused before it ran
+    assert whole.shape == (1, 3, 49, 32, 48)
