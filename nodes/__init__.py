@@ -13,23 +13,26 @@ from .conditioning import MTVApply, MTVSceneTransition, MTVTextEncode
 from .loaders import MTVDemixerLoader, MTVLoraLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
 from .sampling import MTVChainSegments, MTVDecode, MTVSampler, MTVStepCache
 
+# The name every node's title and menu carries: "MTV" alone is also MTV-Crafter's (a pose-animation pack), and
+# searching for it finds both packs' nodes mixed. Node ids (the keys) never change: saved workflows store them.
+PACK_NAME = "MTV audio-sync"
 _NODES = {
-    "MTVModelLoader": (MTVModelLoader, "MTV Model Loader"),
-    "MTVLoraLoader": (MTVLoraLoader, "MTV LoRA Loader"),
-    "MTVVAEAndT5Loader": (MTVVAEAndT5Loader, "MTV VAE + T5 Loader"),
-    "MTVWav2VecLoader": (MTVWav2VecLoader, "MTV wav2vec2 Loader"),
-    "MTVDemixerLoader": (MTVDemixerLoader, "MTV Demixer Loader"),
-    "MTVLoadAudio": (MTVLoadAudio, "Load Audio (MTV)"),
+    "MTVModelLoader": (MTVModelLoader, "Model Loader"),
+    "MTVLoraLoader": (MTVLoraLoader, "LoRA Loader"),
+    "MTVVAEAndT5Loader": (MTVVAEAndT5Loader, "VAE + T5 Loader"),
+    "MTVWav2VecLoader": (MTVWav2VecLoader, "wav2vec2 Loader"),
+    "MTVDemixerLoader": (MTVDemixerLoader, "Demixer Loader"),
+    "MTVLoadAudio": (MTVLoadAudio, "Load Audio"),
     "MTVDemixStems": (MTVDemixStems, "Demix Stems"),
     "MTVStemsFromAudio": (MTVStemsFromAudio, "Stems From Audio"),
     "MTVEncodeWav2Vec": (MTVEncodeWav2Vec, "Encode wav2vec"),
-    "MTVTextEncode": (MTVTextEncode, "MTV Text Encode"),
+    "MTVTextEncode": (MTVTextEncode, "Text Encode"),
     "MTVSceneTransition": (MTVSceneTransition, "Scene Transition"),
     "MTVApply": (MTVApply, "MST-ControlNet Apply"),
-    "MTVStepCache": (MTVStepCache, "MTV Step Cache"),
-    "MTVSampler": (MTVSampler, "MTV Sampler"),
+    "MTVStepCache": (MTVStepCache, "Step Cache"),
+    "MTVSampler": (MTVSampler, "Sampler"),
     "MTVChainSegments": (MTVChainSegments, "Chain Segments"),
-    "MTVDecode": (MTVDecode, "MTV Decode"),
+    "MTVDecode": (MTVDecode, "Decode"),
 }
 # node id -> (python package it needs, what to install)
 _OPTIONAL = {
@@ -47,8 +50,15 @@ def _available(node_id: str) -> bool:
     return False
 
 
+def _in_pack_menu(cls) -> type:
+    """Each module names a node's sub-menu (CATEGORY "MTV/loaders"); the menu's root is PACK_NAME, set here once."""
+    cls.CATEGORY = f"{PACK_NAME}/{cls.CATEGORY.rsplit('/', 1)[-1]}"
+    return cls
+
+
 comfy_adapter.register_model_folders()
-comfy_adapter.install_demo_inputs()
+comfy_adapter.install_example_inputs_on_first_request()
 comfy_adapter.list_demo_workflow_first()
-NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items() if _available(node_id)}
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in _NODES.items() if node_id in NODE_CLASS_MAPPINGS}
+NODE_CLASS_MAPPINGS = {node_id: _in_pack_menu(cls) for node_id, (cls, _) in _NODES.items() if _available(node_id)}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: f"{PACK_NAME} · {name}" for node_id, (_, name) in _NODES.items()
+                              if node_id in NODE_CLASS_MAPPINGS}

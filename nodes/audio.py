@@ -170,6 +170,7 @@ class MTVEncodeWav2Vec:
     def encode(self, stems, wav2vec):
         from mtv_core.audio import encode_stems
 
+        comfy.use_models([wav2vec.model])  # without ComfyUI it stays on the CPU, where its loader put it
         try:
             features = encode_stems(stems, wav2vec, progress=comfy.progress_and_interrupt(len(stems.tracks)))
         except Exception as error:

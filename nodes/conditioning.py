@@ -12,7 +12,8 @@ CONVERSATIONS = ["one", "two", "none", "custom"]
 
 
 class MTVTextEncode:
-    DESCRIPTION = "Writes the MTV structured caption (conversation type, persons, active speaker, scene) and encodes it with T5 (226 tokens)."
+    DESCRIPTION = ("Writes the MTV structured caption (conversation type, persons, active speaker, scene) and encodes it with "
+                   "T5 v1.1 XXL (226 tokens): MTV's own T5 folder, or a core Load CLIP holding t5xxl (the file Flux and SD3 use).")
     CATEGORY = "MTV/conditioning"
     RETURN_TYPES = ("MTV_TEXT", "STRING")
     RETURN_NAMES = ("text", "caption")
@@ -22,33 +23,43 @@ class MTVTextEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "t5": ("MTV_T5", {"tooltip": "From MTV VAE + T5 Loader."}),
                 "conversation": (CONVERSATIONS, {"default": "one", "tooltip": "one / two person conversation, none (effects or music scenes), or custom (the scene text is the whole caption)."}),
                 "scene": ("STRING", {"multiline": True, "default": "", "tooltip": "What the video shows."}),
                 "person1": ("STRING", {"default": "", "tooltip": "Person1's appearance and position (one/two)."}),
                 "person2": ("STRING", {"default": "", "tooltip": "Person2's appearance and position (two)."}),
                 "speaker": ("INT", {"default": 1, "min": 1, "max": 2, "tooltip": "Who is speaking (the caption says 'PersonN is speaking.')."}),
-            }
+            },
+            # t5 was required: it keeps its place as the first socket, so saved workflows stay wired.
+            "optional": {
+                "t5": ("MTV_T5", {"tooltip": "From MTV VAE + T5 Loader (a T5 folder). Not needed when 'clip' is connected."}),
+                "clip": ("CLIP", {"tooltip": "A core Load CLIP with t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors (type sd3): encodes instead of 't5', with the same 226 tokens."}),
+            },
         }
 
-    def encode(self, t5, conversation, scene, person1, person2, speaker):
+    def encode(self, conversation, scene, person1, person2, speaker, t5=None, clip=None):
+        from mtv_core.errors import ConfigError
         from mtv_core.pipeline.captions import build_caption
         from mtv_core.pipeline.prompt_schedule import PromptSchedule
 
+        if t5 is None and clip is None:
+            raise node_error("MTV Text Encode", "clip", ConfigError(
+                "no text encoder: 't5' is not connected or its loader's t5_name is 'none (use a core CLIP)', and 'clip' "
+                "is not connected; connect a core Load CLIP (t5xxl_fp16.safetensors, type sd3) to 'clip', or choose a "
+                "T5 folder in MTV VAE + T5 Loader and connect its 't5' output"))
         try:
             caption = scene.strip() if conversation == "custom" else build_caption(conversation, scene, person1, person2, speaker)
             schedule = PromptSchedule.single(caption)
-            embeddings = _encode_released(t5, [caption])
         except Exception as error:
             raise node_error("MTV Text Encode", "scene", error)
+        try:
+            embeddings = comfy.encode_with_core_clip(clip, [caption]) if clip is not None else _encode_with_t5(t5, [caption])
+        except Exception as error:
+            raise node_error("MTV Text Encode", "clip" if clip is not None else "t5", error)
         return (TextConditioning(schedule, embeddings), caption)
 
 
-def _encode_released(t5, prompts):
-    """Encode on the compute device, then move T5 back to the CPU so it holds no GPU memory."""
-    from mtv_core.pipeline.memory import on_device
-
-    with on_device(t5.encoder, comfy.torch_device(), offload=True):
+def _encode_with_t5(t5, prompts):
+    with comfy.models_on_device([t5.encoder]):
         return t5.encode(prompts)
 
 
@@ -122,6 +133,7 @@ class MTVApply:
         from mtv_core.errors import ConfigError
         from mtv_core.pipeline.guidance import GuidanceScales
 
+        check_text_width(mtv_model.model, text.embeddings)
         features = audio_features.features
         needed = set(mtv_model.model.audio_streams)
         missing = needed - set(features.per_stream)
@@ -142,3 +154,13 @@ class MTVApply:
             raise node_error("MST-ControlNet Apply", "text_guidance", error)
         return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)
 
+
+def check_text_width(model, embeddings) -> None:
+    from mtv_core.errors import ConfigError
+
+    width, wanted = embeddings.shape[-1], model.config.text_embed_dim
+    if width != wanted:
+        raise ConfigError(
+            f"MST-ControlNet Apply: input 'text' holds {width}-wide T5 embeddings but the {model.config.variant} model "
+            f"reads {wanted}-wide ones; encode with the T5 it was trained with (T5 v1.1 XXL: 4096; the demo model: "
+            "its built-in T5 from MTV VAE + T5 Loader)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from mtv_core.spec import ATTENTION_BACKENDS
@@ -12,6 +14,7 @@ from .payloads import ModelHandle
 
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
 NONE = "none"
+NO_T5 = "none (use a core CLIP)"
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -28,7 +31,7 @@ def file_stamp(folder: str, *names: str) -> str:
     for name in names:
         if comfy.is_fetch_choice(folder, name):
             parts.append(name)  # not downloaded yet: nothing to stamp, and asking must not download
-        elif name and name != NONE:
+        elif name and name not in (NONE, NO_T5):
             path = comfy.model_path(folder, name)
             stat = path.stat()
             parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -55,6 +58,7 @@ class MTVModelLoader:
             },
             "optional": {
                 "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the transformer blocks (one graph shared by all blocks; the first run takes longer). Needs Triton on a GPU or a C++ compiler on the CPU."}),
+                "block_swap_auto": ("BOOLEAN", {"default": False, "tooltip": "Choose block_swap from the VRAM ComfyUI can free: the fewest blocks in CPU memory that leave room for the VAE and for sampling with every guidance branch. Overrides block_swap; 0 on the CPU."}),
             },
         }
 
@@ -66,18 +70,43 @@ class MTVModelLoader:
     def VALIDATE_INPUTS(cls, model_name):
         return comfy.check_model_name("diffusion_models", model_name)
 
-    def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload, compile=False):
+    def load(self, model_name, weight_dtype, attention, block_swap, fp8_weights, offload, compile=False,
+             block_swap_auto=False):
+        from dataclasses import replace
+
         from mtv_core.checkpoints import load_mtv_model
         from mtv_core.pipeline.generate import MemoryOptions, prepare_model
+        from mtv_core.pipeline.memory import BlockSwap
 
         device = comfy.torch_device()
-        memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=block_swap, fp8=fp8_weights,
-                               compile=compile)
+        memory = MemoryOptions(device=str(device), offload_components=offload, block_swap=0 if block_swap_auto else block_swap,
+                               fp8=fp8_weights, compile=compile)
         path = comfy.resolve_model("diffusion_models", model_name)
         model = load_mtv_model(path, dtype=resolve_dtype(weight_dtype, device), device="cpu")
         model.select_attention_backend(attention)
         swap = prepare_model(model, memory)
+        if block_swap_auto:  # after fp8, which changes the blocks' size
+            memory = replace(memory, block_swap=auto_block_swap(model, device))
+            swap = BlockSwap(model, memory.block_swap, device) if memory.block_swap else None
+        comfy.manage(model, exclude=(model.audio_encoders, *(swap.blocks if swap else ())))
         return (ModelHandle(model, memory, swap, model_name),)
+
+
+def auto_block_swap(model, device) -> int:
+    """The fewest blocks to stream from CPU memory so that the rest of the model, the VAE's weights and sampling with
+    every guidance branch (per-stream guidance can be set after loading) fit in the VRAM ComfyUI can give. A decode's
+    own memory is left to the sampler's vae_tile: this loader does not know it."""
+    from mtv_core.pipeline.guidance import MAX_BRANCHES
+    from mtv_core.pipeline.memory import OFFICIAL_VAE_BYTES, blocks_to_swap, sampling_activation_bytes
+
+    if torch.device(device).type == "cpu":
+        return 0
+    available = comfy.vram_available(device)
+    reserve = sampling_activation_bytes(model, MAX_BRANCHES) + OFFICIAL_VAE_BYTES
+    count = blocks_to_swap(model, available, reserve, exclude=(model.audio_encoders,))
+    logging.info("[MTV] block swap auto: %d of %d blocks in CPU memory (%.1f GiB of VRAM available, %.1f GiB kept "
+                 "for sampling and the VAE)", count, len(model.transformer_blocks), available / 2**30, reserve / 2**30)
+    return count
 
 
 class MTVLoraLoader:
@@ -123,7 +152,9 @@ class MTVLoraLoader:
 
 
 class MTVVAEAndT5Loader:
-    DESCRIPTION = "Loads the CogVideoX VAE (models/vae) and the T5 v1.1 XXL text encoder folder (models/text_encoders)."
+    DESCRIPTION = ("Loads the CogVideoX VAE (models/vae) and the T5 v1.1 XXL text encoder folder (models/text_encoders). "
+                   "With a core Load CLIP holding t5xxl (the file Flux and SD3 use) connected to MTV Text Encode, choose "
+                   f"'{NO_T5}' for t5_name and no second T5 is loaded.")
     CATEGORY = "MTV/loaders"
     RETURN_TYPES = ("MTV_VAE", "MTV_T5")
     RETURN_NAMES = ("vae", "t5")
@@ -134,7 +165,7 @@ class MTVVAEAndT5Loader:
         return {
             "required": {
                 "vae_name": (comfy.model_choices("vae"), {"tooltip": "A diffusers AutoencoderKLCogVideoX folder or the .safetensors converted from SAT 3d-vae.pt; a 'fetch:' entry downloads the official one once."}),
-                "t5_name": (comfy.model_choices("text_encoders"), {"tooltip": "A Hugging Face T5 encoder folder (config.json, weights and tokenizer); a 'fetch:' entry downloads the official one once."}),
+                "t5_name": (comfy.model_choices("text_encoders") + [NO_T5], {"tooltip": f"A Hugging Face T5 encoder folder (config.json, weights and tokenizer); a 'fetch:' entry downloads the official one once; '{NO_T5}': MTV Text Encode reads a core Load CLIP (t5xxl_fp16 or _fp8 .safetensors, type sd3) instead."}),
                 "t5_dtype": (DTYPES, {"default": "auto", "tooltip": "dtype of T5 (official: bf16). T5 is released from memory after encoding."}),
             }
         }
@@ -149,13 +180,25 @@ class MTVVAEAndT5Loader:
         return comfy.check_model_name("vae", vae_name)
 
     def load(self, vae_name, t5_name, t5_dtype):
-        from mtv_core.pipeline.text import load_text_encoder
         from mtv_core.pipeline.vae import load_vae
 
-        vae = load_vae(comfy.resolve_model("vae", vae_name), device="cpu")
-        t5 = load_text_encoder(comfy.resolve_model("text_encoders", t5_name), device="cpu",
-                               dtype=resolve_dtype(t5_dtype, comfy.torch_device()))
+        vae = comfy.manage(load_vae(comfy.resolve_model("vae", vae_name), device="cpu"))
+        t5 = None if t5_name == NO_T5 else load_t5_folder(t5_name, t5_dtype)
         return (vae, t5)
+
+
+def load_t5_folder(t5_name, t5_dtype):
+    from mtv_core.errors import ModelFileError
+    from mtv_core.pipeline.text import load_text_encoder
+
+    path = comfy.resolve_model("text_encoders", t5_name)
+    if path.is_file():
+        raise node_error("MTV VAE + T5 Loader", "t5_name", ModelFileError(
+            f"{t5_name!r} is a single-file T5 as core's Load CLIP reads it, not a Hugging Face folder; load it with "
+            f"Load CLIP (type sd3), connect that to MTV Text Encode's 'clip' input and choose '{NO_T5}' here"))
+    t5 = load_text_encoder(path, device="cpu", dtype=resolve_dtype(t5_dtype, comfy.torch_device()))
+    comfy.manage(t5.encoder)
+    return t5
 
 
 class MTVWav2VecLoader:
@@ -180,7 +223,9 @@ class MTVWav2VecLoader:
     def load(self, wav2vec_name):
         from mtv_core.audio import load_wav2vec2
 
-        return (load_wav2vec2(comfy.resolve_model("audio_encoders", wav2vec_name)),)
+        wav2vec = load_wav2vec2(comfy.resolve_model("audio_encoders", wav2vec_name))
+        comfy.manage(wav2vec.model)
+        return (wav2vec,)
 
 
 class MTVDemixerLoader:
@@ -195,10 +240,9 @@ class MTVDemixerLoader:
         files = comfy.list_model_files(comfy.DEMUCS_FOLDER)
         tip = ("An HTDemucs model converted with `python -m mtv_core convert-demixer` (.safetensors) or a demucs .th file; "
                "'fetch: htdemucs' downloads the 4-stem htdemucs once.")
-        first = (files or [comfy.NO_DEMIXER]) + comfy.fetch_choices(comfy.DEMUCS_FOLDER)
         return {
             "required": {
-                "model_1": (first, {"tooltip": tip}),
+                "model_1": (comfy.demixer_choices(), {"tooltip": tip}),
                 "overlap": ("FLOAT", {"default": 0.25, "min": 0.0, "max": 0.9, "step": 0.05, "tooltip": "Overlap between demixing windows (official data preparation: 0.8; slower)."}),
             },
             "optional": {

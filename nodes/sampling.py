@@ -30,13 +30,22 @@ def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=Tr
     from dataclasses import replace
 
     from mtv_core.pipeline.generate import GenerationConfig
+    from mtv_core.pipeline.preview import preview_for_vae
     from mtv_core.pipeline.session import RenderSession
 
     config = GenerationConfig(steps=steps, seed=seed, guidance=conditioning.guidance, sampler=sampler,
                               colour_match=colour_match, cache=mtv_model.cache, loras=mtv_model.loras)
     memory = replace(mtv_model.memory, vae_tile_latents=vae_tile or None)
-    return RenderSession(mtv_model.model, vae, config, memory, mtv_model.swap, comfy.progress_callback(steps),
-                         comfy.interrupt_check(), identity=(mtv_model.name,))
+    return RenderSession(mtv_model.model, vae, config, memory, mtv_model.swap, interrupt=comfy.interrupt_check(),
+                         identity=(mtv_model.name,), **comfy.sampling_listeners(steps, preview_for_vae(vae)))
+
+
+def _load_for_sampling(mtv_model, vae, vae_tile=0):
+    """Under ComfyUI, its model management loads the transformer and the VAE, first unloading other models to make
+    room for them and for sampling and decoding; without ComfyUI the session places them, as its memory options say."""
+    from mtv_core.pipeline.memory import render_working_bytes
+
+    comfy.use_models([mtv_model.model, vae], render_working_bytes(mtv_model.model, vae, vae_tile or None))
 
 
 def _render(conditioning, start_image):
@@ -81,6 +90,7 @@ class MTVSampler:
         if segment >= count:
             raise node_error("MTV Sampler", "segment", GenerationError(
                 f"segment {segment} does not exist: the audio has {count} segments (0..{count - 1})"))
+        _load_for_sampling(mtv_model, vae)
         try:
             frames, latents = session.segment(render, segment)
         except Exception as error:
@@ -127,6 +137,7 @@ class MTVChainSegments:
             raise node_error("MTV Chain Segments", "work_folder", error)
         try:
             session = _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match, vae_tile)
+            _load_for_sampling(mtv_model, vae, vae_tile)
             frames = session.frames(_render(conditioning, start_image), folder)
         except Exception as error:
             raise node_error("MTV Chain Segments", "conditioning", error)
@@ -183,10 +194,12 @@ class MTVDecode:
         }
 
     def decode(self, vae, latent, tile_latents):
-        from mtv_core.pipeline.memory import on_device
+        from mtv_core.pipeline.memory import vae_decode_bytes
         from mtv_core.pipeline.segments import to_uint8
         from mtv_core.pipeline.vae import decode_latents
 
-        with on_device(vae, comfy.torch_device(), offload=True):
-            pixels = decode_latents(vae, latent.samples, tile_latents or None)[0]
+        height, width = (min(size, tile_latents or size) for size in latent.samples.shape[-2:])
+        with comfy.models_on_device([vae], vae_decode_bytes(vae, height, width)):
+            pixels = decode_latents(vae, latent.samples, tile_latents or None, progress=comfy.progress_callback(1),
+                                    interrupt=comfy.interrupt_check())[0]
         return (_to_image(to_uint8(pixels)),)

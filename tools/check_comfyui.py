@@ -3,14 +3,24 @@
     python tools/check_comfyui.py --comfyui PATH [--front-end-root PATH] [--screenshots DIR]
 
 Starts the ComfyUI checkout at PATH on 127.0.0.1 with its own --base-directory (a temporary folder holding only
-this pack, so no other install is touched), then, in Chromium driven by playwright:
-- builds every node of the pack and fails on a node that cannot be built or a widget named UNKNOWN;
-- loads every UI workflow and fails on any page error, any node not built, any widget value that differs from the
-  workflow's API-format file, and a built-in demo audio file whose player cannot fetch it; screenshots each
+this pack, so no other install is touched) and --preview-method auto, then:
+- checks the example inputs the pack installs (the demo's and the official workflows') are in the server's input
+  folder, as shipped, and served by /view;
+- in Chromium driven by playwright: builds every node of the pack and fails on a node that cannot be built or a
+  widget named UNKNOWN;
+- loads every UI workflow and fails on any page error (a 404 included), any node not built, any widget value that
+  differs from the workflow's API-format file, and an audio player that cannot fetch its file; screenshots each
   workflow at the view it opens with;
-- checks the template browser's list (the demo first) and a thumbnail per workflow;
-- queues the demo workflow from the UI and waits for its mp4 in /history;
-- queues it again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes;
+- checks the template browser's list (the demo first), a thumbnail per workflow, and that no card cuts its title;
+- queues the demo workflow from the UI and waits for its mp4 in /history; counts the preview images the page
+  received while it sampled (binary websocket messages; none is a failure) and checks the progress bar moved while
+  it decoded (updates with another maximum than sampling's, the one most updates report, once sampling began);
+- POSTs /free (unload_models, free_memory) and checks ComfyUI unloaded the pack's models: every model class its
+  model management loaded for the demo ("Requested to load X" in the log) is moved off by the pack's unload
+  ("[MTV] ComfyUI moved X to ...") within 30 s;
+- queues the Start image keyframe workflow with the demo's models (its API file, loaders switched to the built-in
+  demo, its example soundtrack and keyframe) and checks its mp4 has a sound stream as long as the picture;
+- queues the demo again and presses Cancel (POST /interrupt) during sampling, and measures how long the stop takes;
 - with --lora FILE (an MTV LoRA for the demo model): renders the demo twice (a repeat must give the same video),
   then with an MTV LoRA Loader at strength 1 and 0: the first must change the video, the second must not.
 
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -32,12 +43,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
+# input subfolder ("": the input folder) -> the shipped files the pack copies there (comfy_adapter.install_example_inputs)
+SHIPPED_INPUTS = {"mtv-demo": ROOT / "mtv_core" / "demo" / "example", "": WORKFLOWS / "inputs"}
+INPUT_SUFFIXES = {".wav", ".mp4", ".png"}
 PACK = "comfyui-mtv"
 DEMO = "mtv_demo"
+START_IMAGE = "mtv_start_image_keyframe"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
 
@@ -58,12 +75,13 @@ class ComfyServer:
         (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
         (base / "custom_nodes" / PACK).symlink_to(ROOT, target_is_directory=True)
         command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port), "--base-directory",
-                   str(base), "--disable-auto-launch"]
+                   str(base), "--disable-auto-launch", "--preview-method", "auto"]
         if "--database-url" in (comfyui / "comfy" / "cli_args.py").read_text():
             command += ["--database-url", "sqlite:///:memory:"]  # the default database lives in the checkout
         if front_end_root:
             command += ["--front-end-root", front_end_root]
         self.log = base / "comfyui.log"
+        self.input = base / "input"
         self.process = subprocess.Popen(command, cwd=comfyui, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 240) -> None:
@@ -86,6 +104,9 @@ class ComfyServer:
     def post(self, path: str, payload: dict | None = None) -> None:
         data = json.dumps(payload or {}).encode()
         urllib.request.urlopen(urllib.request.Request(self.url + path, data, {"Content-Type": "application/json"}), timeout=30).close()
+
+    def log_since(self, offset: int) -> str:
+        return self.log.read_bytes()[offset:].decode(errors="replace")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -125,18 +146,25 @@ window.mtvCheck = {
   },
   async status(url) { try { return (await fetch(url)).status; } catch (e) { return String(e); } },
 };
-api.addEventListener('progress', e => window.mtvCheck.progress.push([Date.now(), e.detail.value, e.detail.max, e.detail.prompt_id]));
+api.addEventListener('progress', e => window.mtvCheck.progress.push([Date.now(), e.detail.value, e.detail.max, e.detail.prompt_id, e.detail.node]));
 for (const kind of ['execution_success', 'execution_error', 'execution_interrupted'])
   api.addEventListener(kind, e => window.mtvCheck.done.push([Date.now(), kind, e.detail]));
 """
+
+
+PREVIEW_EVENTS = {1, 2, 4}  # ComfyUI's binary websocket events: PREVIEW_IMAGE, UNENCODED_PREVIEW_IMAGE, ..._WITH_METADATA
 
 
 class Page:
     def __init__(self, browser, url: str, failures: Failures):
         self.page = browser.new_page(viewport={"width": 1920, "height": 1080})
         self.errors: list[str] = []
+        # Each websocket message's kind: "text", or a binary message's event type. Playwright hands them over only
+        # while this script calls it, so they are counted, not timed.
+        self.frames: list[str | int] = []
         self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         self.page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+        self.page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
         self.page.goto(url)
         self.page.wait_for_function("window.app && window.app.graph && window.LiteGraph && window.app.canvas", timeout=120000)
         self.page.wait_for_timeout(3000)
@@ -148,17 +176,24 @@ class Page:
             ours = "MTV" in error or PACK in error or "mtv-demo" in error
             failures.check(not ours, f"at startup: {error}") if ours else print(f"  note: frontend at startup: {error[:160]}")
 
-    def screenshot_templates(self, path: Path) -> None:
-        """The template browser on the pack's page (a new user sees it open at the first start), then closed."""
+    def _frame(self, payload) -> None:
+        self.frames.append("text" if isinstance(payload, str) else int.from_bytes(payload[:4], "big"))
+
+    def screenshot_templates(self, path: Path, titles: list[str]) -> dict:
+        """The template browser on the pack's page (a new user sees it open at the first start), then closed.
+        Returns how each title shows on its card (see CUT_TITLES); empty if the page did not open."""
         if not self.page.get_by_text(PACK, exact=True).count():
             self.page.evaluate("() => app.extensionManager?.command?.execute('Comfy.BrowseTemplates')")
             self.page.wait_for_timeout(2000)
+        cut = {}
         if self.page.get_by_text(PACK, exact=True).count():
             self.page.get_by_text(PACK, exact=True).first.click()
             self.page.wait_for_timeout(2500)
             self.page.screenshot(path=str(path))
+            cut = self.evaluate(CUT_TITLES, titles)
         self.page.keyboard.press("Escape")
         self.page.wait_for_timeout(500)
+        return cut
 
     def take_errors(self) -> list[str]:
         errors, self.errors[:] = list(self.errors), []
@@ -166,6 +201,16 @@ class Page:
 
     def evaluate(self, script: str, argument=None):
         return self.page.evaluate(script, argument)
+
+
+# For each title: "missing" (no element shows it), "cut" (an element showing it is narrower or lower than its text:
+# truncated or line-clamped) or "whole".
+CUT_TITLES = """titles => Object.fromEntries(titles.map(title => {
+  const shown = [...document.querySelectorAll('h3, h4, p, span, div')].filter(
+    e => e.children.length === 0 && e.textContent.trim() === title && e.offsetParent !== null);
+  const cut = shown.some(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1);
+  return [title, shown.length === 0 ? 'missing' : cut ? 'cut' : 'whole'];
+}))"""
 
 
 # -- the checks -------------------------------------------------------------------------------------------------
@@ -183,6 +228,23 @@ def check_server(server: ComfyServer, failures: Failures, titles: list[str]) -> 
         except urllib.error.HTTPError as error:
             failures.check(False, f"thumbnail of {title!r}: HTTP {error.code}")
     return ours
+
+
+def check_example_inputs(server: ComfyServer, failures: Failures) -> None:
+    """The example inputs the pack installs are in the server's input folder, as shipped, and served by /view."""
+    shipped = [(folder, path) for folder, source in SHIPPED_INPUTS.items() for path in sorted(source.iterdir())
+               if path.suffix in INPUT_SUFFIXES]
+    for folder, path in shipped:
+        installed = server.input / folder / path.name
+        failures.check(installed.is_file() and installed.read_bytes() == path.read_bytes(),
+                       f"example input {path.name} is not in the server's input folder as shipped ({installed})")
+        query = urllib.parse.urlencode({"filename": path.name, "subfolder": folder, "type": "input"})
+        try:
+            served = server.get(f"/view?{query}") == path.read_bytes()
+        except urllib.error.HTTPError as error:
+            served = f"HTTP {error.code}"
+        failures.check(served is True, f"/view?{query} does not serve the shipped {path.name}: {served}")
+    print(f"  example inputs: {len(shipped)} files in the input folder and served by /view")
 
 
 BAD_INPUTS = [  # (node, input, value): each must be refused before the run, once, on that input
@@ -256,15 +318,13 @@ def check_workflow(page: Page, server: ComfyServer, title: str, api: dict, shots
         failures.check(bool(node["comfyClass"]) or node["type"] == "Note", f"{title}: node {node['id']} ({node['type']}) not built")
         unknown = [w["name"] for w in node["widgets"] if w["name"] == "UNKNOWN"]
         failures.check(not unknown, f"{title}: node {node['id']} ({node['type']}) has UNKNOWN widgets")
-        if node["player"] and "mtv-demo" in node["player"]:
+        if node["player"]:
             status = page.evaluate("url => window.mtvCheck.status(url)", node["player"])
             failures.check(status == 200, f"{title}: node {node['id']}'s player cannot fetch {node['player']} ({status})")
     failures.check(loaded["scale"] >= 0.6, f"{title}: opens at {loaded['scale']:.0%} zoom, where the canvas draws no text")
     compare_prompt(title, loaded["output"], api, failures)
     page.page.screenshot(path=str(shots / f"{title} [{label}].png"))
-    for error in page.take_errors():
-        if "/view?" in error and "mtv-demo" not in error:
-            continue  # the official workflows name input files (mtv_example.wav) a fresh install does not have
+    for error in page.take_errors():  # a 404 included: every input file a workflow names is installed
         failures.check(False, f"{title}: {error}")
     return len(failures) == before
 
@@ -279,8 +339,13 @@ def compare_prompt(title: str, output: dict, api: dict, failures: Failures) -> N
             failures.check(seen == value, f"{title}: node {node_id} input {name} is {seen!r} in the browser, {value!r} in the API file")
 
 
-def queue_demo(page: Page, server: ComfyServer, title: str, failures: Failures, timeout: float) -> float | None:
-    """Queue the demo from the UI (as the Queue button does) and wait for its mp4; returns the seconds taken."""
+class DemoRun(NamedTuple):
+    seconds: float
+    prompt_id: str
+
+
+def queue_demo(page: Page, server: ComfyServer, title: str, failures: Failures, timeout: float) -> DemoRun | None:
+    """Queue the demo from the UI (as the Queue button does) and wait for its mp4."""
     ui = json.loads((WORKFLOWS / f"{title}.json").read_text())
     page.evaluate("([w, n]) => window.mtvCheck.load(w, n)", [ui, title])
     known = set(server.get("/history"))
@@ -288,19 +353,158 @@ def queue_demo(page: Page, server: ComfyServer, title: str, failures: Failures, 
     page.evaluate("() => app.queuePrompt(0, 1)")  # 1.27 returns false even on success: /history decides
     while time.monotonic() - started < timeout:
         new = {k: v for k, v in server.get("/history").items() if k not in known}
-        for entry in new.values():
+        for prompt_id, entry in new.items():
             if entry.get("status", {}).get("completed") is not None:
-                items = [item for output in entry.get("outputs", {}).values()
-                         for kind in ("videos", "images", "gifs") for item in output.get(kind, []) or []]
-                files = [item.get("filename", "") for item in items]
-                videos = [item for item in items if item.get("filename", "").endswith(".mp4")]
+                files = [item.get("filename", "") for item in output_items(entry)]
+                videos = [item for item in output_items(entry) if item.get("filename", "").endswith(".mp4")]
                 ok = entry["status"].get("status_str") == "success" and bool(videos) and is_mp4(server, videos[0])
                 failures.check(ok, f"demo queued from the UI: {entry['status'].get('status_str')}, outputs {files}, "
                                    f"messages {json.dumps(entry['status'].get('messages'))[:600]}")
-                return time.monotonic() - started if ok else None
+                return DemoRun(time.monotonic() - started, prompt_id) if ok else None
         time.sleep(1)
     failures.check(False, f"demo queued from the UI: no result in /history after {timeout:.0f}s")
     return None
+
+
+def output_items(entry: dict) -> list[dict]:
+    """The files a /history entry's outputs name (SaveVideo lists its mp4 under 'images' in some versions)."""
+    return [item for output in entry.get("outputs", {}).values() for kind in ("videos", "images", "gifs")
+            for item in output.get(kind, []) or []]
+
+
+def check_previews(page: Page, failures: Failures) -> None:
+    """The preview images the page has received: the demo is the first job that runs."""
+    page.page.wait_for_timeout(500)  # lets playwright hand over the messages that arrived
+    previews = sum(kind in PREVIEW_EVENTS for kind in page.frames)
+    print(f"  preview images during the demo's sampling: {previews} (and {page.frames.count('text')} text messages "
+          "on the websocket)")
+    failures.check(previews > 0, "no preview image reached the page while the demo sampled (server run with "
+                                 "--preview-method auto)")
+
+
+def check_decoding_progress(page: Page, run: DemoRun, failures: Failures) -> None:
+    """Once sampling has begun, the bar also moves with another maximum: the decoder's slices. Sampling's maximum
+    (its steps, or steps x segments) is the one most updates report."""
+    events = page.evaluate("id => window.mtvCheck.progress.filter(p => p[3] === id)", run.prompt_id)
+    maxima = Counter(event[2] for event in events)
+    sampling = maxima.most_common(1)[0][0] if events else None
+    begun = next((index for index, event in enumerate(events) if event[2] == sampling), len(events))
+    decoding = [event for event in events[begun:] if event[2] != sampling]
+    print(f"  progress: {len(events)} updates, {len(decoding)} while decoding (maxima seen {dict(maxima)}; "
+          f"sampling's {sampling})")
+    failures.check(len({(event[1], event[2]) for event in decoding}) > 1,
+                   f"the progress bar did not move while the demo decoded: maxima {dict(maxima)}, none other than "
+                   f"sampling's {sampling} after it began")
+
+
+# In ComfyUI's log: its model management loading a model, and the pack when ComfyUI unloads one of its models.
+MODEL_EVENTS = re.compile(r"Requested to load (\w+)|\[MTV\] ComfyUI moved (\w+) to")
+
+
+def loaded_models(log: str, loaded: frozenset = frozenset()) -> tuple[frozenset, frozenset]:
+    """The models loaded after a stretch of the log, starting from `loaded`; and every model it loads."""
+    ever = set()
+    for load, unload in MODEL_EVENTS.findall(log):
+        if load:
+            loaded, ever = loaded | {load}, ever | {load}
+        else:
+            loaded = loaded - {unload}
+    return frozenset(loaded), frozenset(ever)
+
+
+def check_free(server: ComfyServer, run_log: str, failures: Failures, timeout: float = 30) -> None:
+    """POST /free after the demo: the models ComfyUI's model management still holds for it are unloaded (read from
+    the server's log: nothing else outside the server tells a loaded model from an unloaded one on a CPU)."""
+    held, ever = loaded_models(run_log)
+    offset = server.log.stat().st_size
+    server.post("/free", {"unload_models": True, "free_memory": True})
+    deadline, left = time.monotonic() + timeout, held
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = loaded_models(server.log_since(offset), held)[0]
+    print(f"  /free: ComfyUI loaded {sorted(ever)} for the demo and held {sorted(held)} after it; "
+          f"{sorted(held - left)} unloaded on /free")
+    failures.check(bool(ever), "ComfyUI's model management loaded none of the demo's models ('Requested to load' "
+                               "in its log), so /free cannot unload them")
+    failures.check(not left, f"/free left {sorted(left)} loaded after {timeout:.0f}s")
+
+
+def with_demo_models(graph: dict, info: dict, steps: int = 10) -> dict:
+    """The graph with every loader on the built-in demo's entry (as /object_info lists it) and fewer steps."""
+    graph = json.loads(json.dumps(graph))
+    for node in graph.values():
+        spec = info.get(node["class_type"], {}).get("input", {}).get("required", {})
+        for name in node["inputs"]:
+            options = spec.get(name, [None])[0]
+            demo = [o for o in options if str(o).startswith("demo (built-in")] if isinstance(options, list) else []
+            if demo and "Loader" in node["class_type"]:
+                node["inputs"][name] = demo[0]
+        if "steps" in node["inputs"]:
+            node["inputs"]["steps"] = steps
+    return with_demo_text_encoder(graph)
+
+
+def with_demo_text_encoder(graph: dict) -> dict:
+    """Text Encode fed by the demo's own T5 (the VAE + T5 Loader's second output) instead of a core CLIP of a t5xxl
+    file: the demo model reads the demo T5's embeddings."""
+    loader = next(i for i, node in graph.items() if node["class_type"] == "MTVVAEAndT5Loader")
+    for node_id, node in list(graph.items()):
+        if node["class_type"] == "CLIPLoader":
+            del graph[node_id]
+        elif node["class_type"] == "MTVTextEncode" and node["inputs"].pop("clip", None) is not None:
+            node["inputs"]["t5"] = [loader, 1]
+    return graph
+
+
+def check_start_image(server: ComfyServer, graph: dict, failures: Failures, timeout: float) -> None:
+    """The Start image keyframe workflow on the demo's models: its mp4 has a sound stream as long as its picture."""
+    entry = run_graph(server, with_demo_models(graph, server.get("/object_info")), timeout)
+    videos = [] if isinstance(entry, str) else [i for i in output_items(entry) if i.get("filename", "").endswith(".mp4")]
+    if not failures.check(bool(videos), f"Start image keyframe with the demo's models: {entry if isinstance(entry, str) else 'no mp4'}"):
+        return
+    picture, sound = mp4_seconds(server.get(f"/view?{view_query(videos[0])}"))
+    print(f"  Start image keyframe: {picture:.2f}s of picture, " + (f"{sound:.2f}s of sound" if sound else "no sound"))
+    failures.check(sound is not None and abs(sound - picture) < 0.1, f"Start image keyframe's mp4: {picture:.2f}s of "
+                                                                      f"picture, sound {sound}")
+
+
+def mp4_seconds(data: bytes) -> tuple[float, float | None]:
+    """Seconds of picture and of sound (None: no sound stream) in an mp4."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        picture = frames / float(video.average_rate)
+    with av.open(io.BytesIO(data)) as container:
+        if not container.streams.audio:
+            return picture, None
+        rate = container.streams.audio[0].rate
+        return picture, sum(frame.samples for frame in container.decode(audio=0)) / rate
+
+
+def view_query(item: dict) -> str:
+    return urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
+
+
+def run_graph(server: ComfyServer, graph: dict, timeout: float) -> dict | str:
+    """POST an API graph and wait for it: its /history entry, or what went wrong."""
+    request = urllib.request.Request(server.url + "/prompt", json.dumps({"prompt": graph}).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            prompt_id = json.loads(response.read())["prompt_id"]
+    except urllib.error.HTTPError as error:
+        return f"refused (HTTP {error.code}): {error.read()[:600].decode(errors='replace')}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = server.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            if entry["status"].get("status_str") != "success":
+                return json.dumps(entry["status"].get("messages"))[-600:]
+            return entry
+        time.sleep(1)
+    return f"no result after {timeout:.0f}s"
 
 
 def with_lora(graph: dict, name: str, strength: float) -> dict:
@@ -325,24 +529,14 @@ def run_api(server: ComfyServer, graph: dict, timeout: float):
     graph = json.loads(json.dumps(graph))
     chain = next(node_id for node_id, node in graph.items() if node["class_type"] == "MTVChainSegments")
     graph["frames_png"] = {"class_type": "SaveImage", "inputs": {"images": [chain, 0], "filename_prefix": "mtv_check/frames"}}
-    request = urllib.request.Request(server.url + "/prompt", json.dumps({"prompt": graph}).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        prompt_id = json.loads(response.read())["prompt_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = server.get(f"/history/{prompt_id}").get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None:
-            images = (entry.get("outputs", {}).get("frames_png") or {}).get("images") or []
-            if entry["status"].get("status_str") != "success" or not images:
-                return json.dumps(entry["status"].get("messages"))[-600:]
-            frames = []
-            for item in images:
-                query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
-                frames.append(np.asarray(Image.open(io.BytesIO(server.get(f"/view?{query}"))).convert("RGB")))
-            return np.stack(frames).astype(int)
-        time.sleep(1)
-    return f"no result after {timeout:.0f}s"
+    entry = run_graph(server, graph, timeout)
+    if isinstance(entry, str):
+        return entry
+    images = (entry.get("outputs", {}).get("frames_png") or {}).get("images") or []
+    if not images:
+        return "no frames saved"
+    frames = [np.asarray(Image.open(io.BytesIO(server.get(f"/view?{view_query(item)}"))).convert("RGB")) for item in images]
+    return np.stack(frames).astype(int)
 
 
 def in_own_folder(graph: dict, folder: str) -> dict:
@@ -375,8 +569,7 @@ def check_lora(server: ComfyServer, base: Path, demo: dict, lora: Path, failures
 
 
 def is_mp4(server: ComfyServer, item: dict) -> bool:
-    query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
-    data = server.get(f"/view?{query}")
+    data = server.get(f"/view?{view_query(item)}")
     return len(data) > 1000 and data[4:8] == b"ftyp"
 
 
@@ -404,6 +597,30 @@ def measure_interrupt(page: Page, server: ComfyServer, failures: Failures, timeo
         time.sleep(0.1)
     failures.check(False, "Cancel during sampling: the job did not stop")
     return None
+
+
+def check_runs(page: Page, server: ComfyServer, title: str, api_files: dict, failures: Failures, timeout: float) -> str:
+    """The demo from the UI (its previews and decoding progress), /free after it, the Start image keyframe workflow
+    on the demo's models, Cancel during sampling. Returns the demo's cell of the table."""
+    offset = server.log.stat().st_size
+    run = queue_demo(page, server, title, failures, timeout)
+    if run is not None:
+        check_previews(page, failures)
+        check_decoding_progress(page, run, failures)
+        check_free(server, server.log_since(offset), failures)
+    check_start_image(server, api_files[START_IMAGE], failures, timeout)
+    stop = measure_interrupt(page, server, failures, timeout)
+    print(f"Cancel during sampling stopped the job in {stop:.2f}s" if stop is not None else "Cancel: no stop")
+    return f"yes, mp4 in {run.seconds:.0f}s" if run is not None else "NO"
+
+
+def check_template_cards(shown: dict, failures: Failures) -> None:
+    failures.check(bool(shown), "the template browser did not open on the pack's page")
+    cut = [title for title, how in shown.items() if how == "cut"]
+    failures.check(not cut, f"the template browser's cards cut the titles {cut}")
+    missing = [title for title, how in shown.items() if how == "missing"]
+    if missing:
+        print(f"  note: no element shows these titles whole on the pack's page (not checked): {missing}")
 
 
 def ui_titles() -> list[str]:
@@ -440,13 +657,14 @@ def main(argv=None) -> int:
         try:
             server.wait_ready()
             types = check_server(server, failures, titles)
+            check_example_inputs(server, failures)
             check_validation(server, api_files[DEMO], failures)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
                 page = Page(browser, server.url, failures)
                 label = f"frontend {page.version}"
                 print(f"ComfyUI at {server.url} with {label}; log {server.log}")
-                page.screenshot_templates(args.screenshots / f"template browser [{label}].png")
+                check_template_cards(page.screenshot_templates(args.screenshots / f"template browser [{label}].png", titles), failures)
                 check_nodes(page, types, failures)
                 check_upload(page, server, Path(base), failures)
                 for title in titles:
@@ -454,19 +672,17 @@ def main(argv=None) -> int:
                     loaded = check_workflow(page, server, title, api_files[api_name(title)], args.screenshots, label, failures)
                     rows.append([title, "yes" if loaded else "NO", "-", f"{time.monotonic() - started:.1f}"])
                 if not args.skip_queue:
-                    seconds = queue_demo(page, server, titles[0], failures, args.timeout)
-                    rows[0][2] = f"yes, mp4 in {seconds:.0f}s" if seconds is not None else "NO"
-                    stop = measure_interrupt(page, server, failures, args.timeout)
-                    print(f"Cancel during sampling stopped the job in {stop:.2f}s" if stop is not None else "Cancel: no stop")
+                    rows[0][2] = check_runs(page, server, titles[0], api_files, failures, args.timeout)
                 browser.close()
             if args.lora:
                 check_lora(server, Path(base), api_files[DEMO], args.lora.resolve(), failures, args.timeout)
         finally:
             server.stop()
+            shutil.copy(server.log, args.screenshots / "comfyui.log")
     print(f"\n| workflow | loads | runs from the UI | seconds to load |  ({label})\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nscreenshots in {args.screenshots}")
+    print(f"\nscreenshots and the server's log in {args.screenshots}")
     print(f"{len(failures)} failure(s)" if failures else "all checks passed")
     return 1 if failures else 0
 

@@ -7,5 +7,6 @@ CORE_NODES = {
     "SaveVideo": {"inputs": {"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO", "codec": "COMBO"}, "optional": [], "widgets": ["filename_prefix", "format", "codec"], "combo_options": {"format": ["auto", "mp4"], "codec": ["auto", "h264"]}, "outputs": []},
     "LoadImage": {"inputs": {"image": "COMBO"}, "optional": [], "widgets": ["image"], "ui_extra_widget_values": ["image"], "outputs": [["IMAGE", "IMAGE"], ["MASK", "MASK"]]},
     "PreviewAudio": {"inputs": {"audio": "AUDIO"}, "optional": [], "widgets": [], "outputs": []},
+    "CLIPLoader": {"inputs": {"clip_name": "COMBO", "type": "COMBO", "device": "COMBO"}, "optional": ["device"], "widgets": ["clip_name", "type", "device"], "combo_options": {"type": ["sd3"], "device": ["default", "cpu"]}, "outputs": [["CLIP", "CLIP"]]},
     "Note": {"inputs": {"text": "STRING"}, "optional": [], "widgets": ["text"], "outputs": [], "ui_only": True},
 }

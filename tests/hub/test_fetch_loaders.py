@@ -12,6 +12,7 @@ from mtv_core.hub import MODELS, offer_label
 from mtv_core.models import mtv_config
 from nodes import comfy_adapter as comfy
 from nodes.loaders import (
+    NO_T5,
     MTVDemixerLoader,
     MTVModelLoader,
     MTVVAEAndT5Loader,
@@ -37,9 +38,11 @@ def test_loaders_list_what_they_can_fetch_after_the_installed_models(models, nod
     assert model_names[1:] == [offer_label(MODELS[v]) for v in ("single", "multi", "accm")]
     assert model_names[1] == "fetch: mtv_single (BAAI/MTVCraft, ~23 GB)"
     vae_t5 = MTVVAEAndT5Loader.INPUT_TYPES()["required"]
-    assert vae_t5["vae_name"][0][-1] == offer_label(MODELS["vae"]) and vae_t5["t5_name"][0][-1] == offer_label(MODELS["t5"])
+    assert vae_t5["vae_name"][0][-1] == offer_label(MODELS["vae"])
+    assert vae_t5["t5_name"][0][-2:] == [offer_label(MODELS["t5"]), NO_T5]  # appended last: saved values keep their place
     assert MTVWav2VecLoader.INPUT_TYPES()["required"]["wav2vec_name"][0][-1] == offer_label(MODELS["wav2vec2"])
-    assert MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0] == [comfy.DEMO_CHOICE, offer_label(MODELS["demucs"])]
+    assert MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0] == [comfy.NO_DEMIXER, offer_label(MODELS["demucs"]),
+                                                                        comfy.DEMO_DEMIXER_CHOICE]
     testing.save_mtv_model(testing.tiny_mtv_model(), models / "diffusion_models" / "mtv_single.safetensors")
     model_names = MTVModelLoader.INPUT_TYPES()["required"]["model_name"][0]
     assert "mtv_single.safetensors" in model_names and offer_label(MODELS["single"]) not in model_names

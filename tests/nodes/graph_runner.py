@@ -1,8 +1,9 @@
 """A small in-process runner for API-format workflows: ComfyUI's execution order (dependencies first),
-our nodes as they are, and stand-ins for the three core nodes the workflows use."""
+our nodes as they are, and stand-ins for the core nodes the workflows use."""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,43 @@ class LoadImage:
         return (torch.from_numpy(pixels)[None], torch.zeros(1, *pixels.shape[:2]))
 
 
-CORE_STAND_INS = {"CreateVideo": CreateVideo, "SaveVideo": SaveVideo, "LoadImage": LoadImage, "PreviewAudio": PreviewAudio}
+class StandInCoreClip:
+    """core's CLIP interface over our demo T5: tokenize() as core's SD3 tokenizer does it (weights from parentheses,
+    </s>, padding to 77), encode_from_tokens() reading the 't5xxl' ids with no attention mask, as core's T5 does."""
+
+    def __init__(self, t5, masks_padding=False):
+        part = types.SimpleNamespace(embedding_key="t5xxl", tokenizer=t5.tokenizer)
+        self.tokenizer = types.SimpleNamespace(clip_l=types.SimpleNamespace(embedding_key="clip_l"), t5xxl=part)
+        self.encoder, self.masks_padding, self.seen = t5.encoder, masks_padding, []
+
+    def tokenize(self, text):
+        ids = self.tokenizer.t5xxl.tokenizer(text)["input_ids"]
+        return {"l": [[(49406, 1.0), (49407, 1.0)]], "t5xxl": [[(i, 1.0) for i in ids + [0] * (77 - len(ids))]]}
+
+    @torch.no_grad()
+    def encode_from_tokens(self, tokens, return_pooled=False, return_dict=False):
+        assert tokens["l"] == [] and all(weight == 1.0 for _, weight in tokens["t5xxl"][0])
+        ids = torch.tensor([[token for token, _ in tokens["t5xxl"][0]]])
+        self.seen.append(ids)
+        out = {"cond": self.encoder(input_ids=ids).last_hidden_state, "pooled_output": None}
+        return {**out, "attention_mask": torch.ones_like(ids)} if self.masks_padding else out
+
+
+class CLIPLoader:
+    """Core Load CLIP for the workflows' t5xxl file: the tiny T5 folder of the test models behind core's CLIP
+    interface (the real one is checked in tests/nodes/test_comfy_real.py)."""
+
+    FUNCTION = "load"
+
+    def load(self, clip_name, type, device="default"):
+        from mtv_core.pipeline.text import load_text_encoder
+        from nodes.comfy_adapter import folder_roots
+
+        assert clip_name.startswith("t5xxl") and type == "sd3", (clip_name, type)
+        return (StandInCoreClip(load_text_encoder(folder_roots("text_encoders")[0] / "t5-v1_1-xxl", dtype=torch.float32)),)
+
+
+CORE_STAND_INS = {"CLIPLoader": CLIPLoader, "CreateVideo": CreateVideo, "SaveVideo": SaveVideo, "LoadImage": LoadImage, "PreviewAudio": PreviewAudio}
 
 
 def run_workflow(graph: dict, cached: dict | None = None) -> dict:

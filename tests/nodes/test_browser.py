@@ -28,4 +28,7 @@ def test_every_workflow_builds_and_the_demo_runs_from_the_browser(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "all checks passed" in result.stdout and "yes, mp4 in" in result.stdout
+    for ran in ("example inputs:", "preview images during the demo's sampling:", "while decoding", "/free:",
+                "Start image keyframe:", "Cancel during sampling stopped"):
+        assert ran in result.stdout, f"the check skipped {ran!r}"
     assert len(list(tmp_path.glob("*.png"))) == 9  # the template browser and each workflow at its opening view

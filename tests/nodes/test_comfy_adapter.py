@@ -61,10 +61,19 @@ def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(fold
     assert listed[1:] == ["small.safetensors", "wav2vec2-base-960h/"]
 
 
-def test_a_fresh_install_offers_the_demo_demixer_first_and_the_default_downloads_nothing(folders):
+def test_the_demo_demixer_is_labelled_listed_last_and_never_the_default(folders):
+    models, _, _ = folders
     choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
-    assert choices == [comfy.DEMO_CHOICE, "fetch: htdemucs (demucs htdemucs, ~168 MB)"]
-    assert comfy.model_path(comfy.DEMUCS_FOLDER, comfy.DEMO_CHOICE) == demo.DEMIXER
+    assert choices == [comfy.NO_DEMIXER, "fetch: htdemucs (demucs htdemucs, ~168 MB)", "demo (built-in, synthetic sounds only)"]
+    (models / "demucs").mkdir()
+    (models / "demucs" / "cdx23.safetensors").write_bytes(b"x")
+    required, optional = (MTVDemixerLoader.INPUT_TYPES()[key] for key in ("required", "optional"))
+    assert required["model_1"][0] == ["cdx23.safetensors", "fetch: htdemucs (demucs htdemucs, ~168 MB)", comfy.DEMO_DEMIXER_CHOICE]
+    assert optional["model_2"][0] == ["none", "cdx23.safetensors", comfy.DEMO_DEMIXER_CHOICE]
+    for name in (comfy.DEMO_DEMIXER_CHOICE, comfy.DEMO_CHOICE):  # the old label, in graphs saved before, still loads
+        assert comfy.model_path(comfy.DEMUCS_FOLDER, name) == demo.DEMIXER
+        assert MTVDemixerLoader.VALIDATE_INPUTS(name) is True
+    assert MTVModelLoader.VALIDATE_INPUTS(comfy.DEMO_DEMIXER_CHOICE) is not True  # the demixer's label only
 
 
 def test_without_the_demo_an_empty_demixer_list_says_what_to_do(folders, monkeypatch):
@@ -100,17 +109,42 @@ def test_load_audio_names_the_start_when_it_is_past_the_end(folders):
         MTVLoadAudio().load(1.5, 0.0, "tone.wav")
 
 
-def test_the_demo_example_is_copied_into_the_input_folder_once_and_never_over_a_user_file(tmp_path, monkeypatch):
+def test_the_example_inputs_are_copied_into_the_input_folder_and_never_over_a_user_file(tmp_path, monkeypatch):
     inputs = tmp_path / "input"
     monkeypatch.setitem(sys.modules, "folder_paths", types.SimpleNamespace(get_input_directory=lambda: str(inputs)))
     (inputs / "mtv-demo").mkdir(parents=True)
     (inputs / "mtv-demo" / "speech.wav").write_bytes(b"the user's own file")
-    comfy.install_demo_inputs()
+    (inputs / "mtv_keyframe.png").write_bytes(b"the user's own picture")
+    comfy.install_example_inputs()
     assert (inputs / "mtv-demo" / "speech.wav").read_bytes() == b"the user's own file"
-    from mtv_core import demo
-
+    assert (inputs / "mtv_keyframe.png").read_bytes() == b"the user's own picture"
     assert (inputs / "mtv-demo" / "music.wav").read_bytes() == (demo.EXAMPLE / "music.wav").read_bytes()
     assert (inputs / "mtv-demo" / "clip.mp4").is_file() and not (inputs / "mtv-demo" / "prompt.txt").exists()
+    assert (inputs / "mtv_example.wav").read_bytes() == (comfy.EXAMPLE_INPUTS / "mtv_example.wav").read_bytes()
+
+
+def test_the_example_inputs_are_copied_on_the_servers_first_request_not_at_import(tmp_path, monkeypatch):
+    import asyncio
+
+    inputs = tmp_path / "input"
+    app = types.SimpleNamespace(middlewares=[])
+    monkeypatch.setitem(sys.modules, "folder_paths", types.SimpleNamespace(get_input_directory=lambda: str(inputs)))
+    monkeypatch.setitem(sys.modules, "aiohttp", types.SimpleNamespace(web=types.SimpleNamespace(middleware=lambda f: f)))
+    monkeypatch.setitem(sys.modules, "server", types.SimpleNamespace(PromptServer=types.SimpleNamespace(
+        instance=types.SimpleNamespace(app=app))))
+    comfy.install_example_inputs_on_first_request()
+    assert not inputs.exists() and len(app.middlewares) == 1
+    seen = []
+
+    async def handler(request):
+        seen.append((inputs / "mtv_example.wav").is_file())
+        return request
+
+    (install_first,) = app.middlewares
+    assert asyncio.run(install_first("the page", handler)) == "the page"
+    (inputs / "mtv_example.wav").unlink()
+    asyncio.run(install_first("/object_info", handler))
+    assert seen == [True, False]  # copied before the first answer, once
 
 
 def test_the_template_list_puts_the_demo_first_and_leaves_other_packs_alone():
@@ -132,3 +166,113 @@ def test_comfy_audio_round_trip():
         comfy.from_comfy_audio({"waveform": torch.zeros(2, 1, 10), "sample_rate": 8000})
     with pytest.raises(AudioInputError, match="NaN"):
         comfy.from_comfy_audio({"waveform": torch.full((1, 1, 10), float("nan")), "sample_rate": 8000})
+
+
+class StandInProgressBar:
+    """comfy.utils.ProgressBar as the server's hook sees it: every (value, max, preview) it is moved to."""
+
+    moves = []
+
+    def __init__(self, total, node_id=None):
+        self.total, self.current = total, 0
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.total = self.total if total is None else total
+        self.current = min(value, self.total)
+        self.moves.append((self.current, self.total, preview))
+
+
+def stand_in_comfy(monkeypatch, preview_method: str):
+    """ComfyUI's comfy.utils and comfy.cli_args as the server started with --preview-method."""
+    import enum
+
+    class LatentPreviewMethod(enum.Enum):
+        NoPreviews, Auto, Latent2RGB, TAESD = "none", "auto", "latent2rgb", "taesd"
+
+    utils, cli_args = types.ModuleType("comfy.utils"), types.ModuleType("comfy.cli_args")
+    utils.ProgressBar = StandInProgressBar
+    cli_args.LatentPreviewMethod = LatentPreviewMethod
+    cli_args.args = types.SimpleNamespace(preview_method=LatentPreviewMethod(preview_method), preview_size=384)
+    package = types.ModuleType("comfy")
+    package.utils, package.cli_args = utils, cli_args
+    for name, module in (("comfy", package), ("comfy.utils", utils), ("comfy.cli_args", cli_args)):
+        monkeypatch.setitem(sys.modules, name, module)
+    StandInProgressBar.moves = []
+
+
+@pytest.fixture(scope="module")
+def sampler_inputs(comfy_folders):
+    """Everything MTV Sampler takes in the keyframe workflow (tiny models), run once; the sampler itself is left out."""
+    import json
+    from pathlib import Path
+
+    from graph_runner import run_workflow
+
+    models, inputs, outputs = comfy_folders
+    graph = json.loads((Path(__file__).resolve().parents[2] / "workflows" / "api" / "mtv_start_image_keyframe.json").read_text())
+    sampler = graph.pop("10")
+    sampler["inputs"].update(steps=2, sampler="ddim")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, folder in (("MTV_MODELS_DIR", models), ("MTV_INPUT_DIR", inputs), ("MTV_OUTPUT_DIR", outputs)):
+            patch.setenv(variable, str(folder))
+        import graph_runner
+
+        patch.setattr(graph_runner.PreviewAudio, "output_dir", outputs)
+        patch.setattr(graph_runner.LoadImage, "input_dir", inputs)
+        upstream = run_workflow({key: node for key, node in graph.items() if key not in ("11", "12")})
+    return {"10": sampler}, upstream
+
+
+def test_with_previews_on_the_sampler_sends_a_jpeg_every_step_then_counts_decoder_slices(sampler_inputs, monkeypatch):
+    from graph_runner import run_workflow
+
+    from mtv_core.pipeline.preview import OFFICIAL_FACTORS, LatentPreview
+
+    stand_in_comfy(monkeypatch, "auto")
+    frames, latents = run_workflow(*sampler_inputs)["10"]
+    moves = StandInProgressBar.moves
+    assert [(value, total) for value, total, _ in moves] == [(0, 2), (1, 2), (2, 2)] + [(done, 6) for done in range(7)]
+    previews = [preview for _, _, preview in moves]
+    assert previews[0] is None and previews[3:] == [None] * 7  # the start and the decoding carry no image
+    for kind, image, size in previews[1:3]:
+        assert (kind, size, image.mode, image.size) == ("JPEG", 384, "RGB", (160, 32))  # 3 frames of 6x4 latents, x8
+    # DDIM's last estimate is the sample itself: the last preview is the sampled latents through the VAE's factors.
+    expected = LatentPreview.load(OFFICIAL_FACTORS).image(latents.samples)
+    assert np.array_equal(np.asarray(previews[2][1]), expected)
+
+
+def test_with_previews_off_no_preview_is_made(sampler_inputs, monkeypatch):
+    from graph_runner import run_workflow
+
+    from mtv_core.pipeline.preview import LatentPreview
+
+    stand_in_comfy(monkeypatch, "none")
+    monkeypatch.setattr(LatentPreview, "image", lambda *_: pytest.fail("a preview was computed with previews off"))
+    run_workflow(*sampler_inputs)
+    moves = StandInProgressBar.moves
+    assert [(value, total, preview) for value, total, preview in moves] == \
+        [(0, 2, None), (1, 2, None), (2, 2, None)] + [(done, 6, None) for done in range(7)]
+
+
+def test_mtv_decode_moves_the_bar_per_decoder_slice_and_stops_on_cancel(sampler_inputs, monkeypatch):
+    from nodes.payloads import MTVLatents
+    from nodes.sampling import MTVDecode
+
+    stand_in_comfy(monkeypatch, "none")
+    vae = sampler_inputs[1]["2"][0]
+    latents = MTVLatents(torch.randn(1, 13, 16, 4, 6, generator=torch.Generator().manual_seed(0)))
+    MTVDecode().decode(vae, latents, 0)
+    assert StandInProgressBar.moves == [(done, 6, None) for done in range(7)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_two_slices():
+        if len(StandInProgressBar.moves) == 3:
+            raise Cancelled  # what comfy.model_management raises when the user presses Cancel
+
+    StandInProgressBar.moves = []
+    monkeypatch.setattr(comfy, "interrupt_check", lambda: cancel_after_two_slices)
+    with pytest.raises(Cancelled):
+        MTVDecode().decode(vae, latents, 0)
+    assert StandInProgressBar.moves == [(0, 6, None), (1, 6, None), (2, 6, None)]

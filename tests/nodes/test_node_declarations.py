@@ -1,8 +1,12 @@
 """Node declarations and shipped workflows are valid without a ComfyUI checkout."""
 
+import hashlib
 import inspect
 import json
+import re
 import sys
+import tomllib
+import wave
 from pathlib import Path
 
 import pytest
@@ -29,8 +33,8 @@ def declared_inputs(cls) -> dict:
 def test_node_declaration_is_valid(node_id):
     cls = NODE_CLASS_MAPPINGS[node_id]
     assert node_id.startswith("MTV") and node_id not in CORE_IDS
-    assert cls.CATEGORY.startswith("MTV/") and cls.DESCRIPTION
-    assert node_id in NODE_DISPLAY_NAME_MAPPINGS
+    assert cls.CATEGORY.startswith("MTV audio-sync/") and cls.DESCRIPTION  # not MTV-Crafter's "MTV"
+    assert NODE_DISPLAY_NAME_MAPPINGS[node_id].startswith("MTV audio-sync · ")
     assert isinstance(cls.RETURN_TYPES, tuple) and len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
     for kind in cls.RETURN_TYPES:
         assert kind in {"AUDIO", "IMAGE", "STRING"} or kind.startswith("MTV_"), kind  # never core LATENT: our layout differs
@@ -40,7 +44,7 @@ def test_node_declaration_is_valid(node_id):
     for section in ("required", "optional"):
         for name, spec in types.get(section, {}).items():
             kind, options = spec[0], spec[1]
-            assert isinstance(kind, list) or kind in WIDGETS or kind in {"AUDIO", "IMAGE", "AUDIO_UI"} or kind.startswith("MTV_"), (name, kind)
+            assert isinstance(kind, list) or kind in WIDGETS or kind in {"AUDIO", "IMAGE", "AUDIO_UI", "CLIP"} or kind.startswith("MTV_"), (name, kind)
             assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
             assert name in parameters, f"{node_id}.{cls.FUNCTION} does not take {name}"
             if section == "optional":
@@ -134,13 +138,15 @@ def ui_to_api(ui: dict) -> dict:
         inputs = {}
         if class_type in CORE:
             widget_names = CORE[class_type]["widgets"]
-            controls = set()
+            controls, defaults = set(), {}
         else:
             declared = declared_inputs(NODE_CLASS_MAPPINGS[class_type])
             widget_names = [n for n, s in declared.items() if isinstance(s[0], list) or s[0] in WIDGETS]  # not the player
             controls = {n for n in widget_names if declared[n][1].get("control_after_generate")}
+            defaults = {n: declared[n][1].get("default") for n in widget_names}
         for name in widget_names:
-            inputs[name] = values.pop(0)
+            # A workflow saved before an appended optional widget existed lacks its value: the frontend gives the default.
+            inputs[name] = values.pop(0) if values else defaults[name]
             if name in controls:
                 assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
         for socket in node["inputs"]:
@@ -174,3 +180,68 @@ def test_step_cache_node_attaches_a_cache_without_touching_its_input():
     (taylor,) = MTVStepCache().apply(handle, "taylorseer", 0.2, 3)
     assert fbc.cache == StepCache("fbc", 0.2) and taylor.cache == StepCache("taylorseer", 3)
     assert handle.cache is None and fbc.name == "m"
+
+
+def ui_and_api_graphs():
+    for path in API_WORKFLOWS:
+        yield f"{path.stem} (API)", json.loads(path.read_text())
+        yield f"{UI_WORKFLOWS[path.stem].stem} (UI)", ui_to_api(json.loads(UI_WORKFLOWS[path.stem].read_text()))
+
+
+@pytest.mark.parametrize("name, graph", list(ui_and_api_graphs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_saved_video_has_its_soundtrack(name, graph):
+    created = {node_id for node_id, node in graph.items() if node["class_type"] == "CreateVideo"}
+    saved = [node["inputs"]["video"] for node in graph.values() if node["class_type"] == "SaveVideo"]
+    assert saved and all(video[0] in created for video in saved), f"{name}: a Save Video not fed by a Create Video"
+    for node_id in created:
+        audio = graph[node_id]["inputs"].get("audio")
+        assert isinstance(audio, list), f"{name}: Create Video {node_id} has no audio wired: its mp4 would be silent"
+        assert spec_of(graph[audio[0]]["class_type"])[1][audio[1]] == "AUDIO"
+
+
+def test_official_workflows_use_no_demo_model_and_name_shipped_example_inputs():
+    from nodes.comfy_adapter import DEMUCS_FOLDER, EXAMPLE_INPUTS, is_demo_choice
+
+    folders = {"model_name": "diffusion_models", "vae_name": "vae", "t5_name": "text_encoders",
+               "wav2vec_name": "audio_encoders", **{f"model_{i}": DEMUCS_FOLDER for i in (1, 2, 3)}}
+    for path in API_WORKFLOWS:
+        if path.stem == "mtv_demo":
+            continue
+        for node_id, node in json.loads(path.read_text()).items():
+            for name, value in node["inputs"].items():
+                assert not (name in folders and is_demo_choice(folders[name], value)), (path.stem, node_id, name, value)
+                if name in ("audio", "image") and isinstance(value, str):  # in the input folder itself: see Load Image
+                    assert "/" not in value and (EXAMPLE_INPUTS / value).is_file(), (path.stem, node_id, value)
+
+
+def test_the_example_inputs_are_small_and_fit_the_two_person_ranges():
+    from PIL import Image
+
+    from nodes.comfy_adapter import EXAMPLE_INPUTS
+
+    assert sum(p.stat().st_size for p in EXAMPLE_INPUTS.iterdir()) < 1_000_000
+    with wave.open(str(EXAMPLE_INPUTS / "mtv_example.wav")) as sound:
+        seconds = sound.getnframes() / sound.getframerate()
+        samples = sound.readframes(sound.getnframes())
+    ranges = json.loads((ROOT / "workflows" / "api" / "mtv_two_person_conversation.json").read_text())["6"]["inputs"]["speaker_ranges"]
+    assert seconds >= max(float(end) for end in re.findall(r"-([0-9.]+):", ranges))  # speaker 2 speaks till 5 s
+    assert len(set(samples)) > 200  # sound, not silence
+    assert Image.open(EXAMPLE_INPUTS / "mtv_keyframe.png").size == (96, 64)
+
+
+def test_templates_have_short_titles_distinct_descriptions_and_distinct_thumbnails():
+    uis = {path.stem: json.loads(path.read_text()) for path in UI_WORKFLOWS.values()}
+    descriptions = [ui["extra"]["mtv_description"] for ui in uis.values()]
+    assert len(set(descriptions)) == len(uis) and all(d and d not in uis for d in descriptions)
+    thumbnails = {hashlib.sha256((ROOT / "workflows" / f"{title}.jpg").read_bytes()).hexdigest() for title in uis}
+    assert len(thumbnails) == len(uis)
+    assert max(len(title) for title in uis) <= 33  # frontend 1.58's card cut a title of 41 characters, not one of 33
+
+
+def test_the_version_is_written_once_in_pyproject():
+    import mtv_core
+
+    assert mtv_core.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    written = [p for folder in ("mtv_core", "mtv_lab", "trainer", "nodes", "tools", "workflows")
+               for p in (ROOT / folder).rglob("*.py") if re.search(r"__version__\s*=\s*['\"]", p.read_text())]
+    assert written == []
