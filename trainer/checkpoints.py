@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 
 import torch
+from accelerate.utils import load as accelerate_load
+from accelerate.utils.constants import RNG_STATE_NAME
 
 from mtv_core.checkpoints import save_safetensors
 from mtv_core.fileio import atomic_write
@@ -121,3 +123,26 @@ class CheckpointFolder:
         folders = sorted(p for p in self.root.glob("step-*") if p.is_dir())
         for folder in folders[: -self.keep]:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_engine_state(engine: Path, accelerator) -> None:
+    """accelerate's load_state, with this process's RNG state required (accelerate only logs one it cannot read,
+    and the resume would silently not be exact) and every failure named by the folder."""
+    rng = engine / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    try:
+        states = accelerate_load(rng)  # weights_only, as accelerate itself reads it
+        if not {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(states):
+            raise ValueError(f"holds {sorted(states)[:5]}")
+    except Exception as error:  # noqa: BLE001 (whatever torch.load raises on a bad file)
+        raise TrainerError(f"{rng}: this process's random state cannot be read ({_first_line(error)}), so the run "
+                           "cannot resume exactly; resume from an earlier checkpoint or start again") from None
+    try:
+        accelerator.load_state(str(engine))
+    except Exception as error:  # noqa: BLE001 (the engines raise their own errors on a bad file)
+        raise TrainerError(f"{engine}: the engine state cannot be loaded ({_first_line(error)}); resume from an "
+                           "earlier checkpoint, with the same launcher config and options") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"

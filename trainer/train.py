@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType
-from accelerate.utils import load as accelerate_load
-from accelerate.utils.constants import RNG_STATE_NAME
 from tqdm import tqdm
 
 from mtv_core import lora
@@ -28,6 +26,7 @@ from .checkpoints import (
     MODEL_FILE,
     STATE_FORMAT,
     CheckpointFolder,
+    load_engine_state,
     save_outputs,
 )
 from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
@@ -349,35 +348,12 @@ def _restore(checkpoints: CheckpointFolder, accelerator, sampler, schedule, ema,
     if mismatches:
         raise TrainerError(f"--resume: {checkpoints.latest()} was written by a different run ({'; '.join(mismatches)}); "
                            "resume with the same launcher config and options, or start in another --out")
-    _load_engine_state(checkpoints.latest() / ENGINE_DIR, accelerator)
+    load_engine_state(checkpoints.latest() / ENGINE_DIR, accelerator)
     schedule.load_state_dict(state["schedule"])
     sampler.load_state_dict(state["sampler"])
     if ema is not None:
         ema.load_full_state(state["ema"])
     return int(state["step"])
-
-
-def _load_engine_state(engine: Path, accelerator) -> None:
-    """accelerate's load_state, with this process's RNG state required (accelerate only logs one it cannot read,
-    and the resume would silently not be exact) and every failure named by the folder."""
-    rng = engine / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
-    try:
-        states = accelerate_load(rng)  # weights_only, as accelerate itself reads it
-        if not {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(states):
-            raise ValueError(f"holds {sorted(states)[:5]}")
-    except Exception as error:  # noqa: BLE001 (whatever torch.load raises on a bad file)
-        raise TrainerError(f"{rng}: this process's random state cannot be read ({_first_line(error)}), so the run "
-                           "cannot resume exactly; resume from an earlier checkpoint or start again") from None
-    try:
-        accelerator.load_state(str(engine))
-    except Exception as error:  # noqa: BLE001 (the engines raise their own errors on a bad file)
-        raise TrainerError(f"{engine}: the engine state cannot be loaded ({_first_line(error)}); resume from an "
-                           "earlier checkpoint, with the same launcher config and options") from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def _save_output(stage_dir: Path, accelerator, objective, ema, outputs: StageOutputs) -> None:
