@@ -20,7 +20,7 @@ from core_nodes import CORE_NODES as CORE  # noqa: E402
 
 CORE_IDS = {"LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "SaveImage", "VAEDecode", "CreateVideo", "SaveVideo", "KSampler"}
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-FILE_CHOICES = {"model_name", "vae_name", "t5_name", "wav2vec_name", "model_1", "model_2", "model_3", "audio", "image"}
+FILE_CHOICES = {"model_name", "vae_name", "t5_name", "wav2vec_name", "model_1", "model_2", "model_3", "audio", "image", "clip_name"}
 API_WORKFLOWS = sorted((ROOT / "workflows" / "api").glob("*.json"))
 
 
