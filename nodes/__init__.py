@@ -50,15 +50,9 @@ def _available(node_id: str) -> bool:
     return False
 
 
-def _in_pack_menu(cls) -> type:
-    """Each module names a node's sub-menu (CATEGORY "MTV/loaders"); the menu's root is PACK_NAME, set here once."""
-    cls.CATEGORY = f"{PACK_NAME}/{cls.CATEGORY.rsplit('/', 1)[-1]}"
-    return cls
-
-
 comfy_adapter.register_model_folders()
 comfy_adapter.install_example_inputs_on_first_request()
 comfy_adapter.list_demo_workflow_first()
-NODE_CLASS_MAPPINGS = {node_id: _in_pack_menu(cls) for node_id, (cls, _) in _NODES.items() if _available(node_id)}
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items() if _available(node_id)}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: f"{PACK_NAME} · {name}" for node_id, (_, name) in _NODES.items()
                               if node_id in NODE_CLASS_MAPPINGS}

@@ -18,7 +18,7 @@ def node_error(node: str, input_name: str, error: Exception) -> Exception:
 class MTVLoadAudio:
     DESCRIPTION = ("Loads audio from a file in ComfyUI's input folder (any common audio file, or a video's audio track), "
                    "with a player and an upload button; start and duration trim it.")
-    CATEGORY = "MTV/audio"
+    CATEGORY = "MTV audio-sync/audio"
     RETURN_TYPES = ("AUDIO",)
     RETURN_NAMES = ("audio",)
     FUNCTION = "load"
@@ -97,7 +97,7 @@ _SPEAKER_INPUTS = {
 
 class MTVDemixStems:
     DESCRIPTION = "Splits audio into speech, effects and music with an HTDemucs model; each stem also comes out as AUDIO to preview or save."
-    CATEGORY = "MTV/audio"
+    CATEGORY = "MTV audio-sync/audio"
     RETURN_TYPES = ("MTV_STEMS", "AUDIO", "AUDIO", "AUDIO")
     RETURN_NAMES = ("stems", *STEMS)
     FUNCTION = "demix"
@@ -123,7 +123,7 @@ class MTVDemixStems:
 
 class MTVStemsFromAudio:
     DESCRIPTION = "Uses stems you separated yourself (no demixing). Absent stems become silence, as the official pipeline feeds."
-    CATEGORY = "MTV/audio"
+    CATEGORY = "MTV audio-sync/audio"
     RETURN_TYPES = ("MTV_STEMS",)
     RETURN_NAMES = ("stems",)
     FUNCTION = "combine"
@@ -153,7 +153,7 @@ class MTVStemsFromAudio:
 
 class MTVEncodeWav2Vec:
     DESCRIPTION = "Encodes each stem with wav2vec2 at the video frame rate (24 fps), exactly as the MTV weights were trained (12 layers, 5-frame window)."
-    CATEGORY = "MTV/audio"
+    CATEGORY = "MTV audio-sync/audio"
     RETURN_TYPES = ("MTV_AUDIO_FEATURES",)
     RETURN_NAMES = ("audio_features",)
     FUNCTION = "encode"

@@ -14,7 +14,7 @@ CONVERSATIONS = ["one", "two", "none", "custom"]
 class MTVTextEncode:
     DESCRIPTION = ("Writes the MTV structured caption (conversation type, persons, active speaker, scene) and encodes it with "
                    "T5 v1.1 XXL (226 tokens): MTV's own T5 folder, or a core Load CLIP holding t5xxl (the file Flux and SD3 use).")
-    CATEGORY = "MTV/conditioning"
+    CATEGORY = "MTV audio-sync/conditioning"
     RETURN_TYPES = ("MTV_TEXT", "STRING")
     RETURN_NAMES = ("text", "caption")
     FUNCTION = "encode"
@@ -65,7 +65,7 @@ def _encode_with_t5(t5, prompts):
 
 class MTVSceneTransition:
     DESCRIPTION = "Switches to another prompt at a time, blending the two text embeddings across the transition. Chain several for more scenes."
-    CATEGORY = "MTV/conditioning"
+    CATEGORY = "MTV audio-sync/conditioning"
     RETURN_TYPES = ("MTV_TEXT",)
     RETURN_NAMES = ("text",)
     FUNCTION = "schedule"
@@ -99,7 +99,7 @@ class MTVApply:
     DESCRIPTION = ("MST-ControlNet Apply: joins text and audio features for the MTV model. Strengths scale each stream "
                    "between its null features (0) and full (1); guidance pushes text, lip sync (speech), event timing "
                    f"(effects) and mood (music) separately. All guidance at {OFFICIAL_GUIDANCE} is the official joint guidance.")
-    CATEGORY = "MTV/conditioning"
+    CATEGORY = "MTV audio-sync/conditioning"
     RETURN_TYPES = ("MTV_CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
     FUNCTION = "apply"

@@ -40,7 +40,7 @@ def file_stamp(folder: str, *names: str) -> str:
 
 class MTVModelLoader:
     DESCRIPTION = "Loads a converted MTV transformer (single, multi or accm) from models/diffusion_models."
-    CATEGORY = "MTV/loaders"
+    CATEGORY = "MTV audio-sync/loaders"
     RETURN_TYPES = ("MTV_MODEL",)
     RETURN_NAMES = ("mtv_model",)
     FUNCTION = "load"
@@ -112,7 +112,7 @@ def auto_block_swap(model, device) -> int:
 class MTVLoraLoader:
     DESCRIPTION = ("Applies an MTV LoRA (from `python -m trainer --train lora`, in models/loras) while the model samples. "
                    "Chain several to stack them; the loaded model itself is not changed.")
-    CATEGORY = "MTV/loaders"
+    CATEGORY = "MTV audio-sync/loaders"
     RETURN_TYPES = ("MTV_MODEL",)
     RETURN_NAMES = ("mtv_model",)
     FUNCTION = "apply"
@@ -155,7 +155,7 @@ class MTVVAEAndT5Loader:
     DESCRIPTION = ("Loads the CogVideoX VAE (models/vae) and the T5 v1.1 XXL text encoder folder (models/text_encoders). "
                    "With a core Load CLIP holding t5xxl (the file Flux and SD3 use) connected to MTV Text Encode, choose "
                    f"'{NO_T5}' for t5_name and no second T5 is loaded.")
-    CATEGORY = "MTV/loaders"
+    CATEGORY = "MTV audio-sync/loaders"
     RETURN_TYPES = ("MTV_VAE", "MTV_T5")
     RETURN_NAMES = ("vae", "t5")
     FUNCTION = "load"
@@ -203,7 +203,7 @@ def load_t5_folder(t5_name, t5_dtype):
 
 class MTVWav2VecLoader:
     DESCRIPTION = "Loads wav2vec2 (base-960h for the official weights) from models/audio_encoders."
-    CATEGORY = "MTV/loaders"
+    CATEGORY = "MTV audio-sync/loaders"
     RETURN_TYPES = ("MTV_WAV2VEC",)
     RETURN_NAMES = ("wav2vec",)
     FUNCTION = "load"
@@ -230,7 +230,7 @@ class MTVWav2VecLoader:
 
 class MTVDemixerLoader:
     DESCRIPTION = "Loads one HTDemucs model, or several of one layout to average (MVSEP-CDX23 cinematic: music / effect / dialog), from models/demucs."
-    CATEGORY = "MTV/loaders"
+    CATEGORY = "MTV audio-sync/loaders"
     RETURN_TYPES = ("MTV_DEMIXER",)
     RETURN_NAMES = ("demixer",)
     FUNCTION = "load"

@@ -64,7 +64,7 @@ def _to_image(frames_uint8):
 
 class MTVSampler:
     DESCRIPTION = f"Generates one {SEGMENT_FRAMES}-frame segment ({SEGMENT_FRAMES / FPS:.2f} s at {FPS:g} fps) of the soundtrack. For the whole soundtrack use Chain Segments."
-    CATEGORY = "MTV/sampling"
+    CATEGORY = "MTV audio-sync/sampling"
     RETURN_TYPES = ("IMAGE", "MTV_LATENT")
     RETURN_NAMES = ("frames", "latent")
     FUNCTION = "sample"
@@ -102,7 +102,7 @@ class MTVChainSegments:
     DESCRIPTION = (f"Generates the whole soundtrack as chained segments (stride {SEGMENT_STRIDE}, each continuing the last "
                    "one's tail, colour-matched), saving each finished segment so a stopped job resumes; cuts the video "
                    "and audio to exactly the audio's length.")
-    CATEGORY = "MTV/sampling"
+    CATEGORY = "MTV audio-sync/sampling"
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("frames", "audio")
     FUNCTION = "generate"
@@ -148,7 +148,7 @@ class MTVChainSegments:
 class MTVStepCache:
     DESCRIPTION = ("Makes sampling faster by reusing transformer work between steps (approximate). The cache restarts "
                    "whenever the audio, text or keyframes change, so the motion stays locked to the sound.")
-    CATEGORY = "MTV/sampling"
+    CATEGORY = "MTV audio-sync/sampling"
     RETURN_TYPES = ("MTV_MODEL",)
     RETURN_NAMES = ("mtv_model",)
     FUNCTION = "apply"
@@ -178,7 +178,7 @@ class MTVStepCache:
 
 class MTVDecode:
     DESCRIPTION = "Decodes MTV latents with the CogVideoX VAE (in temporal slices; optional spatial tiles for less memory)."
-    CATEGORY = "MTV/sampling"
+    CATEGORY = "MTV audio-sync/sampling"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     FUNCTION = "decode"
