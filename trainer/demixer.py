@@ -10,19 +10,17 @@ the sounds themselves rather than which clips they came in; each source is drawn
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
 
 import torch
 
-from mtv_core.audio.demix import CINEMATIC_SOURCES, DemixerFile, write_demixer_file
+from mtv_core.audio.demix import CINEMATIC_SOURCES, DemixerFile
 from mtv_core.audio.io import load_audio
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH
 
 from .errors import TrainerError
-from .outputs import OVERWRITE_HELP, refuse_existing
 
 STEM_OF_SOURCE = {"music": MUSIC, "effect": EFFECTS, "dialog": SPEECH}
 GAIN_DB = 6.0  # each stem's level varies by up to this much either way
@@ -30,22 +28,6 @@ AUDIBLE = 1e-3  # a stem whose peak is below this is silent in its clip (in the 
 SILENT_SHARE = 0.2
 SMALL_HTDEMUCS = dict(audio_channels=2, channels=16, depth=3, nfft=512, t_layers=1, t_heads=4, t_hidden_scale=2.0,
                       bottom_channels=0, dconv_depth=1, cac=True)
-
-
-def demixer_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer demixer",
-                                     description="Fit a small HTDemucs (music / effect / dialog) to clips with their stems.")
-    parser.add_argument("--clips", required=True, type=Path, nargs="+",
-                        help="folders holding <clip>_speech.wav, <clip>_effects.wav and <clip>_music.wav")
-    parser.add_argument("--out", required=True, type=Path, help="the demixer .safetensors to write (an existing one only with --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--sample-rate", type=int, default=16000, help="the model's rate (inputs are resampled to it)")
-    parser.add_argument("--segment", type=float, default=2.0, help="seconds per training window (and demixing window)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def read_stem_sets(folders: list[Path], sample_rate: int, segment: int) -> list[dict[str, torch.Tensor]]:
@@ -104,20 +86,3 @@ def train_demixer(sets: list[dict], sample_rate: int, segment_seconds: float, st
             log(f"step {step}/{steps}: L1 {loss.item():.5f} ({time.monotonic() - started:.0f} s)")
     state = {name: tensor.detach().float().contiguous() for name, tensor in model.state_dict().items()}
     return DemixerFile(args=[], kwargs=kwargs, state=state)
-
-
-def run_demixer(argv: list[str]) -> None:
-    args = demixer_parser().parse_args(argv)
-    refuse_existing(args.out, args.overwrite)
-    for name in ("steps", "batch_size", "sample_rate"):
-        if getattr(args, name) < 1:
-            raise TrainerError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
-    if not 0.5 <= args.segment <= 30:
-        raise TrainerError(f"--segment {args.segment} is out of range; use 0.5 to 30 seconds (2 is the demo's)")
-    segment = int(args.segment * args.sample_rate)
-    sets = read_stem_sets(args.clips, args.sample_rate, segment)
-    print(f"{len(sets)} clips with stems; training {args.steps} steps", flush=True)
-    demixer_file = train_demixer(sets, args.sample_rate, args.segment, args.steps, args.batch_size, args.lr, args.seed,
-                                 log=lambda line: print(line, flush=True))
-    write_demixer_file(demixer_file, args.out)
-    print(f"wrote {args.out}")

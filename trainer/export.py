@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -12,23 +11,10 @@ from mtv_core.checkpoints.loading import MTV_KIND
 from mtv_core.models.fp8 import dequantized_state
 
 from .errors import TrainerError
-from .outputs import OVERWRITE_HELP, refuse_existing
+from .outputs import refuse_existing
 
 FP8_NOTE = ("the base stores its blocks' Linear weights as fp8; the merged file holds every weight plain, in the "
             "dtype of the base's fp8 scales (bf16 for `convert --dtype fp8`): generate with --fp8 to store them as fp8 again")
-
-
-def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer export",
-                                     description="Merge LoRA adapters into their base model (one plain MTV model file). "
-                                                 f"An fp8 base works: {FP8_NOTE}.")
-    parser.add_argument("--merge", action="store_true", required=True, help="merge (the only export there is)")
-    parser.add_argument("--base", type=Path, required=True, help="the MTV model the LoRAs were trained on")
-    parser.add_argument("--lora", action="append", required=True, metavar="FILE[:STRENGTH]",
-                        help="adapter at a strength (default 1); repeat to merge several")
-    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write (an existing one only with --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    return parser
 
 
 def merge_loras(base: Path, loras, out: Path, overwrite: bool = False, log=None) -> Path:
@@ -51,9 +37,3 @@ def merge_loras(base: Path, loras, out: Path, overwrite: bool = False, log=None)
 
 def _note(line: str) -> None:
     print(line, file=sys.stderr)
-
-
-def run_export(argv: list[str]) -> Path:
-    args = export_parser().parse_args(argv)
-    loras = [lora.parse_lora_argument(text) for text in args.lora]
-    return merge_loras(args.base, loras, args.out, args.overwrite)

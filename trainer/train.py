@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -32,8 +31,8 @@ from .checkpoints import (
 from .dataset import ClipDataset, EpochSampler, collate, read_manifest, select_subset
 from .engine import describe, make_accelerator
 from .errors import TrainerError
+from .options import TrainOptions
 from .objective import (
-    ConditioningDropout,
     DiffusionObjective,
     drop_conditioning,
     official_alphas_cumprod,
@@ -46,45 +45,6 @@ from .stages import STAGE_ORDER, previous_stage, stage_subset, stages_to_run
 
 DEFAULT_CONFIG = "official-5b-single"
 log = logging.getLogger("trainer")
-
-
-@dataclass
-class TrainOptions:
-    stage: str
-    data: Path
-    out: Path
-    init: Path | None = None
-    from_scratch: bool = False  # a later stage without --init starts from random weights, not the previous stage
-    config: str | None = None
-    config_overrides: dict = field(default_factory=dict)
-    steps: int = 10000
-    batch_size: int = 1
-    lr: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.1
-    warmup: float = 0.01
-    lr_schedule: str = "linear"
-    dropout: ConditioningDropout = field(default_factory=ConditioningDropout)
-    train: str = "official"
-    stage_data: str = "cumulative"  # stage k also replays the clips of stages 1..k-1 (the paper adds subsets)
-    lora_rank: int = 64
-    frozen_streams: tuple[str, ...] = ()  # streams whose own pathway does not train (stems silent in the data)
-    ema: float | None = None
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    official_interaction_timestep: bool = False  # row 0's timestep for every sample in the interaction blocks
-    motion_weight: float = 0.0  # extra loss weight where the clip moves (see objective.motion_weights)
-    save_every: int = 200
-    keep: int = 3
-    log_every: int = 20
-    seed: int = 0
-    resume: bool = False
-    trust_checkpoint: bool = False  # resume from a folder this machine's trainer did not sign
-    progress: bool = True
-    sample_every: int = 0  # write a sample video every K steps (needs sample_vae)
-    sample_vae: Path | None = None
-    sample_steps: int = 10
 
 
 @dataclass
@@ -117,10 +77,6 @@ def run_curriculum(options: TrainOptions) -> list[Path]:
     records = read_manifest(options.data)
     for stage in stages:  # fail before hours of training, not at the stage that lacks clips
         select_subset(options.data, records, stage_subset(stage), stage)
-    if options.train == "lora":
-        _check_lora_options(options)
-    if not (math.isfinite(options.motion_weight) and 0 <= options.motion_weight <= 100):
-        raise TrainerError(f"--motion-weight {options.motion_weight} is out of range; use 0 (official loss) to 100 (2-8 is usual)")
     outputs = []
     for index, stage in enumerate(stages):
         previous = outputs[-1] if outputs else _previous_output(options, stage)
@@ -129,14 +85,6 @@ def run_curriculum(options: TrainOptions) -> list[Path]:
         else:
             outputs.append(train_stage(options, stage, options.init if index == 0 and options.init else previous))
     return outputs
-
-
-def _check_lora_options(options: TrainOptions) -> None:
-    if options.init is None:
-        raise TrainerError("--train lora adapts a model: pass --init MODEL.safetensors (the model the LoRA is for)")
-    if isinstance(options.lora_rank, bool) or not isinstance(options.lora_rank, int) \
-            or not 1 <= options.lora_rank <= lora.MAX_RANK:
-        raise TrainerError(f"--lora-rank {options.lora_rank!r} is out of range; use 1..{lora.MAX_RANK} (16-128 is usual)")
 
 
 def _previous_output(options: TrainOptions, stage: str) -> Path | None:
@@ -216,15 +164,12 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
                                  save=accelerator.is_main_process)
             if path is not None:
                 log.info("stage %s: sample video %s", stage, path)
-        after_step(stage, step)
     if bar is not None:
         bar.close()
     _save_output(stage_dir, accelerator, objective, ema, outputs)
     return output
 
 
-def after_step(stage: str, step: int) -> None:
-    """Called after every optimizer step; tests replace it to simulate a crash mid-run."""
 def build_model(options: TrainOptions, init: Path | None) -> MTVTransformer3DModel:
     if init is None:  # from scratch: no pretrained backbone for a zero music modulation to protect
         torch.manual_seed(options.seed)

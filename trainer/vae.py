@@ -8,7 +8,6 @@ covers a few pixels, and a plain MSE lets the still background drown it out.
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
@@ -21,30 +20,12 @@ from mtv_core.pipeline.vae import load_vae
 from mtv_core.testing import save_vae
 
 from .errors import TrainerError
-from .outputs import OVERWRITE_HELP, refuse_existing
+from .outputs import refuse_existing
 from .prepare import find_videos
 
 WINDOW_FRAMES = 9
 KL_WEIGHT = 1e-6
 MOTION_WEIGHT = 20.0  # extra loss weight per unit of a pixel's distance from its window's mean frame
-
-
-def vae_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer vae", description="Fit a CogVideoX VAE to video clips.")
-    parser.add_argument("--clips", required=True, type=Path, help="folder of video clips (searched recursively)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="the VAE .safetensors to write (the format the loaders read; an existing one only with --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--init", type=Path, help="a VAE .safetensors to start from (default: a new small VAE)")
-    parser.add_argument("--widths", type=int, nargs=4, default=(16, 32, 32, 32), help="channels of the 4 resolution levels")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--decoder-only", action="store_true",
-                        help="train the decoder alone (needs --init): the latents stay as they were, so a model "
-                             "trained on them keeps working and draws what the sharper decoder makes of them")
-    return parser
 
 
 def read_clip(path: Path) -> torch.Tensor:
@@ -118,9 +99,3 @@ def train_vae(args) -> float:
             print(f"vae step {step}/{args.steps}: reconstruction mse {mse:.5f}", flush=True)
     save_vae(vae.eval(), args.out)
     return mse
-
-
-def run_vae(argv: list[str]) -> None:
-    args = vae_parser().parse_args(argv)
-    mse = train_vae(args)
-    print(f"wrote {args.out} (final reconstruction mse {mse:.5f})")

@@ -4,15 +4,14 @@ says --trust-checkpoint; even then the RNG state is required and nothing the tra
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-import torch
-from trainer_data import REPO, plant, trainer_command, write_tiny_dataset
+from trainer_data import REPO, killed_at_step, plant, trainer_command, write_tiny_dataset
 
 from mtv_core.fileio import file_sha256
-from trainer import TrainerError, train
-from trainer.train import TrainOptions, run_curriculum
+from trainer import TrainerError
+from trainer.options import TrainOptions
+from trainer.train import run_curriculum
 from trainer.trust import MANIFEST, UntrustedCheckpoint, verify_folder
 
 
@@ -27,18 +26,8 @@ def stopped_run(tmp_path_factory):
     """A run stopped after its step-2 checkpoint (kept pristine; tests work on copies)."""
     root = tmp_path_factory.mktemp("stopped")
     data = write_tiny_dataset(root / "data")
-    original = train.after_step
-
-    def crash(stage, step):
-        if step == 3:
-            raise KeyboardInterrupt("stopped")
-
-    train.after_step = crash
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_curriculum(options(data, root / "run"))
-    finally:
-        train.after_step = original
+    with pytest.raises(KeyboardInterrupt), killed_at_step(4):
+        run_curriculum(options(data, root / "run"))
     return data, root / "run"
 
 

@@ -8,7 +8,7 @@ import torch
 
 from mtv_core.audio import load_demixer
 from mtv_core.audio.io import Waveform, save_wav
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.demixer import random_mixes, read_stem_sets
 from trainer.errors import TrainerError
 

@@ -11,8 +11,9 @@ from mtv_core.checkpoints import load_mtv_model, save_safetensors
 from mtv_core.errors import ModelFileError
 from mtv_core.models.fp8 import FP8Linear, convert_linears_to_fp8
 from trainer import TrainerError
-from trainer.__main__ import main
-from trainer.train import TrainOptions, run_curriculum
+from trainer.cli import main
+from trainer.options import TrainOptions
+from trainer.train import run_curriculum
 
 
 def _options(data, out, **changes):

@@ -7,14 +7,15 @@ import subprocess
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_data import REPO, trainer_command, write_tiny_dataset
+from trainer_data import REPO, killed_at_step, trainer_command, write_tiny_dataset
 
 from mtv_core.checkpoints import load_mtv_model
-from trainer import CheckpointWriteError, TrainerError, checkpoints, train
+from trainer import CheckpointWriteError, TrainerError, checkpoints
 from trainer.dataset import ClipDataset, collate, read_manifest
 from trainer.objective import ConditioningDropout, DiffusionObjective, official_alphas_cumprod
 from trainer.stages import STAGE_ORDER
-from trainer.train import TrainOptions, run_curriculum
+from trainer.options import TrainOptions
+from trainer.train import run_curriculum
 
 NO_DROPOUT = ConditioningDropout(text=0.0, audio=0.0, per_stream=0.0, clean_mask=0.0)
 
@@ -57,15 +58,9 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, monkeypatch):
     common = dict(stage="basic_face", steps=4, save_every=2, ema=0.9, lr=1e-3)
     (reference,) = run_curriculum(options(data, tmp_path / "straight", **common))
 
-    def crash(stage, step):
-        if step == 3:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(train, "after_step", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), killed_at_step(4):
         run_curriculum(options(data, tmp_path / "resumed", **common))
     assert (tmp_path / "resumed/basic_face/checkpoints/latest").read_text() == "step-00000002"
-    monkeypatch.setattr(train, "after_step", lambda stage, step: None)
     (resumed,) = run_curriculum(options(data, tmp_path / "resumed", resume=True, **common))
 
     for name in ("model.safetensors", "model-ema.safetensors"):

@@ -1,5 +1,6 @@
 """`python -m trainer vae` learns to reconstruct clips; `--train` modes pick the right parameters."""
 
+import argparse
 import random
 import re
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from mtv_core.models import MTVTransformer3DModel, mtv_config
+from trainer.cli.vae import add_arguments as vae_arguments
 from trainer.params import select_trainable
 
 
@@ -24,7 +26,7 @@ def write_clip(path, frames=12, seed=0):
 
 
 def test_vae_training_lowers_reconstruction_error(tmp_path):
-    from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss, vae_parser
+    from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss
 
     (tmp_path / "clips").mkdir()
     for seed in range(2):
@@ -50,7 +52,7 @@ def test_decoder_only_keeps_the_latents_and_lowers_the_error(tmp_path):
     from mtv_core.pipeline.vae import load_vae
     from mtv_core.testing import save_vae
     from trainer.errors import TrainerError
-    from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss, vae_parser
+    from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss
 
     (tmp_path / "clips").mkdir()
     for seed in range(2):
@@ -117,7 +119,8 @@ def test_frozen_streams_keep_only_their_own_pathway_fixed():
 
 
 def test_music_modulation_starts_at_zero_on_a_backbone_and_random_from_scratch(tmp_path):
-    from trainer.train import TrainOptions, build_model
+    from trainer.options import TrainOptions
+    from trainer.train import build_model
 
     official = MTVTransformer3DModel(**mtv_config("tiny-single"))
     assert all(torch.count_nonzero(block.music_adaln.weight) == 0 for block in official.transformer_blocks)
@@ -130,7 +133,8 @@ def test_music_modulation_starts_at_zero_on_a_backbone_and_random_from_scratch(t
 def test_cumulative_stages_replay_earlier_subsets(tmp_path):
     from trainer_data import write_tiny_dataset
 
-    from trainer.train import TrainOptions, stage_records
+    from trainer.options import TrainOptions
+    from trainer.train import stage_records
 
     data = write_tiny_dataset(tmp_path / "data")
     cumulative = stage_records(TrainOptions(stage="sound_event", data=data, out=tmp_path), "sound_event")
@@ -143,7 +147,7 @@ def test_cumulative_stages_replay_earlier_subsets(tmp_path):
 
 def test_vae_refuses_an_existing_out_before_reading_clips(tmp_path):
     from trainer.errors import TrainerError
-    from trainer.vae import train_vae, vae_parser
+    from trainer.vae import train_vae
 
     out = tmp_path / "vae.safetensors"
     out.write_bytes(b"the user's file")
@@ -152,3 +156,9 @@ def test_vae_refuses_an_existing_out_before_reading_clips(tmp_path):
         train_vae(args)
     assert out.read_bytes() == b"the user's file"
     assert vae_parser().parse_args(["--clips", "c", "--out", str(out), "--overwrite"]).overwrite
+
+
+def vae_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    vae_arguments(parser)
+    return parser

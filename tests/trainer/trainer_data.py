@@ -1,5 +1,6 @@
 """Small prepared datasets made of cached tensors (no VAE, T5 or wav2vec2 needed), shared by the trainer tests."""
 
+import contextlib
 import pickle
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import torch
 
 from mtv_core.audio import AudioFeatures
 from mtv_core.models import mtv_config
+from trainer import train
 from trainer.dataset import ClipRecord, save_tensors, text_cache_name, write_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,3 +59,22 @@ def plant(path: Path, marker: Path, zipped: bool) -> None:
         torch.save({"state": Planted(marker)}, path)
     else:
         path.write_bytes(pickle.dumps(Planted(marker), protocol=2))
+
+
+@contextlib.contextmanager
+def killed_at_step(step: int):
+    """Training stops as a Ctrl-C would when it fetches the batch of `step` (1-based), after step - 1 finished."""
+    batches, collate = 0, train.collate
+
+    def fetch(items):
+        nonlocal batches
+        batches += 1
+        if batches == step:
+            raise KeyboardInterrupt("killed")
+        return collate(items)
+
+    train.collate = fetch
+    try:
+        yield
+    finally:
+        train.collate = collate
