@@ -1,6 +1,6 @@
 """Peak memory and time of checking a jobs file (`queue --jobs`) of 1 000, 100 000 and 1 000 000 lines.
 
-    python tools/bench_jobs_file.py [--rows 1000 100000 1000000] [--job-column] [--module mtv_core.headless.batch]
+    python tools/bench_jobs_file.py [--rows 1000 100000 1000000] [--job-column] [--module mtv_queue.jobs_file]
 
 Each size is measured in its own process, so its peak RSS is its own. The CSV's audio column names one small WAV
 beside it; every line also has a prompt and a seed (and with --job-column a name). "read" is `read_jobs` (the check
@@ -45,7 +45,7 @@ def measure(path: Path, module_name: str) -> dict:
     """In the child process: read the file with `module_name`'s read_jobs, then walk its jobs."""
     sys.path.insert(0, str(ROOT))
     batch = importlib.import_module(module_name)
-    from mtv_core.headless import load_api_workflow
+    from mtv_queue.workflow import load_api_workflow
 
     workflow = load_api_workflow(WORKFLOW)
     before = rss_mb()
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
     parser.add_argument("--job-column", action="store_true", help="name every job (the names are kept to find twins)")
-    parser.add_argument("--module", default="mtv_core.headless.batch", help="the module whose read_jobs to measure")
+    parser.add_argument("--module", default="mtv_queue.jobs_file", help="the module whose read_jobs to measure")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:

@@ -28,6 +28,12 @@ class Hostile(StandInHandler):
             return self._send(200, b"<html>not comfy</html>", "text/html")
         if self.mode == "prompt_500":
             return self._send(500, b"Internal Server Error", "text/plain")
+        if self.mode == "prompt_redirect":
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:9/prompt")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         return self._send(200, {"prompt_id": "abc", "number": 1, "node_errors": {}})
 
     def do_GET(self):
@@ -134,7 +140,8 @@ def test_a_job_that_never_finishes_is_given_up_at_the_timeout(server, tmp_path):
 
 
 @pytest.mark.parametrize("mode, words", [("prompt_html", "not JSON"), ("prompt_500", "HTTP 500"),
-                                         ("history_404", "HTTP 404"), ("history_list", "list where a dict belongs")])
+                                         ("history_404", "HTTP 404"), ("history_list", "list where a dict belongs"),
+                                         ("prompt_redirect", "redirect to 'http://127.0.0.1:9/prompt'; refused")])
 def test_answers_that_are_not_comfyui_are_one_line_errors(server, tmp_path, mode, words):
     Hostile.mode = mode
     one_line_error(queue(server, tmp_path / "out"), words)

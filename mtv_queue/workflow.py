@@ -1,11 +1,13 @@
-"""API-format workflows: reading them, `--set NODE.INPUT=VALUE` overrides, and the server's errors in words."""
+"""API-format workflows: reading them, NODE.INPUT=VALUE overrides, and the server's errors in words."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..errors import ConfigError
+from mtv_core.errors import ConfigError
+
+from .options import SET
 
 
 def load_api_workflow(path) -> dict:
@@ -29,11 +31,11 @@ def apply_override(graph: dict, assignment: str, declared_inputs=None) -> None:
     target, sep, raw = assignment.partition("=")
     node_key, dot, input_name = target.rpartition(".")
     if not sep or not dot or not node_key or not input_name:
-        raise ConfigError(f"--set {assignment!r}: write NODE.INPUT=VALUE, e.g. 5.audio=my_song.wav or MTVSampler.seed=7")
+        raise ConfigError(f"{SET} {assignment!r}: write NODE.INPUT=VALUE, e.g. 5.audio=my_song.wav or MTVSampler.seed=7")
     try:
         node_id, input_name = find_input(graph, target, declared_inputs)
     except ConfigError as error:
-        raise ConfigError(f"--set {assignment!r}: {error}") from None
+        raise ConfigError(f"{SET} {assignment!r}: {error}") from None
     graph[node_id].setdefault("inputs", {})[input_name] = override_value(raw)
 
 

@@ -1,5 +1,5 @@
 """`python -m mtv_core queue` against a stand-in ComfyUI server on loopback that speaks the same
-HTTP API (/prompt, /queue, /history, /view, /upload/image, /object_info)."""
+HTTP API (/prompt, /queue, /history, /view, /upload/image, /object_info) and progress stream (/ws)."""
 
 import base64
 import hashlib
@@ -17,7 +17,7 @@ import pytest
 from stand_in_http import StandInHandler
 
 from mtv_core.errors import ConfigError
-from mtv_core.headless import apply_override, load_api_workflow
+from mtv_queue.workflow import apply_override, load_api_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "api" / "mtv_talking_character.json"
@@ -27,6 +27,7 @@ class FakeComfy(StandInHandler):
     received, uploads, polls = [], [], {"count": 0}
     refuse = False
     binary = [b"\x89PNG" * 3000]  # binary messages sent among the progress: by default not a ComfyUI preview
+    drip = 0  # with a count, a binary message of that many bytes sent a byte every 0.2 s before the last step
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -52,10 +53,23 @@ class FakeComfy(StandInHandler):
         self.end_headers()
         step = lambda value: json.dumps({"type": "progress", "data": {"value": value, "max": 30, "node": "10", "prompt_id": "abc"}}).encode()
         first = step(3)
-        self.wfile.write(frame(0x1, first[:10], final=False) + frame(0x0, first[10:])
-                         + b"".join(frame(0x2, message) for message in self.binary) + frame(0x9, b"ping") + frame(0x1, step(30)))
-        self.wfile.flush()
+        try:
+            self.wfile.write(frame(0x1, first[:10], final=False) + frame(0x0, first[10:])
+                             + b"".join(frame(0x2, message) for message in self.binary))
+            self._drip_a_message()
+            self.wfile.write(frame(0x9, b"ping") + frame(0x1, step(30)))
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client left the stream, as it should when a message is refused
         time.sleep(3)
+
+    def _drip_a_message(self):
+        if self.drip:
+            self.wfile.write(bytes([0x82, 126]) + struct.pack(">H", self.drip))
+            for _ in range(self.drip):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -96,7 +110,7 @@ def frame(opcode: int, payload: bytes, final: bool = True) -> bytes:
 def server():
     FakeComfy.received.clear(), FakeComfy.uploads.clear()
     FakeComfy.polls["count"], FakeComfy.refuse = 0, False
-    FakeComfy.binary = [b"\x89PNG" * 3000]
+    FakeComfy.binary, FakeComfy.drip = [b"\x89PNG" * 3000], 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeComfy)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -143,6 +157,15 @@ def test_unreachable_server(tmp_path):
     assert result.returncode == 1 and "cannot reach the ComfyUI server at http://127.0.0.1:9" in result.stderr
 
 
+def test_without_the_queue_packages_the_command_says_what_to_install(tmp_path):
+    code = ("import sys; sys.modules['websocket'] = None; from mtv_core.cli import main; "
+            f"sys.exit(main(['queue', {str(WORKFLOW)!r}, '--out', {str(tmp_path)!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == ("error: the queue command needs the websocket-client package, which is not "
+                                     'installed; pip install "comfyui-mtv[queue]"')
+
+
 def test_override_errors_are_explained():
     graph = load_api_workflow(WORKFLOW)
     with pytest.raises(ConfigError, match="node 10 \\(MTVChainSegments\\) has no input 'sead'"):
@@ -168,7 +191,7 @@ def preview_message(image: bytes, image_type: int = 1, event: int = 1) -> bytes:
 
 
 def test_previews_keep_the_latest_preview_and_refuse_what_is_not_one(server, tmp_path):
-    from mtv_core.headless.client import MAX_PREVIEW_BYTES
+    from mtv_queue.progress import MAX_PREVIEW_BYTES
 
     older, latest = preview_message(JPEG[:-1] + b"A"), preview_message(JPEG)
     oversized = preview_message(JPEG + bytes(MAX_PREVIEW_BYTES))
@@ -191,13 +214,13 @@ def test_previews_keep_the_latest_preview_and_refuse_what_is_not_one(server, tmp
     b"\x00\x00\x00\x01",  # too short
 ], ids=["oversized", "jpeg-as-png", "png-as-jpeg", "not-an-image", "unknown-type", "other-event", "short"])
 def test_a_preview_that_is_not_what_it_says_is_refused(message):
-    from mtv_core.headless.client import preview_image
+    from mtv_queue.progress import preview_image
 
     assert preview_image(message) is None
 
 
 def test_a_preview_is_saved_as_its_type():
-    from mtv_core.headless.client import preview_image
+    from mtv_queue.progress import preview_image
 
     assert preview_image(preview_message(JPEG)) == (".jpg", JPEG)
     assert preview_image(preview_message(PNG, image_type=2)) == (".png", PNG)
@@ -209,3 +232,23 @@ def test_previews_are_for_one_job(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mtv_core", "queue", str(WORKFLOW), "--jobs", str(jobs), "--previews",
                              str(tmp_path), "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 1 and "--previews is for one job" in result.stderr
+
+
+def test_a_progress_message_over_the_limit_ends_the_stream_and_the_job_still_finishes(server, tmp_path):
+    from mtv_queue.progress_stream import MAX_MESSAGE_BYTES
+
+    FakeComfy.binary = [bytes(MAX_MESSAGE_BYTES + 1)]
+    result = queue(server, tmp=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "MTVChainSegments (node 10): 3/30" in result.stdout  # sent before the oversized message
+    assert "30/30" not in result.stdout  # sent after it: the stream was left, and /history told the end
+    assert (tmp_path / "out" / "mtv" / "talk_00001_.mp4").read_bytes() == b"MP4DATA"
+
+
+def test_a_progress_message_that_drips_cannot_hold_up_the_job(server, tmp_path):
+    FakeComfy.drip = 200  # 40 s for the whole message
+    began = time.monotonic()
+    result = queue(server, tmp=tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - began < 20 and "30/30" not in result.stdout
+    assert (tmp_path / "out" / "mtv" / "talk_00001_.mp4").read_bytes() == b"MP4DATA"

@@ -21,8 +21,10 @@ from stand_in_http import StandInHandler
 
 from mtv_core.cli import main
 from mtv_core.errors import ConfigError, GenerationError
-from mtv_core.headless import load_api_workflow
-from mtv_core.headless.batch import Batch, check_servers, read_jobs, upload_name
+from mtv_queue.batch import Batch, upload_name
+from mtv_queue.jobs_file import read_jobs
+from mtv_queue.servers import check_servers
+from mtv_queue.workflow import load_api_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "api" / "mtv_demo.json"
