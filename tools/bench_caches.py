@@ -36,7 +36,7 @@ def encode_clips(models, world: Path, specs) -> dict:
 
 def run_variant(models, clips: dict, specs, steps: int, cache_text: str, seed: int = 0) -> dict:
     """Renders every clip; `wall_s` counts sampling and decoding (the audio was encoded before)."""
-    from mtv_core.bench import ModuleClock
+    from mtv_core.cli.bench.runs import ModuleClock
     from mtv_core.pipeline.speed import AttentionCounter, StepCache
     from mtv_lab.evaluation.ablations import generate_from_features
     from mtv_lab.evaluation.measures import evaluate_clip

@@ -10,30 +10,24 @@ the previous segment's tail) get timestep-0 modulation.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.models.cache_utils import CacheMixin
-from diffusers.models.embeddings import (
-    CogVideoXPatchEmbed,
-    TimestepEmbedding,
-    Timesteps,
-    apply_rotary_emb,
-    get_3d_rotary_pos_embed,
-)
+from diffusers.models.embeddings import CogVideoXPatchEmbed, TimestepEmbedding, Timesteps, apply_rotary_emb
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import AdaLayerNorm, CogVideoXLayerNormZero
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from torch import nn
 
-from ..attention import DEFAULT_BACKEND, attention, fused_attention, merge_heads, resolve_backend, split_heads
+from ..attention import DEFAULT_BACKEND, fused_attention, merge_heads, resolve_backend, split_heads
 from ..errors import ConfigError
 from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH2
+from .attention_processor import AudioCrossAttention, MTVSelfAttnProcessor
 from .audio_modules import AudioInteractionBlock, AudioProjection
-from .row_parallel import RowParallel
+from .embeddings import RotaryPosEmbed3D
 
 # The official SAT model's two final norms, by the module the converter maps each to (checkpoints/sat_keys.py):
 # `transformer.final_layernorm` -> norm_final (SAT BaseTransformer, layernorm_epsilon 1e-5) and
@@ -54,7 +48,6 @@ class FrameConditioning:
     temb_clean: torch.Tensor | None
     clean_mask: torch.Tensor | None
     num_frames: int
-    key_mask: torch.Tensor | None = None  # self-attention keys to keep when the rows are split (RowParallel)
 
 
 @dataclass
@@ -64,42 +57,6 @@ class AudioContext:
 
     streams: dict[str, torch.Tensor]
     music: torch.Tensor | None
-
-
-class MTVSelfAttnProcessor:
-    """CogVideoX's joint text/video attention (QK-LayerNorm, 3D RoPE on video tokens) whose kernel
-    is chosen in `mtv_core.attention`."""
-
-    def __init__(self, backend: str = DEFAULT_BACKEND):
-        self.backend = backend
-        self.row_parallel: RowParallel | None = None
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
-        text_length = encoder_hidden_states.shape[1]
-        tokens = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        q, k, v = (split_heads(proj(tokens), attn.heads) for proj in (attn.to_q, attn.to_k, attn.to_v))
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        if image_rotary_emb is not None:
-            q = torch.cat([q[:, :, :text_length], apply_rotary_emb(q[:, :, text_length:], image_rotary_emb)], dim=2)
-            k = torch.cat([k[:, :, :text_length], apply_rotary_emb(k[:, :, text_length:], image_rotary_emb)], dim=2)
-        if self.row_parallel is not None:
-            out = self.row_parallel.attention(q, k, v, attention_mask)
-        else:
-            out = attention(q, k, v, self.backend)
-        out = attn.to_out[1](attn.to_out[0](merge_heads(out)))
-        return out[:, text_length:], out[:, :text_length]
-
-
-class AudioCrossAttention(nn.Module):
-    """Video tokens (queries) attend to one stream's audio tokens. QK-norm and RoPE come from the
-    block's self-attention (the official model reuses them), so this module holds only projections."""
-
-    def __init__(self, dim: int, audio_dim: int):
-        super().__init__()
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(audio_dim, dim)
-        self.to_v = nn.Linear(audio_dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
 
 
 class MTVBlock(CogVideoXBlock):
@@ -118,7 +75,7 @@ class MTVBlock(CogVideoXBlock):
         text_length = encoder_hidden_states.shape[1]
         norm_video, norm_text, gate, text_gate = self.norm1(hidden_states, encoder_hidden_states, frames)
         attn_video, attn_text = self.attn1(hidden_states=norm_video, encoder_hidden_states=norm_text,
-                                           image_rotary_emb=image_rotary_emb, attention_mask=frames.key_mask)
+                                           image_rotary_emb=image_rotary_emb)
         hidden_states = hidden_states + gated(gate, attn_video, frames.num_frames)
         encoder_hidden_states = encoder_hidden_states + text_gate * attn_text
 
@@ -192,6 +149,15 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
     _repeated_blocks = ["MTVBlock"]
     _no_split_modules = ["MTVBlock", "CogVideoXPatchEmbed"]
     _skip_layerwise_casting_patterns = ["patch_embed", "norm"]
+    # Ulysses sequence parallelism, applied from outside by mtv_core.hooks.row_parallel. `grid`: the module whose
+    # `grid` input is each forward's token grid (frames, rows, cols). `split`: per module, the input (by name) or the
+    # output whose video tokens each process keeps only some rows of (the same rows of every latent frame). `gather`:
+    # the modules whose output rows every process gets back whole.
+    _row_parallel_plan = {
+        "grid": "rope",
+        "split": {"rope": "output", "transformer_blocks.0": "hidden_states"},
+        "gather": ("proj_out",),
+    }
 
     @register_to_config
     def __init__(
@@ -238,6 +204,7 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
         )
         self.time_proj = Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(dim, time_embed_dim, "silu")
+        self.rope = RotaryPosEmbed3D(attention_head_dim)
         self.transformer_blocks = nn.ModuleList(
             [
                 MTVBlock(dim, num_attention_heads, attention_head_dim, time_embed_dim, audio_dim, self.cross_streams)
@@ -264,9 +231,6 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
         # The official interaction blocks take batch row 0's timestep embedding for every sample; the same at
         # inference (all rows share t), not in training with mixed timesteps. Off: each sample its own.
         self.first_row_interaction_timestep = False
-        self._rope_cache: dict = {}
-        self._cached_conditioning: dict | None = None
-        self.row_parallel: RowParallel | None = None
         self.init_audio_weights()
 
     @property
@@ -377,50 +341,16 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
         # contiguous, so that every block sees the same strides (one compiled graph for all blocks)
         text, video = tokens[:, :text_length].contiguous(), tokens[:, text_length:].contiguous()
         rotary = self._rotary_embedding(num_frames, height, width, hidden_states.device)
-        grid = (num_frames, height // self.config.patch_size, width // self.config.patch_size)
-        if self.row_parallel is not None:
-            video, rotary = self.row_parallel.split(video, grid), self.row_parallel.split_rope(rotary, grid)
-            frames.key_mask = self.row_parallel.key_mask(text_length + video.shape[1], text_length, grid, video.device)
         audio = None if audio_tokens is None else self.audio_context(audio_tokens, temb, num_frames)
 
-        with self._step_cache_for(encoder_hidden_states, audio_tokens, clean_mask):
-            for block in self.transformer_blocks:
-                if torch.is_grad_enabled() and self.gradient_checkpointing:
-                    video, text = self._gradient_checkpointing_func(block, video, text, frames, rotary, audio)
-                else:
-                    video, text = block(video, text, frames, rotary, audio)
+        for block in self.transformer_blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                video, text = self._gradient_checkpointing_func(block, video, text, frames, rotary, audio)
+            else:
+                video, text = block(video, text, frames, rotary, audio)
 
         video = self.proj_out(self.norm_out(self.norm_final(video), temb=temb))
-        if self.row_parallel is not None:
-            video = self.row_parallel.gather(video, grid)
         return self._unpatchify(video, batch, num_frames, height, width)
-
-    def split_rows(self, row_parallel: RowParallel | None) -> None:
-        """Run as one of several processes that each hold some rows of every latent frame (None: alone)."""
-        self.row_parallel = row_parallel
-        for block in self.transformer_blocks:
-            block.attn1.processor.row_parallel = row_parallel
-
-    # -- step caching (diffusers' CacheMixin) -----------------------------------------------------
-    @contextmanager
-    def _step_cache_for(self, text, audio_tokens, clean_mask):
-        """A step cache reuses block work of earlier calls. The audio (and text, and clean prefix) enters every
-        block, so work done for other conditioning must never be reused: the cache starts afresh whenever the
-        conditioning differs from the previous call's. Guidance branches therefore belong in one batched call."""
-        if not self.is_cache_enabled:
-            yield
-            return
-        conditioning = {"text": text, "clean_mask": clean_mask, **{f"audio {name}": tokens for name, tokens in (audio_tokens or {}).items()}}
-        if not _same_conditioning(self._cached_conditioning, conditioning):
-            self._reset_stateful_cache()
-            self._cached_conditioning = {name: None if value is None else value.detach().clone()
-                                         for name, value in conditioning.items()}
-        with self.cache_context("mtv"):
-            yield
-
-    def disable_cache(self) -> None:
-        super().disable_cache()
-        self._cached_conditioning = None
 
     def _pad_image_channels(self, latents: torch.Tensor) -> torch.Tensor:
         channels = latents.shape[2]
@@ -441,28 +371,10 @@ class MTVTransformer3DModel(ModelMixin, ConfigMixin, CacheMixin):
         if not self.config.use_rotary_positional_embeddings:
             return None
         p = self.config.patch_size
-        key = (num_frames, height // p, width // p, str(device))
-        if key not in self._rope_cache:
-            grid = (height // p, width // p)
-            # The official grid starts at 0 on every axis: crop region = the whole grid.
-            self._rope_cache[key] = get_3d_rotary_pos_embed(
-                self.config.attention_head_dim, ((0, 0), grid), grid, num_frames, device=device
-            )
-        return self._rope_cache[key]
+        return self.rope((num_frames, height // p, width // p), device)
 
     def _unpatchify(self, x: torch.Tensor, batch: int, frames: int, height: int, width: int) -> torch.Tensor:
         p = self.config.patch_size
         x = x.reshape(batch, frames, height // p, width // p, -1, p, p)
         return x.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
 
-
-
-def _same_conditioning(previous: dict | None, current: dict) -> bool:
-    return previous is not None and previous.keys() == current.keys() and all(
-        _same_tensor(previous[name], current[name]) for name in current)
-
-
-def _same_tensor(old: torch.Tensor | None, new: torch.Tensor | None) -> bool:
-    if old is None or new is None:
-        return old is new
-    return old.shape == new.shape and old.dtype == new.dtype and old.device == new.device and torch.equal(old, new)

@@ -1,7 +1,7 @@
 """One video across several processes (`torchrun --nproc-per-node N -m mtv_core generate ...`).
 
 The N processes form groups: the guidance branches of a step are shared out between `branches` groups, and inside
-a group `ulysses` processes each hold some rows of every latent frame (models/row_parallel.py). Rank 0 does
+a group `ulysses` processes each hold some rows of every latent frame (hooks/row_parallel.py). Rank 0 does
 everything else (stems, features, text, the clean prefix, decoding, the mp4, the segment store); for each segment it
 sends the denoising inputs to the others, every process runs the same sampler steps, and the guided prediction is
 summed across the branch groups, so all processes hold the same latents at every step.
@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
-from ..models.row_parallel import RowParallel
+from ..hooks.row_parallel import RowParallel, split_rows
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ def plan_parallel(text: str, processes: int, heads: int, branch_count: int, cach
         plan = _parse(text, processes)
     _check(plan, text, processes, heads, branch_count)
     if plan.ulysses > 1 and cache is not None and cache.name == "fbc":
-        raise ConfigError(f"--cache {cache} cannot be used with --parallel {plan}: first-block caching decides per "
-                          "process whether to skip, and processes that split the rows must decide together; use "
-                          "--cache taylorseer, or --parallel branches only")
+        raise ConfigError(f"step cache {cache} cannot be used with the parallel plan {plan}: first-block caching "
+                          "decides per process whether to skip, and processes that split the rows must decide "
+                          "together; use the taylorseer step cache, or a plan of branches only")
     return plan
 
 
@@ -73,11 +73,11 @@ def _parse(text: str, processes: int) -> ParallelPlan:
     for part in filter(None, (p.strip() for p in text.lower().split(","))):
         match = re.fullmatch(r"(ulysses|branches)=(\d{1,4})", part)
         if not match or match[1] in sizes or int(match[2]) < 1:
-            raise ConfigError(f"--parallel {text!r} is not understood; write auto, or ulysses=U,branches=B with whole "
-                              "numbers >= 1 whose product is the number of processes (e.g. ulysses=2,branches=2)")
+            raise ConfigError(f"parallel plan {text!r} is not understood; write auto, or ulysses=U,branches=B with "
+                              "whole numbers >= 1 whose product is the number of processes (e.g. ulysses=2,branches=2)")
         sizes[match[1]] = int(match[2])
     if not sizes:
-        raise ConfigError(f"--parallel {text!r} is empty; write auto or ulysses=U,branches=B")
+        raise ConfigError(f"parallel plan {text!r} is empty; write auto or ulysses=U,branches=B")
     ulysses = sizes.get("ulysses") or max(1, processes // sizes["branches"])
     branches = sizes.get("branches") or max(1, processes // ulysses)
     return ParallelPlan(ulysses, branches)
@@ -85,16 +85,16 @@ def _parse(text: str, processes: int) -> ParallelPlan:
 
 def _check(plan: ParallelPlan, text: str, processes: int, heads: int, branch_count: int) -> None:
     if plan.size != processes:
-        start = (f"start {plan.size} processes with torchrun --nproc-per-node {plan.size} -m mtv_core generate ..."
+        start = (f"start {plan.size} processes with torchrun --nproc-per-node {plan.size}"
                  if processes == 1 else f"choose sizes whose product is {processes}")
-        raise ConfigError(f"--parallel {text!r} needs {plan.size} processes ({plan}) but {processes} "
+        raise ConfigError(f"parallel plan {text!r} needs {plan.size} processes ({plan}) but {processes} "
                           f"{'is' if processes == 1 else 'are'} running; {start}")
     if heads % plan.ulysses:
         divisors = [d for d in range(1, heads + 1) if heads % d == 0]
-        raise ConfigError(f"--parallel {text!r}: ulysses={plan.ulysses} does not divide the model's {heads} attention "
-                          f"heads; use one of {divisors}")
+        raise ConfigError(f"parallel plan {text!r}: ulysses={plan.ulysses} does not divide the model's {heads} "
+                          f"attention heads; use one of {divisors}")
     if plan.branches > branch_count:
-        raise ConfigError(f"--parallel {text!r}: branches={plan.branches} but these guidance scales need "
+        raise ConfigError(f"parallel plan {text!r}: branches={plan.branches} but these guidance scales need "
                           f"{branch_count} branch{'es' if branch_count > 1 else ''} per step; use branches <= {branch_count}")
 
 
@@ -146,7 +146,7 @@ class ParallelRun:
         return self.rank == 0
 
     def install(self, model) -> None:
-        model.split_rows(self.row_parallel)
+        split_rows(model, self.row_parallel)
 
     def my_branches(self, weights: dict) -> dict:
         """This branch group's share of the guidance branches (contiguous, as even as possible)."""

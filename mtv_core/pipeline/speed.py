@@ -2,9 +2,9 @@
 (diffusers' caches, made audio-aware) and compiled blocks.
 
 Step caching reuses block work between denoising steps. The audio enters every block (per-frame cross-attention,
-music modulation), so a cache must never reuse work done with other audio: the model restarts its cache whenever
-the text, audio or clean prefix differ from the previous call's (MTVTransformer3DModel._step_cache_for), the hooks
-live for one segment only, and all guidance branches run in one batched call.
+music modulation), so a cache must never reuse work done with other audio: a hook restarts the cache whenever the
+text, audio or clean prefix differ from the previous call's (mtv_core.hooks.step_cache), the hooks live for one
+segment only, and all guidance branches run in one batched call.
 TaylorSeer predicts only the joint self-attention and the feed-forward; the audio cross-attention and the music
 modulation run at every step.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
+from ..hooks.step_cache import cache_per_conditioning
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,7 @@ class CacheKind:
     whole: bool = False
 
 
-# fbc's default keeps mouth sync, effect match and mood accuracy on the built-in world within 0.05 of the uncached
-# run at 20 and 50 steps (tools/bench_caches.py; 0.3 skips more but moved effect match by 0.125 at 50 steps).
-# TaylorSeer's smallest interval, 2, moved effect match by more than 0.05 there: it is the faster, looser choice.
+# The defaults and what they cost in sync: README.md, "Speed".
 CACHES = {
     "fbc": CacheKind("threshold (relative change of the first block's residual that forces a full step)", 0.15, 0.001, 1.0),
     "taylorseer": CacheKind("steps between full computations (the attention is predicted in between)", 2, 1, 20, whole=True),
@@ -92,38 +91,35 @@ def step_cache(model, cache: StepCache | None):
     cache.check_blocks(len(model.transformer_blocks))
     model.enable_cache(cache.diffusers_config())
     try:
-        yield
+        with cache_per_conditioning(model):
+            yield
     finally:
         model.disable_cache()
 
 
 def compile_blocks(model, device: str) -> None:
     """Regional compilation: every transformer block's forward goes through torch.compile. The blocks share one
-    graph (same code, same shapes), so compiling costs one block's time. Hooks (block swap, Cancel, step caches) stay
-    outside the compiled code. If the compiler fails on the first call, the blocks run uncompiled, with a message."""
+    graph (same code, same shapes), so compiling costs one block's time. Hooks (block swap, Cancel, step caches, row
+    parallelism) stay outside the compiled code. If the compiler fails on the first call, the blocks run uncompiled,
+    with a message; the forwards stay in place, so hooks installed after this keep working."""
     check_compile(device)
-    blocks = list(model.transformer_blocks)
-    eager = [block.forward for block in blocks]
-
-    def fall_back(error: Exception) -> None:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"torch.compile failed ({reason[:300]}); the transformer blocks run uncompiled", file=sys.stderr)
-        for block, forward in zip(blocks, eager):
-            block.forward = forward
-
-    for block, forward in zip(blocks, eager):
-        block.forward = _falling_back(torch.compile(forward), forward, fall_back)
+    failures: list[Exception] = []  # shared by the blocks: once one fails, all run uncompiled
+    for block in model.transformer_blocks:
+        block.forward = _falling_back(torch.compile(block.forward), block.forward, failures)
 
 
-def _falling_back(compiled, forward, fall_back):
+def _falling_back(compiled, forward, failures: list):
     from torch._dynamo.exc import BackendCompilerFailed
 
     def run(*args, **kwargs):
-        try:
-            return compiled(*args, **kwargs)
-        except BackendCompilerFailed as error:
-            fall_back(error)
-            return forward(*args, **kwargs)
+        if not failures:
+            try:
+                return compiled(*args, **kwargs)
+            except BackendCompilerFailed as error:
+                failures.append(error)
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"torch.compile failed ({reason[:300]}); the transformer blocks run uncompiled", file=sys.stderr)
+        return forward(*args, **kwargs)
     return run
 
 
@@ -134,7 +130,7 @@ def check_compile(device: str) -> None:
         import torch._dynamo  # noqa: F401
         import torch._inductor.config  # noqa: F401
     except Exception as error:  # builds without dynamo/inductor raise various errors here
-        raise ConfigError(f"--compile is not available in this torch ({error}); leave --compile off") from None
+        raise ConfigError(f"compiling is not available in this torch ({error}); leave compile off") from None
     if torch.device(device).type == "cuda":
         _require_triton()
     else:
@@ -147,8 +143,8 @@ def _require_triton() -> None:
     except ImportError:
         return
     if not has_triton():
-        raise ConfigError("--compile on a GPU needs Triton (pip install triton; on Windows triton-windows); "
-                          "it is not installed, so leave --compile off or install it")
+        raise ConfigError("compiling for a GPU needs Triton (pip install triton; on Windows triton-windows); "
+                          "it is not installed, so leave compile off or install it")
 
 
 def _require_cpp_compiler() -> None:
@@ -161,8 +157,8 @@ def _require_cpp_compiler() -> None:
     try:
         find()
     except InvalidCxxCompiler:
-        raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++; on Windows MSVC's cl); none was "
-                          "found, so leave --compile off or install one") from None
+        raise ConfigError("compiling for the CPU needs a C++ compiler (g++ or clang++; on Windows MSVC's cl); none "
+                          "was found, so leave compile off or install one") from None
 
 
 class AttentionCounter:

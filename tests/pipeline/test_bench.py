@@ -10,7 +10,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from mtv_core.bench import encoders_on_demand, random_model
+from mtv_core.cli.bench.runs import encoders_on_demand, random_model
 from mtv_core.models import MTVTransformer3DModel, mtv_config
 
 ROOT = Path(__file__).resolve().parents[2]

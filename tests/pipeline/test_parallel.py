@@ -45,7 +45,7 @@ def test_bad_splits_say_what_fits(text, processes, words):
 
 
 def test_first_block_cache_is_refused_when_rows_are_split():
-    with pytest.raises(ConfigError, match="use --cache taylorseer"):
+    with pytest.raises(ConfigError, match="use the taylorseer step cache"):
         plan_parallel("ulysses=2", 2, 48, 2, StepCache.parse("fbc"))
     assert plan_parallel("branches=2", 2, 48, 2, StepCache.parse("fbc")) == ParallelPlan(1, 2)
 

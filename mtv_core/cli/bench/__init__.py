@@ -36,8 +36,8 @@ def _has_cuda() -> bool:
 def run(args) -> int:
     import torch
 
-    from ..attention import resolve_backend
-    from ..models import mtv_config
+    from ...attention import resolve_backend
+    from ...models import mtv_config
 
     overrides = {}
     if args.layers:
@@ -51,7 +51,7 @@ def run(args) -> int:
           f"{args.dtype}, {args.device}", flush=True)
     if args.what == "pipeline":
         return _pipeline(args, config, dtype, backend)
-    from ..bench import bench_model
+    from .runs import bench_model
 
     results = bench_model(config, batch=args.batch, repeats=args.repeats, device=args.device, dtype=dtype, attention_backend=backend)
     print(f"batch {args.batch}")
@@ -75,9 +75,9 @@ def _full_size(result, config: dict, layers: int) -> float:
 
 
 def _pipeline(args, config: dict, dtype, backend: str) -> int:
-    from ..bench import bench_pipeline
-    from ..pipeline.generate import GenerationConfig, MemoryOptions
-    from ..pipeline.speed import StepCache
+    from .runs import bench_pipeline
+    from ...pipeline.generate import GenerationConfig, MemoryOptions
+    from ...pipeline.speed import StepCache
 
     cache = StepCache.parse(args.cache)
     if cache is not None:

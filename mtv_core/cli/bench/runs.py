@@ -15,12 +15,12 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
-from .models import MTVTransformer3DModel, backbone_config
-from .pipeline.generate import GenerationConfig, denoise, prepare_model
-from .pipeline.memory import on_device
-from .pipeline.parallel import DenoiseJob
-from .pipeline.sampling import sample
-from .pipeline.speed import AttentionCounter, step_cache
+from ...models import MTVTransformer3DModel, backbone_config
+from ...pipeline.generate import GenerationConfig, denoise, prepare_model
+from ...pipeline.memory import on_device
+from ...pipeline.parallel import DenoiseJob
+from ...pipeline.sampling import sample
+from ...pipeline.speed import AttentionCounter, step_cache
 
 
 @dataclass
