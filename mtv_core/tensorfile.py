@@ -1,9 +1,10 @@
-"""The one reader of safetensors files: every model, VAE, wav2vec2, demixer, features and segment file goes through it.
+"""The one reader (and writer) of safetensors files: every model, VAE, wav2vec2, demixer, features and segment file
+goes through it.
 
 Nothing in a file is trusted. The header is checked against the file itself (entries well formed, dtypes known,
 each tensor's bytes inside the file, no overlap) before any tensor is read, so a small file cannot announce a
-huge tensor; loaders then compare a model built on the meta device (no memory) with the header's names and shapes
-before they read a byte of weights. Every problem is a ModelFileError naming the file.
+huge tensor; the loaders (`mtv_core.checkpoints`) then compare a model built on the meta device (no memory) with
+the header's names and shapes before they read a byte of weights. Every problem is a ModelFileError naming the file.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from .errors import ModelFileError
+from .fileio import atomic_write
 
 MAX_HEADER_BYTES = 100_000_000
 MAX_DIMENSIONS = 8
-MAX_LIST = 64
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -136,72 +137,6 @@ def _few(keys: list[str]) -> str:
     return "none" if not keys else ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
-def build_on_meta(build):
-    """(module, {name: shape}) for the module `build()` makes, built on the meta device: its weights take no memory
-    whatever its config says, so it can be compared with a file before anything is allocated."""
-    with torch.device("meta"):
-        module = build()
-    return module, {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
-
-
-def check_config_values(config, limits: dict, path, what: str, fix: str) -> dict:
-    """A config read from a file: a mapping whose listed whole numbers are in range (`limits`: {key: (lo, hi)});
-    keys that size a model by count (layers, blocks) are what must be bounded before anything is built."""
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: its {what} config is a {type(config).__name__}, not a mapping; {fix}")
-    for key, (low, high) in limits.items():
-        value = config.get(key)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if key in config and not (len(values) <= MAX_LIST and all(_in_range(v, low, high) for v in values)):
-            raise ModelFileError(f"{path}: its {what} config has {key} = {str(value)[:60]}, outside {low}..{high}; {fix}")
-    lists = [key for key, value in config.items() if isinstance(value, (list, tuple)) and len(value) > MAX_LIST]
-    if lists:
-        raise ModelFileError(f"{path}: its {what} config has a list of over {MAX_LIST} entries ({lists[0]}); {fix}")
-    return config
-
-
-def _in_range(value, low, high) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def read_config_json(path: Path, what: str) -> dict:
-    """A model folder's config.json as a mapping, or a ModelFileError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path.parent}: the {what} folder has no config.json; give the whole Hugging Face folder")
-    if path.stat().st_size > 10_000_000:
-        raise ModelFileError(f"{path}: {path.stat().st_size} bytes is not a model config; give the real config.json")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ModelFileError(f"{path}: not JSON ({error}); give the {what}'s own config.json") from None
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: a {type(config).__name__}, not a config mapping; give the {what}'s own config.json")
-    return config
-
-
-def weight_files(folder: Path, what: str) -> list[TensorFile]:
-    """The safetensors weights of a Hugging Face-style model folder; pickled weights are refused, never loaded."""
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        pickled = sorted(p.name for p in Path(folder).iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        hint = (f"it holds only pickled weights ({', '.join(pickled[:3])}), which this pack never loads (a pickle can "
-                "run code); use a copy with .safetensors weights") if pickled else "it holds no .safetensors weights"
-        raise ModelFileError(f"{folder}: not a usable {what} folder: {hint}")
-    return [read_tensor_file(path, what) for path in files]
-
-
-def check_folder_weights(folder: Path, module, files: list[TensorFile], what: str, fix: str) -> None:
-    """A model built on the meta device from a folder's config fits the folder's weights: tensors both name have
-    the same shape, and the model holds no more numbers than the files (so its config cannot ask for more memory
-    than the download brought)."""
-    available = {name: entry.shape for file in files for name, entry in file.tensors.items()}
-    for name, tensor in module.state_dict().items():
-        if name in available and tuple(tensor.shape) != available[name]:
-            raise ModelFileError(f"{folder}: tensor {name} has shape {available[name]} in the weights but "
-                                 f"{tuple(tensor.shape)} in config.json; {fix}")
-    wanted = sum({id(p): p.numel() for p in module.parameters()}.values())
-    held = sum(math.prod(shape) for shape in available.values())
-    if wanted > held + 1_000_000:
-        raise ModelFileError(f"{folder}: config.json describes a {what} of {wanted:,} numbers but the weights hold "
-                             f"{held:,}; {fix}")
+def write_tensor_file(path, tensors: dict, metadata: dict | None = None) -> Path:
+    """Write `tensors` (and string `metadata`) to `path` atomically: a reader never sees half a file."""
+    return atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))

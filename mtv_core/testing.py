@@ -1,6 +1,6 @@
 """Tiny random components built from the standard classes (MTV transformer, CogVideoX VAE, T5, wav2vec2,
-HTDemucs), written as the same kinds of files users point the loaders at. For tests, examples and
-benchmarks; the demo model is trained from these sizes."""
+HTDemucs), written with the ordinary savers (`mtv_core.checkpoints`) as the same kinds of files users point the
+loaders at. For tests, examples and benchmarks; the demo model is trained from these sizes."""
 
 from __future__ import annotations
 
@@ -24,20 +24,14 @@ def tiny_mtv_model(config: str = "tiny-single", seed: int = 0, music_std: float 
     return model
 
 
-def save_mtv_model(model, path) -> Path:
-    from .checkpoints import save_safetensors
-    from .checkpoints.loading import MTV_KIND
-
-    return save_safetensors(path, model.state_dict(), dict(model.config), MTV_KIND)
-
-
 def save_random_lora(model, path, rank: int = 4, seed: int = 0, std: float = 0.2,
                      targets: str = r"transformer_blocks\.\d+\.attn1\.(to_q|to_v)") -> Path:
     """An adapter file for `model` with random A and B (a trained one has non-zero B) on the Linears matching
     `targets`."""
     import re
 
-    from .lora import model_identity, save_lora
+    from .checkpoints.lora import save_lora
+    from .lora import model_identity
 
     generator = torch.Generator().manual_seed(seed)
     pairs = {name: (torch.randn(rank, module.in_features, generator=generator) * std,
@@ -52,13 +46,6 @@ def tiny_vae(seed: int = 0):
     torch.manual_seed(seed)
     return AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=16, layers_per_block=1,
                                   norm_num_groups=4, scaling_factor=0.7).eval()
-
-
-def save_vae(vae, path) -> Path:
-    """The format `python -m mtv_core convert` writes for a SAT 3d-vae.pt: diffusers keys, config in metadata."""
-    from .checkpoints.convert import save_vae_file
-
-    return save_vae_file(vae, path)
 
 
 def save_tiny_t5(folder, d_model: int = 32, seed: int = 0, words=TINY_WORDS) -> Path:
@@ -97,11 +84,8 @@ def save_tiny_demixer(path, layout: str = "cinematic", seed: int = 0) -> Path:
 
     from demucs.htdemucs import HTDemucs
 
-    from .audio.demix import DemixerFile, write_demixer_file
+    from .checkpoints import save_demixer
 
     sources = ["music", "effect", "dialog"] if layout == "cinematic" else ["drums", "bass", "other", "vocals"]
     torch.manual_seed(seed)
-    model = HTDemucs(sources=sources, channels=8, depth=4, segment=Fraction(4), t_layers=1)
-    args, kwargs = model._init_args_kwargs
-    write_demixer_file(DemixerFile(list(args), dict(kwargs), model.state_dict()), path)
-    return Path(path)
+    return save_demixer(HTDemucs(sources=sources, channels=8, depth=4, segment=Fraction(4), t_layers=1), path)

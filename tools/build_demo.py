@@ -165,8 +165,7 @@ def pack(work: Path, model_file: Path) -> None:
     """Copy what the loaders need into mtv_core/demo/ (weights stored in fp16 to halve the size)."""
     import torch
 
-    from mtv_core.checkpoints import load_mtv_model
-    from mtv_core.testing import save_mtv_model
+    from mtv_core.checkpoints import load_mtv_model, save_mtv_model
 
     DEMO.mkdir(exist_ok=True)
     model = load_mtv_model(model_file, dtype=torch.float16)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the pack first: its `nodes` package, not ComfyUI's nodes.py
-from check_comfyui import ComfyServer, in_own_folder, run_graph  # noqa: E402
+from comfyui_check.graphs import in_own_folder  # noqa: E402
+from comfyui_check.server import ComfyServer, run_graph  # noqa: E402
 
 TINY_T5 = {"d_ff": 8, "d_kv": 8, "num_heads": 1}  # with the XXL file's d_model 4096, 24 layers and vocabulary
 PROMPTS = ["One person conversation. Persons: Person1: a woman with short grey hair (left), seen in a close-up. "
@@ -54,8 +55,8 @@ def t5_agreement(folder: Path) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from mtv_core.pipeline.text import PromptTruncatedWarning, TextEncoder
-    from nodes.comfy_adapter import encode_with_core_clip
+    from mtv_core.text import PromptTruncatedWarning, TextEncoder
+    from nodes.core_clip import encode_with_core_clip
 
     warnings.simplefilter("ignore", PromptTruncatedWarning)  # the long prompt is cut on purpose
 

@@ -31,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mtv_core.checkpoints import load_vae  # noqa: E402
 from mtv_core.pipeline.preview import (  # noqa: E402
     OFFICIAL_FACTORS,
     SIGNATURE_TENSOR,
@@ -39,7 +40,7 @@ from mtv_core.pipeline.preview import (  # noqa: E402
     level_error,
     vae_signature,
 )
-from mtv_core.pipeline.vae import SPATIAL_FACTOR, decode_latents, encode_frames, load_vae  # noqa: E402
+from mtv_core.pipeline.vae import SPATIAL_FACTOR, decode_latents, encode_frames  # noqa: E402
 from mtv_core.spec import SEGMENT_FRAMES  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 music WAVs beside each mp4, as `python -m mtv_lab world` writes them and `trainer prepare` reads them).
 
 It is how the built-in demo gets a demixer of its own: the model and its file are the ones the official
-pipeline uses (MVSEP-CDX23's sources music / effect / dialog, read by `mtv_core.audio.load_demixer`), only
+pipeline uses (MVSEP-CDX23's sources music / effect / dialog, read by `mtv_core.checkpoints.load_demixer`), only
 much smaller. Each batch mixes the stems of three different clips with random gains, so the model learns
 the sounds themselves rather than which clips they came in; each source is drawn from the clips where it sounds
 (a plain draw would leave the effects, heard in one clip of five in the world, silent most of the time). Loss: L1 on the waveforms, as demucs trains.
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from mtv_core.audio.demix import CINEMATIC_SOURCES, DemixerFile
+from mtv_core.audio.demix import CINEMATIC_SOURCES
 from mtv_core.audio.io import load_audio
+from mtv_core.checkpoints import DemixerFile
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH
 
 from .errors import TrainerError

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 from mtv_core import lora
-from mtv_core.checkpoints import load_mtv_model, save_safetensors
-from mtv_core.checkpoints.loading import MTV_KIND
+from mtv_core.checkpoints import load_mtv_model, save_mtv_model
 from mtv_core.models.fp8 import dequantized_state
 
 from .errors import TrainerError
@@ -27,12 +26,11 @@ def merge_loras(base: Path, loras, out: Path, overwrite: bool = False, log=None)
     identity = lora.model_identity(model)
     for adapter, _ in loras:
         lora.check_fits(adapter, model, identity)
-    config = {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
     state = model.state_dict()
     plain = dequantized_state(state)
     if len(plain) != len(state):
         (log or _note)(f"note: {base}: {FP8_NOTE}")
-    return save_safetensors(out, lora.merged(plain, loras), config, MTV_KIND)
+    return save_mtv_model(model, out, lora.merged(plain, loras))
 
 
 def _note(line: str) -> None:

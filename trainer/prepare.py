@@ -21,19 +21,17 @@ from mtv_core.audio import (
     encode_stems,
     is_silent,
     load_audio,
-    load_demixer,
-    load_wav2vec2,
     probe_audio,
     stems_from_files,
 )
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
 from mtv_core.audio.speakers import add_second_speaker, parse_speaker_ranges, split_speakers
+from mtv_core.checkpoints import load_demixer, load_text_encoder, load_vae, load_wav2vec2
 from mtv_core.errors import MTVError
 from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 from mtv_core.pipeline.keyframes import resize_and_crop
-from mtv_core.pipeline.text import load_text_encoder
-from mtv_core.pipeline.vae import encode_frames, load_vae
+from mtv_core.pipeline.vae import encode_frames
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH2, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
@@ -183,11 +181,11 @@ def assign_subsets(info: ClipInfo, effects_audible: bool, music_audible: bool) -
 
 
 def audible(stems, name: str, start: int, fps: float) -> bool:
-    if name not in stems.tracks or name in stems.flags:
+    if name not in stems.streams or name in stems.flags:
         return False
     first = int(start / fps * stems.sample_rate)
     last = int((start + CLIP_FRAMES) / fps * stems.sample_rate)
-    return not is_silent(stems.tracks[name][..., first:last], stems.sample_rate, DEFAULT_SILENCE_DBFS)
+    return not is_silent(stems.streams[name][..., first:last], stems.sample_rate, DEFAULT_SILENCE_DBFS)
 
 
 # -- windows -------------------------------------------------------------------------------------

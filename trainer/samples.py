@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from mtv_core.checkpoints import load_vae
 from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
 from mtv_core.pipeline.session import RenderSession
-from mtv_core.pipeline.vae import load_vae
 from mtv_core.pipeline.video import write_mp4
 from mtv_core.spec import FPS
 

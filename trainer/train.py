@@ -13,8 +13,7 @@ from accelerate.utils import DistributedType
 from tqdm import tqdm
 
 from mtv_core import lora
-from mtv_core.checkpoints import load_mtv_model
-from mtv_core.checkpoints.loading import MTV_KIND
+from mtv_core.checkpoints import LORA_KIND, MTV_KIND, adapter_settings, load_lora, load_mtv_model
 from mtv_core.models import MTVTransformer3DModel, mtv_config
 
 from .checkpoints import (
@@ -66,8 +65,8 @@ class StageOutputs:
             chosen[EMA_FILE if self.lora_rank is None else LORA_EMA_FILE] = with_averages(weights, averages)
         if self.lora_rank is None:
             return {name: (merged_weights(state), self.config, MTV_KIND) for name, state in chosen.items()}
-        settings = lora.adapter_settings(self.lora_rank, self.lora_rank, LORA_TARGETS, self.base)
-        return {name: (adapter_weights(state), settings, lora.LORA_KIND) for name, state in chosen.items()}
+        settings = adapter_settings(self.lora_rank, self.lora_rank, LORA_TARGETS, self.base)
+        return {name: (adapter_weights(state), settings, LORA_KIND) for name, state in chosen.items()}
 
 
 def run_curriculum(options: TrainOptions) -> list[Path]:
@@ -124,7 +123,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
     dataset = open_dataset(options, stage, model)
     names = select_trainable(model, options.train, options.lora_rank, options.frozen_streams)
     if adapter is not None:
-        previous = lora.load_lora(adapter)
+        previous = load_lora(adapter)
         lora.check_fits(previous, model, outputs.base)
         load_adapter(model, previous)
     if options.gradient_checkpointing:

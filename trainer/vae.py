@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
-from mtv_core.pipeline.vae import load_vae
-from mtv_core.testing import save_vae
+from mtv_core.checkpoints import load_vae, save_vae
 
 from .errors import TrainerError
 from .outputs import refuse_existing

@@ -1,8 +1,7 @@
-"""One-time conversion of the official SAT checkpoints (MTV DiT, 3D VAE) to safetensors."""
+"""One-time conversion of the official SAT checkpoints (MTV DiT, 3D VAE) to the safetensors files the loaders read."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,6 @@ from .files import (
     stream_safetensors,
     unwrap_state_dict,
 )
-from .loading import MTV_KIND
 from .sat_keys import (
     MTV_PREFIX,
     conversion_units,
@@ -29,8 +27,8 @@ from .sat_keys import (
     infer_mtv_config,
     strip_prefix,
 )
-
-VAE_KIND = "cogvideox-vae"
+from .transformer import MTV_KIND
+from .vae import VAE_KIND
 
 
 @dataclass
@@ -58,12 +56,6 @@ class ConversionReport:
         lines += [f"missing: {key}" for key in self.missing] or ["missing: none"]
         lines += [f"unexpected: {key}" for key in self.unexpected] or ["unexpected: none"]
         return lines
-
-
-def save_vae_file(vae, path) -> Path:
-    """A CogVideoX VAE as one safetensors file with its config in the metadata: what `convert` makes of 3d-vae.pt."""
-    config = {key: value for key, value in vae.config.items() if not key.startswith("_")}
-    return save_safetensors(path, vae.state_dict(), json.loads(json.dumps(config)), VAE_KIND)
 
 
 def detect_kind(state: dict) -> str:
@@ -142,7 +134,7 @@ def _convert_mtv(checkpoint: LazyCheckpoint, sat: dict, output, storage: MTVStor
     config = infer_mtv_config(sat, latent_size=latent_size)
     if variant:
         if (variant == "multi") != config["multi_speaker"]:
-            raise ModelFileError(f"--variant {variant} does not fit this checkpoint, which is a {config['variant']} model")
+            raise ModelFileError(f"variant {variant!r} does not fit this checkpoint, which is a {config['variant']} model")
         config["variant"] = variant
     units, shapes, report = _plan_mtv(sat, config)
     if not report.ok:

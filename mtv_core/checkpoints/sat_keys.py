@@ -184,7 +184,7 @@ def _latent_size(sat, text_length, latent_frames, patch) -> tuple[int, int]:
     if rows * cols * latent_frames != video_tokens:
         raise ModelFileError(
             f"cannot tell the latent size from a position table of {video_tokens} video tokens; "
-            "pass --latent-size HEIGHT WIDTH (latent pixels, e.g. 60 90 for 480x720 video)"
+            "give the latent size (height and width in latent pixels, e.g. 60 90 for 480x720 video)"
         )
     return rows * patch, cols * patch
 

@@ -9,7 +9,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..audio.demix import convert_demixer, track_mapping
+    from ..audio.demix import track_mapping
+    from ..checkpoints import convert_demixer
 
     demixer_file = convert_demixer(args.input, args.output)
     layout, _ = track_mapping(demixer_file.kwargs.get("sources", demixer_file.args[0] if demixer_file.args else []))

@@ -22,7 +22,8 @@ def run(args) -> int:
     import sys
     import time
 
-    from ..audio.demix import demix_to_files, load_demixer
+    from ..audio.demix import demix_to_files
+    from ..checkpoints import load_demixer
     from .checks import check_device
 
     device = check_device(args.device)

@@ -1,26 +1,23 @@
 """Fetching official models: the hub's file list with sizes and hashes, downloads that resume where a cut or a
-stopped run left them, each file checked against the hub's sha256 (or git blob id) before it keeps its name, the
-MTV checkpoint converted as it is installed, and a model's final file or folder appearing only when complete.
+stopped run left them (`download`), each file checked against the hub's sha256 (or git blob id) before it keeps its
+name, the MTV checkpoint converted as it is installed, and a model's final file or folder appearing only when complete.
 
 The hub is `HF_ENDPOINT` (default https://huggingface.co), read when a fetch starts, so a mirror works.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.client import HTTPException
 from pathlib import Path
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
 
 from ..errors import ConfigError, GenerationError, ModelFileError
-from ..fileio import FolderLock, file_sha256, relative_name, temp_files_beside
+from ..fileio import FolderLock, relative_name, temp_files_beside
+from .download import REVISION, RemoteFile, download, first_line, hub_endpoint, size_on_disk, verify
 from .registry import (
     DEMUCS_SOURCE,
     DTYPES,
@@ -30,41 +27,9 @@ from .registry import (
     human_size,
 )
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-REVISION = "main"
 USABLE_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
-ATTEMPTS = 5  # per run; each attempt resumes where the previous one stopped
-CHUNK = 1 << 20
-TIMEOUT_SECONDS = 60
 
 Progress = Callable[[int, int], None]
-
-
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    repo: str
-    path: str
-    size: int
-    sha256: str | None  # LFS files
-    blob_id: str  # git's id of the blob: the check for small files kept in git
-    into: str = ""  # the subfolder of the model's folder it is installed in
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    @property
-    def installed_as(self) -> str:
-        return f"{self.into}/{self.name}" if self.into else self.name
-
-    @property
-    def partial_name(self) -> str:
-        """Keyed by content, so a partial download of another version of the file is never resumed."""
-        return f"{self.name}.{(self.sha256 or self.blob_id)[:12]}.incomplete"
 
 
 @dataclass
@@ -99,7 +64,7 @@ def fetch_models(names, folder_of: Callable[[str], Path], dtype: str = "bf16", p
     """Install the named models (or groups) into `folder_of(model folder)`; returns their paths. Installed ones are
     skipped; everything is checked (names, the hub's files, disk space) before anything is written."""
     if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; use bf16, or fp8 for a smaller transformer")
+        raise ConfigError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}; use bf16, or fp8 for a smaller transformer")
     plans, paths = [], []
     for model in expand_names(names):
         target = model.target(folder_of(model.folder), dtype)
@@ -147,7 +112,7 @@ def _part_files(api, repo: str, part: RepoPart) -> list[RemoteFile]:
     try:
         entries = list(api.list_repo_tree(repo, path_in_repo=part.folder or None, revision=REVISION))
     except Exception as error:  # noqa: BLE001 (the hub client's errors differ by version; each becomes one line)
-        raise ModelFileError(f"could not list {where}: {_first_line(error)}; check the network, or HF_ENDPOINT if you "
+        raise ModelFileError(f"could not list {where}: {first_line(error)}; check the network, or HF_ENDPOINT if you "
                              "use a mirror") from None
     files = {entry.path.rsplit("/", 1)[-1]: entry for entry in entries if hasattr(entry, "size")}
     wanted = part.names or tuple(name for name in files if name.endswith(USABLE_SUFFIXES))
@@ -167,11 +132,6 @@ def _remote_file(repo: str, entry, into: str) -> RemoteFile:
     return RemoteFile(repo, entry.path, int(entry.size), sha256, entry.blob_id, into)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
-
-
 # -- disk space ---------------------------------------------------------------------------------------------------
 def check_disk_space(plans: list[Plan]) -> None:
     """Refuse before writing anything when a disk lacks room for what is left to download plus converted outputs."""
@@ -187,7 +147,7 @@ def check_disk_space(plans: list[Plan]) -> None:
         if need > free:
             raise ConfigError(f"not enough disk space in {root}: fetching {', '.join(names)} needs {human_size(need)} "
                               f"(downloads and converted files) but {human_size(free)} is free; free some space or "
-                              "choose another --dest")
+                              "choose another models folder")
 
 
 def _existing_folder(path: Path) -> Path:
@@ -265,83 +225,8 @@ def _download_all(plan: Plan, progress: Progress | None, say) -> None:
 def _have(plan: Plan, file: RemoteFile) -> int:
     if plan.downloaded(file).exists():
         return file.size
-    have = _size(plan.partial(file))
+    have = size_on_disk(plan.partial(file))
     return have if have <= file.size else 0  # a longer partial is discarded
-
-
-def download(file: RemoteFile, partial: Path, report: Callable[[int], None] | None = None) -> None:
-    """Bring `partial` up to the file's full size, resuming (an HTTP Range request) from what it holds."""
-    from huggingface_hub import hf_hub_url
-
-    url = hf_hub_url(file.repo, file.path, revision=REVISION, endpoint=hub_endpoint())
-    problem = None
-    for _ in range(ATTEMPTS):
-        if _size(partial) > file.size:  # not this file: two runs appended to it at once
-            partial.unlink()
-        if _size(partial) == file.size:
-            break
-        try:
-            _get(url, file, partial, report)
-        except HTTPError as error:
-            if error.code == 416:  # the partial is longer than the file: start again
-                partial.unlink(missing_ok=True)
-            elif error.code < 500:
-                raise ModelFileError(f"{url}: the hub answered {error.code} {error.reason}; check the name, your access "
-                                     "to the repository, or HF_ENDPOINT") from None
-            problem = error
-        except (OSError, HTTPException) as error:
-            problem = error
-    if _size(partial) != file.size:
-        raise ModelFileError(f"{file.repo}/{file.path}: the download stopped at {_size(partial)} of {file.size} bytes "
-                             f"({_first_line(problem) if problem else 'the server sent more than the hub lists'}); "
-                             "run the same fetch again to resume it")
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def _get(url: str, file: RemoteFile, partial: Path, report) -> None:
-    from huggingface_hub.utils import build_hf_headers, tqdm
-
-    done = _size(partial)
-    headers = build_hf_headers()
-    token = headers.pop("authorization", None)
-    request = Request(url, headers={**headers, **({"Range": f"bytes={done}-"} if done else {})})
-    if token:
-        request.add_unredirected_header("Authorization", token)  # never sent on to the storage the hub redirects to
-    with urlopen(request, timeout=TIMEOUT_SECONDS) as response, open(partial, "ab") as handle:
-        if done and response.status != 206:  # the server ignored the range: take the whole file
-            handle.truncate(0)
-            done = 0
-        with tqdm(total=file.size, initial=done, unit="B", unit_scale=True, desc=file.name) as bar:
-            while (chunk := response.read(CHUNK)) and done + len(chunk) <= file.size:
-                handle.write(chunk)
-                done += len(chunk)
-                bar.update(len(chunk))
-                if report is not None:
-                    report(done)
-
-
-def verify(file: RemoteFile, path: Path) -> None:
-    """The downloaded file has the hub's size and sha256 (LFS) or git blob id; a bad copy is removed."""
-    what, expected = ("sha256", file.sha256) if file.sha256 else ("git blob id", file.blob_id)
-    size = path.stat().st_size
-    got = file_sha256(path) if file.sha256 else git_blob_id(path)
-    if size != file.size or got != expected:
-        path.unlink()
-        raise ModelFileError(f"{file.repo}/{file.path}: the download does not match the hub's {what} (expected "
-                             f"{expected}, {file.size} bytes; got {got}, {size} bytes); the bad copy was removed: fetch "
-                             "again, and if it repeats check HF_ENDPOINT or your proxy")
-
-
-def git_blob_id(path: Path) -> str:
-    """git's object id of a file's content (sha1 of 'blob <size>\\0' + content)."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- conversions ----------------------------------------------------------------------------------------------------
@@ -364,12 +249,10 @@ def _convert_official(plan: Plan, dtype: str, progress: Progress | None, say) ->
 
 
 def _convert_vae_folder(plan: Plan, dtype: str, progress: Progress | None, say) -> None:
-    """The diffusers VAE folder, checked by building it, written as one file with its config in the metadata (what
-    `convert` makes of 3d-vae.pt), under the name the workflows load."""
-    from ..checkpoints.convert import save_vae_file
-    from ..pipeline.vae import load_vae
+    """The diffusers VAE folder as one file, under the name the workflows load."""
+    from ..checkpoints import convert_vae_folder
 
-    save_vae_file(load_vae(plan.stage), plan.target)
+    convert_vae_folder(plan.stage, plan.target)
 
 
 CONVERTERS = {"mtv": _convert_official, "vae": _convert_vae_folder}
@@ -387,7 +270,7 @@ def peak_rss_mib() -> float | None:
 
 def _install_demucs(plan: Plan, say) -> None:
     """htdemucs through demucs' own loader (its download and cache), then written as this pack's demixer file."""
-    from ..audio.demix import DemixerFile, build_model, write_demixer_file
+    from ..checkpoints import save_demixer
 
     try:
         from demucs.pretrained import get_model
@@ -397,13 +280,9 @@ def _install_demucs(plan: Plan, say) -> None:
     try:
         loaded = get_model("htdemucs")
     except Exception as error:  # noqa: BLE001 (demucs raises whatever its download path raises)
-        raise ModelFileError(f"demucs could not fetch htdemucs ({_first_line(error)}); check the network and try again") from None
+        raise ModelFileError(f"demucs could not fetch htdemucs ({first_line(error)}); check the network and try again") from None
     members = getattr(loaded, "models", [loaded])
     if len(members) != 1 or not hasattr(members[0], "_init_args_kwargs"):
         raise ModelFileError(f"demucs' htdemucs is a bag of {len(members)} models; this pack installs a single HTDemucs: "
                              "convert one model file with `python -m mtv_core convert-demixer`")
-    args, kwargs = members[0]._init_args_kwargs
-    state = {name: value.float() if value.is_floating_point() else value for name, value in members[0].state_dict().items()}
-    demixer = DemixerFile(list(args), dict(kwargs), state)
-    build_model(demixer, DEMUCS_SOURCE)
-    write_demixer_file(demixer, plan.target)
+    save_demixer(members[0], plan.target, DEMUCS_SOURCE)

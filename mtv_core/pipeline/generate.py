@@ -1,8 +1,8 @@
-"""The generation job: segments of 49 frames, each sampled with guidance and clean prefixes, decoded, colour
-matched, streamed to disk, and joined to exactly the audio's length.
+"""One segment of 49 frames: sampled with guidance and a clean prefix, then decoded. Chaining segments into a
+whole video is the render session's (session.py).
 
 Reproducibility: segment k draws its initial noise, its scheduler noise and its VAE posterior sample from CPU
-generators seeded with (seed + k), so a resumed job repeats an uninterrupted one exactly.
+generators seeded with (seed + k), so a resumed render repeats an uninterrupted one exactly.
 """
 
 from dataclasses import dataclass, field
@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import lora
-from ..errors import ConfigError, GenerationError
-from ..spec import FPS, MAX_SEED, MAX_STEPS, MIN_STEPS, PREFIX_FRAMES, SAMPLERS, SEGMENT_FRAMES
+from ..errors import ConfigError
+from ..models.fp8 import convert_linears_to_fp8
+from ..spec import MAX_SEED, MAX_STEPS, MIN_STEPS, SAMPLERS, SEGMENT_FRAMES
 from .guidance import GuidanceScales, GuidedModel
-from .memory import BlockSwap, convert_linears_to_fp8, on_device, resolve_device
+from .memory import BlockSwap, on_device, resolve_device
 from .parallel import DenoiseJob, ParallelRun
-from .prompt_schedule import PromptSchedule
 from .sampling import interruptible, sample
-from .segments import Segment, SegmentPlan, SegmentStore, fingerprint, match_colour, to_uint8
+from .segments import Segment, SegmentPlan, fingerprint
 from .speed import StepCache, check_compile, compile_blocks, step_cache
 from .vae import decode_latents, encode_frames, latent_channels
 
@@ -215,45 +215,11 @@ def segment_features(features, segment: Segment) -> dict:
                                                                                    SEGMENT_FRAMES).items()}
 
 
-def job_fingerprint(model, config: GenerationConfig, memory: MemoryOptions, text_embeddings, schedule,
-                    features, plan: SegmentPlan, start_image, *extra) -> str:
-    """Identifies the job's pixels; `extra` adds what the caller knows (e.g. the model file's name and size)."""
+def render_fingerprint(model, config: GenerationConfig, memory: MemoryOptions, text_embeddings, schedule,
+                       features, plan: SegmentPlan, start_image, *extra) -> str:
+    """Identifies a render's pixels; `extra` adds what the caller knows (e.g. the model file's name and size)."""
     windows = [segment_features(features, s) for s in plan.segments]
     tensors = [w[name] for w in windows for name in sorted(w)]
     return fingerprint(dict(model.config), config.as_dict(), memory.fp8, memory.vae_tile_latents,
                        [vars(e) for e in schedule.entries], plan.total_frames, text_embeddings,
                        start_image if start_image is not None else "no start image", *extra, *tensors)
-
-
-def render_segments(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
-                    features, plan: SegmentPlan, store: SegmentStore | None = None,
-                    start_image: torch.Tensor | None = None, stop_after: int | None = None):
-    """Yields each segment's kept frames (F, H, W, 3) uint8 in order. Finished segments found in `store` are reused;
-    new ones are saved there as they finish. stop_after=n stops after n segments."""
-    if text_embeddings.shape[0] != len(schedule.entries):
-        raise GenerationError(f"{text_embeddings.shape[0]} text embeddings for {len(schedule.entries)} prompts")
-    tail = None
-    steps = generator.config.steps
-    for segment in plan.segments[:stop_after]:
-        stored = store.load(segment.index) if store is not None else None
-        if stored is None:
-            prefix = tail if segment.has_prefix else start_image
-            inputs = SegmentInputs(schedule.embedding_at(text_embeddings, segment.centre_time(FPS)),
-                                   segment_features(features, segment), prefix, frozenset(features.flags))
-            pixels = generator.run(inputs, generator.config.segment_seed(segment.index), segment.index * steps,
-                                   len(plan.segments) * steps)
-            if segment.has_prefix and generator.config.colour_match:
-                pixels = match_colour(pixels, tail)
-            stored = to_uint8(pixels[:, segment.keep_from:]), pixels[:, -PREFIX_FRAMES:].clone()
-            if store is not None:
-                store.save(segment.index, *stored)
-        yield stored[0]
-        tail = stored[1]
-
-
-def generate_frames(generator: SegmentGenerator, text_embeddings: torch.Tensor, schedule: PromptSchedule,
-                    features, plan: SegmentPlan, store: SegmentStore | None = None,
-                    start_image: torch.Tensor | None = None, stop_after: int | None = None) -> torch.Tensor:
-    """All segments of a plan -> (plan.total_frames, H, W, 3) uint8, in memory (see `render_segments`)."""
-    kept = list(render_segments(generator, text_embeddings, schedule, features, plan, store, start_image, stop_after))
-    return torch.cat(kept)[:plan.total_frames]

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.fp8 import FP8_DTYPE, FP8Linear, convert_linears_to_fp8  # noqa: F401 (re-exported)
 from .guidance import MAX_BRANCHES
 
 

@@ -1,4 +1,5 @@
-"""The CogVideoX VAE: loading, encoding to scaled latents, decoding in temporal slices and optional spatial tiles.
+"""The CogVideoX VAE: encoding to scaled latents, decoding in temporal slices and optional spatial tiles (its
+files are loaded by `mtv_core.checkpoints.load_vae`).
 
 Latent layout here is the transformer's: (B, T, C, h, w), frames before channels. Pixels are (B, 3, F, H, W)
 in [-1, 1]. Decoding runs in temporal slices of 2 latents with the causal-conv cache (diffusers `_decode`,
@@ -9,67 +10,13 @@ when a plain decode does not fit in memory.
 """
 
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLCogVideoX
 
-from ..errors import ModelFileError
-from ..tensorfile import (
-    build_on_meta,
-    check_config_values,
-    check_folder_weights,
-    read_config_json,
-    read_tensor_file,
-    weight_files,
-)
 from .sampling import interruptible
 
 LATENT_SCALE = 0.7  # official MTV / CogVideoX-5B scale_factor
 SPATIAL_FACTOR = 8
-
-
-VAE_LIMITS = {"block_out_channels": (1, 8192), "layers_per_block": (1, 16), "latent_channels": (1, 256),
-              "in_channels": (1, 16), "out_channels": (1, 16), "norm_num_groups": (1, 1024)}
-REBUILD_VAE = ("pass the CogVideoX VAE: a diffusers AutoencoderKLCogVideoX folder or the .safetensors that "
-               "`python -m mtv_core convert` makes from 3d-vae.pt")
-
-
-def load_vae(path, device="cpu", dtype=torch.float32):
-    """AutoencoderKLCogVideoX from a diffusers folder or one converted safetensors file (config in metadata). The
-    config is checked and compared with the weights (a meta-device build) before anything is allocated."""
-    path = Path(path)
-    if path.is_dir():
-        config = check_config_values(read_config_json(path / "config.json", "VAE"), VAE_LIMITS, path, "VAE", REBUILD_VAE)
-        files = weight_files(path, "VAE")
-        vae, expected = build_on_meta(lambda: _from_config(AutoencoderKLCogVideoX, config, path))
-        check_folder_weights(path, vae, files, "VAE", REBUILD_VAE)
-        state = {name: tensor for file in files for name, tensor in file.load().items()}
-    elif path.is_file() and path.suffix == ".safetensors":
-        tensors = read_tensor_file(path, "VAE file")
-        config = tensors.json_metadata("config", REBUILD_VAE)
-        if config is None:
-            raise ModelFileError(f"VAE file {str(path)!r} has no 'config' metadata; it was not written by "
-                                 "`python -m mtv_core convert`. Convert the VAE again or pass a diffusers folder")
-        check_config_values(config, VAE_LIMITS, path, "VAE", REBUILD_VAE)
-        vae, expected = build_on_meta(lambda: _from_config(AutoencoderKLCogVideoX, config, path))
-        tensors.check_matches(expected, REBUILD_VAE)
-        state = tensors.load()
-    else:
-        raise ModelFileError(f"VAE {str(path)!r} is neither a diffusers folder nor a .safetensors file; "
-                             "convert 3d-vae.pt with `python -m mtv_core convert` first")
-    try:
-        vae.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as error:
-        raise ModelFileError(f"VAE {str(path)!r} does not match its config ({str(error)[:300]}); {REBUILD_VAE}") from None
-    return torch.nn.Module.to(vae, device=device, dtype=dtype).eval()  # diffusers 0.42's .to(dtype) warns for nothing
-
-
-def _from_config(model_class, config: dict, path):
-    try:
-        return model_class.from_config({k: v for k, v in config.items() if not k.startswith("_")})
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise ModelFileError(f"{path}: its config is not a CogVideoX VAE's ({str(error)[:200]}); {REBUILD_VAE}") from None
 
 
 def latent_channels(vae) -> int:

@@ -62,7 +62,7 @@ def tiny_wav2vec2_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_wav2vec2_dir):
-    from mtv_core.audio import load_wav2vec2
+    from mtv_core.checkpoints import load_wav2vec2
 
     return load_wav2vec2(tiny_wav2vec2_dir)
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from audio_signals import tone
 
-from mtv_core.audio import Waveform, convert_demixer, load_audio, load_demixer, stems_from_files
+from mtv_core.audio import Waveform, load_audio, stems_from_files
 from mtv_core.audio.demix import track_mapping
+from mtv_core.checkpoints import convert_demixer, load_demixer
 from mtv_core.cli import main
 from mtv_core.errors import AudioInputError, ModelFileError
 
@@ -39,7 +40,7 @@ def test_tiny_htdemucs_end_to_end_through_safetensors(request, tmp_path, fixture
     _, mapping = track_mapping(demixer.sources)
     for track, indices in mapping.items():
         expected = reference[indices].sum(dim=0) if indices else torch.zeros(2, mix.num_samples)
-        assert torch.allclose(stems.tracks[track], expected, atol=1e-5), track
+        assert torch.allclose(stems.streams[track], expected, atol=1e-5), track
     assert calls[-1] == (mix.num_samples, mix.num_samples) and all(a <= b for (a, _), (b, _) in zip(calls, calls[1:]))
     assert stems.sample_rate == 44100 and stems.duration == pytest.approx(mix.duration)
     assert stems.present["effects"] == (fixture == "cinematic_th")
@@ -56,18 +57,18 @@ def test_chunked_stream_equals_single_pass_and_models_average(cinematic_th, tmp_
     with torch.no_grad():
         single_pass = load_model(str(cinematic_th)).float()(padded[None])[0, 2, :, left:left + short.num_samples]
     stems = demixer.separate(short)
-    assert torch.allclose(stems.tracks["speech"], single_pass, atol=1e-5)
+    assert torch.allclose(stems.streams["speech"], single_pass, atol=1e-5)
     long = _mix(seconds=3.1)
     demixer = load_demixer([cinematic_th], overlap=0.5)
     whole = demixer.separate(long, block_seconds=100)
     streamed = demixer.separate(long, block_seconds=0.37)
-    assert all(torch.allclose(whole.tracks[name], streamed.tracks[name], atol=1e-6) for name in whole.tracks)
+    assert all(torch.allclose(whole.streams[name], streamed.streams[name], atol=1e-6) for name in whole.streams)
 
 
 def test_mono_and_other_rates_are_accepted(cinematic_th):
     demixer = load_demixer(cinematic_th)
     stems = demixer.separate(Waveform(torch.from_numpy(tone(300, 1.0, 8000)), 8000))
-    assert stems.tracks["music"].shape == (2, 44100)
+    assert stems.streams["music"].shape == (2, 44100)
 
 
 def test_untrusted_pickles_are_refused(tmp_path):
@@ -93,7 +94,7 @@ def test_stems_from_files_aligns_rates_and_rejects_mismatched_lengths(write):
     speech = write("speech.wav", tone(200, 1.0, 16000), 16000)
     music = write("music.flac", tone(440, 1.0, 44100, channels=2), 44100)
     stems = stems_from_files(speech=speech, music=music)
-    assert stems.sample_rate == 16000 and stems.tracks["music"].shape == (2, 16000)
+    assert stems.sample_rate == 16000 and stems.streams["music"].shape == (2, 16000)
     assert stems.flags == {"effects": "not given"} and not stems.present["effects"]
     long = write("long.wav", tone(200, 2.0, 16000), 16000)
     with pytest.raises(AudioInputError, match="give stems cut from the same audio"):
@@ -122,7 +123,7 @@ def test_demix_cli_matches_library_and_leaves_nothing_on_failure(cinematic_th, w
     out = tmp_path / "out"
     assert main(["demix", str(path), "--model", str(cinematic_th), "--out", str(out)]) == 0
     stems = load_demixer(cinematic_th).separate(load_audio(path))
-    assert torch.allclose(load_audio(out / "speech.wav").samples, stems.tracks["speech"], atol=1e-6)
+    assert torch.allclose(load_audio(out / "speech.wav").samples, stems.streams["speech"], atol=1e-6)
     assert json.loads((out / "report.json").read_text())["source_id"] == stems.source_id
     broken = tmp_path / "broken.wav"
     broken.write_bytes(path.read_bytes()[:2000])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mtv_core import demo
-from mtv_core.audio import load_demixer
+from mtv_core.checkpoints import load_demixer
 from mtv_core.audio.io import load_audio
 from mtv_lab.world.generate import world_clips
 
@@ -37,7 +37,7 @@ def scores(tmp_path_factory):
     found = {"speech": [], "effects": [], "music": []}
     for spec in world_clips(world):
         mix = load_audio(world / f"{spec.name}.mp4", sample_rate=RATE, mono=True)
-        stems = demixer.separate(mix).tracks
+        stems = demixer.separate(mix).streams
         for name, pairs in found.items():
             truth = load_audio(world / f"{spec.name}_{name}.wav", sample_rate=RATE, mono=True).samples[0].numpy()
             length = min(len(truth), stems[name].shape[1])

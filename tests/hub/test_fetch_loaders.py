@@ -7,10 +7,12 @@ import torch
 from sat_layout import write_sat_checkpoint
 
 from mtv_core import testing
+from mtv_core.checkpoints import save_mtv_model
 from mtv_core.errors import ConfigError
 from mtv_core.hub import MODELS, offer_label
 from mtv_core.models import mtv_config
 from nodes import comfy_adapter as comfy
+from nodes import model_files
 from nodes.loaders import (
     NO_T5,
     MTVDemixerLoader,
@@ -23,13 +25,13 @@ from nodes.loaders import (
 @pytest.fixture
 def models(tmp_path, monkeypatch):
     monkeypatch.setenv("MTV_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.delenv(comfy.ALLOW_NODE_FETCH, raising=False)
+    monkeypatch.delenv(model_files.ALLOW_NODE_FETCH, raising=False)
     return tmp_path / "models"
 
 
 @pytest.fixture
 def node_fetch_allowed(monkeypatch):
-    monkeypatch.setenv(comfy.ALLOW_NODE_FETCH, "1")
+    monkeypatch.setenv(model_files.ALLOW_NODE_FETCH, "1")
 
 
 def test_loaders_list_what_they_can_fetch_after_the_installed_models(models, node_fetch_allowed):
@@ -43,7 +45,7 @@ def test_loaders_list_what_they_can_fetch_after_the_installed_models(models, nod
     assert MTVWav2VecLoader.INPUT_TYPES()["required"]["wav2vec_name"][0][-1] == offer_label(MODELS["wav2vec2"])
     assert MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0] == [comfy.NO_DEMIXER, offer_label(MODELS["demucs"]),
                                                                         comfy.DEMO_DEMIXER_CHOICE]
-    testing.save_mtv_model(testing.tiny_mtv_model(), models / "diffusion_models" / "mtv_single.safetensors")
+    save_mtv_model(testing.tiny_mtv_model(), models / "diffusion_models" / "mtv_single.safetensors")
     model_names = MTVModelLoader.INPUT_TYPES()["required"]["model_name"][0]
     assert "mtv_single.safetensors" in model_names and offer_label(MODELS["single"]) not in model_names
     assert MTVVAEAndT5Loader.VALIDATE_INPUTS(offer_label(MODELS["t5"])) is not True  # a T5 label is no VAE
@@ -59,7 +61,7 @@ def test_choosing_a_fetch_entry_downloads_once_and_loads(hub, models, node_fetch
         hub.add("facebook/wav2vec2-base-960h", name, (wav2vec / name).read_bytes(), lfs=name.endswith(".safetensors"))
     label = offer_label(MODELS["single"])
     assert MTVModelLoader.VALIDATE_INPUTS(label) is True
-    assert MTVModelLoader.IS_CHANGED(label) == label and hub.requests == []  # asking downloads nothing
+    assert MTVModelLoader.IS_CHANGED(model_name=label) == label and hub.requests == []  # asking downloads nothing
     handle = MTVModelLoader().load(label, "fp32", "sdpa", 0, False, False)[0]
     expected = sd["model.diffusion_model.mixins.final_layer.linear.weight"].to(torch.bfloat16).float()
     assert torch.equal(handle.model.proj_out.weight, expected)

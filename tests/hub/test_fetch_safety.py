@@ -133,8 +133,8 @@ def add_t5_with_two_configs(hub, tmp_path):
 
 
 def test_t5_keeps_the_text_encoder_and_tokenizer_folders_apart(hub, tmp_path, monkeypatch):
-    from mtv_core.pipeline.text import load_text_encoder
-    from nodes import comfy_adapter as comfy
+    from mtv_core.checkpoints import load_text_encoder
+    from nodes import model_files
 
     t5, tokenizer_config = add_t5_with_two_configs(hub, tmp_path)
     [path] = fetch_models(["t5"], folders(tmp_path), say=quiet)
@@ -144,7 +144,7 @@ def test_t5_keeps_the_text_encoder_and_tokenizer_folders_apart(hub, tmp_path, mo
     fetched, source = (load_text_encoder(p, dtype=torch.float32) for p in (path, t5))  # a flat folder still loads
     assert torch.equal(fetched.encode(["a cat"]), source.encode(["a cat"]))
     monkeypatch.setenv("MTV_MODELS_DIR", str(tmp_path / "models"))
-    assert comfy.list_model_files("text_encoders")[-1:] == ["t5-v1_1-xxl/"]  # one entry, not its two subfolders
+    assert model_files.list_model_files("text_encoders")[-1:] == ["t5-v1_1-xxl/"]  # one entry, not its two subfolders
 
 
 def test_the_tokenizer_config_is_checked_against_the_hub(hub, tmp_path):

@@ -13,10 +13,10 @@ from mtv_core import testing
 from mtv_core.checkpoints import convert_checkpoint, load_mtv_model
 from mtv_core.cli import main
 from mtv_core.errors import ConfigError, ModelFileError
-from mtv_core.hub import fetch
+from mtv_core.hub import download, fetch
 from mtv_core.hub.fetch import fetch_models
 from mtv_core.models import mtv_config
-from mtv_core.pipeline.memory import FP8Linear, convert_linears_to_fp8
+from mtv_core.models.fp8 import FP8Linear, convert_linears_to_fp8
 
 MTV_FILE = "mtv/single/1/mp_rank_00_model_states.pt"
 
@@ -80,7 +80,7 @@ def test_a_cut_connection_is_resumed_with_a_range_request(mtv_hub, official, tmp
 
 
 def test_a_stopped_run_is_resumed_by_the_next_one(mtv_hub, official, tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "ATTEMPTS", 1)
+    monkeypatch.setattr(download, "ATTEMPTS", 1)
     mtv_hub.cut_once.add(MTV_FILE)
     with pytest.raises(ModelFileError, match=r"download stopped at \d+ of \d+ bytes .*run the same fetch again to resume"):
         fetch_models(["single"], folders(tmp_path), say=lambda line: None)
@@ -139,8 +139,7 @@ def add_folder(hub, repo, folder: Path, into: str, names=None):
 
 
 def test_wav2vec2_and_t5_install_as_folders_their_loaders_read(hub, tmp_path):
-    from mtv_core.audio import load_wav2vec2
-    from mtv_core.pipeline.text import load_text_encoder
+    from mtv_core.checkpoints import load_text_encoder, load_wav2vec2
 
     wav2vec = testing.save_tiny_wav2vec2(tmp_path / "w2v")
     add_folder(hub, "facebook/wav2vec2-base-960h", wav2vec, "")
@@ -158,7 +157,7 @@ def test_wav2vec2_and_t5_install_as_folders_their_loaders_read(hub, tmp_path):
 
 
 def test_the_vae_folder_installs_as_the_one_file_the_workflows_load(hub, tmp_path):
-    from mtv_core.pipeline.vae import load_vae
+    from mtv_core.checkpoints import load_vae
 
     source = testing.tiny_vae(seed=3)
     source.save_pretrained(tmp_path / "vae-folder")
@@ -177,7 +176,7 @@ def test_the_demixer_comes_through_demucs_own_loader(tmp_path, monkeypatch):
     from demucs.apply import BagOfModels
     from demucs.htdemucs import HTDemucs
 
-    from mtv_core.audio.demix import read_demixer_file
+    from mtv_core.checkpoints import read_demixer_file
 
     torch.manual_seed(0)
     model = HTDemucs(sources=["drums", "bass", "other", "vocals"], channels=8, depth=4, segment=Fraction(4), t_layers=1)

@@ -5,8 +5,9 @@ import torch
 from pipeline_models import make_tiny_model, make_tiny_vae
 
 from mtv_core.errors import ConfigError
+from mtv_core.models.fp8 import FP8_DTYPE, FP8Linear, convert_linears_to_fp8
 from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, SegmentInputs, prepare_model
-from mtv_core.pipeline.memory import FP8_DTYPE, BlockSwap, FP8Linear, convert_linears_to_fp8
+from mtv_core.pipeline.memory import BlockSwap
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TEXT = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(9))

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from mtv_core.errors import ModelFileError
-from mtv_core.pipeline.text import PromptTruncatedWarning, load_text_encoder, zero_text_embedding
+from mtv_core.checkpoints import load_text_encoder
+from mtv_core.text import PromptTruncatedWarning, zero_text_embedding
 
 
 def test_encodes_226_tokens_from_a_local_folder(t5_folder):

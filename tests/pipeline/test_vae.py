@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from mtv_core.errors import ModelFileError
-from mtv_core.pipeline.vae import LATENT_SCALE, decode_latents, encode_frames, load_vae, tiled_decode
+from mtv_core.checkpoints import load_vae
+from mtv_core.pipeline.vae import LATENT_SCALE, decode_latents, encode_frames, tiled_decode
 
 
 def _frames(frames=9, height=32, width=48, seed=0):

@@ -11,11 +11,17 @@ import torch
 from hostile_files import MALFORMED, raw_safetensors
 
 from mtv_core import testing
-from mtv_core.audio import AudioFeatures, load_demixer, load_wav2vec2
-from mtv_core.checkpoints import load_mtv_model
+from mtv_core.audio import AudioFeatures
+from mtv_core.checkpoints import (
+    load_demixer,
+    load_mtv_model,
+    load_text_encoder,
+    load_vae,
+    load_wav2vec2,
+    save_mtv_model,
+    save_vae,
+)
 from mtv_core.errors import ModelFileError
-from mtv_core.pipeline.text import load_text_encoder
-from mtv_core.pipeline.vae import load_vae
 
 ROOT = Path(__file__).resolve().parents[2]
 LOADERS = {"model": load_mtv_model, "vae": load_vae, "wav2vec2": load_wav2vec2, "demixer": load_demixer,
@@ -50,8 +56,8 @@ def _config_change(key: str, **values):
 
 def bombs(folder: Path) -> dict:
     """Files of a few hundred KB whose configs ask for gigabytes (or for a billion modules)."""
-    model = testing.save_mtv_model(testing.tiny_mtv_model(), folder / "model.safetensors")
-    vae = testing.save_vae(testing.tiny_vae(), folder / "vae.safetensors")
+    model = save_mtv_model(testing.tiny_mtv_model(), folder / "model.safetensors")
+    vae = save_vae(testing.tiny_vae(), folder / "vae.safetensors")
     wav2vec = folder / "w2v"
     testing.save_tiny_wav2vec2(wav2vec)
     from safetensors.torch import save_file

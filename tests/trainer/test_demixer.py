@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from mtv_core.audio import load_demixer
+from mtv_core.checkpoints import load_demixer
 from mtv_core.audio.io import Waveform, save_wav
 from trainer.cli import main
 from trainer.demixer import random_mixes, read_stem_sets
@@ -31,7 +31,7 @@ def test_a_trained_demixer_loads_and_separates(tmp_path, capsys):
     demixer = load_demixer(out)
     assert demixer.layout == "cinematic" and demixer.sample_rate == RATE and demixer.segment_length == RATE // 2
     stems = demixer.separate(Waveform(0.1 * torch.randn(1, RATE), RATE))
-    assert {name: tuple(track.shape) for name, track in stems.tracks.items()} == {
+    assert {name: tuple(track.shape) for name, track in stems.streams.items()} == {
         "speech": (2, RATE), "effects": (2, RATE), "music": (2, RATE)}
     assert "step 2/2" in capsys.readouterr().out
 

@@ -7,7 +7,7 @@ import torch
 from trainer_data import REPO, trainer_command, write_tiny_dataset
 
 from mtv_core import lora, testing
-from mtv_core.checkpoints import load_mtv_model, save_safetensors
+from mtv_core.checkpoints import LORA_KIND, file_identity, load_lora, load_mtv_model, save_lora, save_mtv_model, save_safetensors
 from mtv_core.errors import ModelFileError
 from mtv_core.models.fp8 import FP8Linear, convert_linears_to_fp8
 from trainer import TrainerError
@@ -26,7 +26,7 @@ def _options(data, out, **changes):
 def trained(tmp_path_factory):
     """A base model file and the adapter 3 LoRA steps on it wrote."""
     root = tmp_path_factory.mktemp("lora")
-    base = testing.save_mtv_model(testing.tiny_mtv_model(seed=5), root / "base.safetensors")
+    base = save_mtv_model(testing.tiny_mtv_model(seed=5), root / "base.safetensors")
     (adapter,) = run_curriculum(_options(write_tiny_dataset(root / "data"), root / "run", init=base))
     return base, adapter
 
@@ -43,9 +43,9 @@ def _forward(model, seed=1):
 
 def test_a_lora_run_writes_a_small_adapter_that_names_its_base(trained):
     base, path = trained
-    adapter = lora.load_lora(path)
+    adapter = load_lora(path)
     assert path.name == "lora.safetensors" and adapter.rank == 4 and adapter.alpha == 4
-    assert adapter.base == lora.file_identity(base)[0]
+    assert adapter.base == file_identity(base)[0]
     assert path.stat().st_size < base.stat().st_size / 3
     modules = set(adapter.pairs)
     assert any(".attn1.to_q" in m for m in modules) and any(".audio_attn." in m for m in modules), sorted(modules)
@@ -54,7 +54,7 @@ def test_a_lora_run_writes_a_small_adapter_that_names_its_base(trained):
 
 def test_strength_one_is_the_merged_model_and_zero_is_the_base(trained, tmp_path):
     base_path, path = trained
-    adapter, base = lora.load_lora(path), load_mtv_model(base_path)
+    adapter, base = load_lora(path), load_mtv_model(base_path)
     plain = _forward(base)
     with lora.applied(base, [(adapter, 0.0)]):
         assert torch.equal(_forward(base), plain)
@@ -91,12 +91,12 @@ def test_export_merges_onto_an_fp8_base_as_plain_weights(tmp_path, capsys):
     model = testing.tiny_mtv_model(seed=5)
     adapter_path = testing.save_random_lora(model, tmp_path / "lora.safetensors")
     convert_linears_to_fp8(model.transformer_blocks)
-    base = testing.save_mtv_model(model, tmp_path / "base-fp8.safetensors")
+    base = save_mtv_model(model, tmp_path / "base-fp8.safetensors")
     out = tmp_path / "merged.safetensors"
     assert main(["export", "--merge", "--base", str(base), "--lora", str(adapter_path), "--out", str(out)]) == 0
     assert "stores its blocks' Linear weights as fp8" in capsys.readouterr().err
     fp8_base = load_mtv_model(base)
-    with lora.applied(fp8_base, [(lora.load_lora(adapter_path), 1.0)]):
+    with lora.applied(fp8_base, [(load_lora(adapter_path), 1.0)]):
         expected = _forward(fp8_base)
     merged = load_mtv_model(out)
     assert not any(isinstance(m, FP8Linear) for m in merged.modules())
@@ -107,7 +107,7 @@ def _filled_lora(model, path, value: float) -> None:
     """An adapter on every attn1.to_q with A and B filled with `value`."""
     pairs = {name: (torch.full((4, module.in_features), value), torch.full((module.out_features, 4), value))
              for name, module in model.named_modules() if name.endswith("attn1.to_q")}
-    lora.save_lora(path, pairs, 4, 4, "to_q", lora.model_identity(model))
+    save_lora(path, pairs, 4, 4, "to_q", lora.model_identity(model))
 
 
 def test_an_adapter_with_nan_is_refused_when_loaded(tmp_path):
@@ -115,15 +115,15 @@ def test_an_adapter_with_nan_is_refused_when_loaded(tmp_path):
     _filled_lora(testing.tiny_mtv_model(seed=5), path, float("nan"))
     with pytest.raises(ModelFileError, match=r"nan.safetensors: tensor transformer_blocks.0.attn1.to_q.lora_A.weight "
                                              r"holds \d+ NaN or infinite"):
-        lora.load_lora(path)
+        load_lora(path)
 
 
 def test_a_merge_that_overflows_is_refused_and_writes_nothing(tmp_path, capsys):
     """1e30 is finite, but B A is 4e60: no float dtype holds it."""
     model = testing.tiny_mtv_model(seed=5).to(torch.bfloat16)
-    base = testing.save_mtv_model(model, tmp_path / "base.safetensors")
+    base = save_mtv_model(model, tmp_path / "base.safetensors")
     _filled_lora(model, tmp_path / "huge.safetensors", 1e30)
-    lora.load_lora(tmp_path / "huge.safetensors")
+    load_lora(tmp_path / "huge.safetensors")
     out = tmp_path / "merged.safetensors"
     assert main(["export", "--merge", "--base", str(base), "--lora", str(tmp_path / "huge.safetensors"), "--out", str(out)]) == 1
     error = capsys.readouterr().err
@@ -133,14 +133,14 @@ def test_a_merge_that_overflows_is_refused_and_writes_nothing(tmp_path, capsys):
 
 def test_a_lora_for_another_base_or_variant_is_refused(trained):
     _, path = trained
-    adapter = lora.load_lora(path)
+    adapter = load_lora(path)
     with pytest.raises(ModelFileError, match="trained on another base model .its base weights"):
         lora.check_fits(adapter, testing.tiny_mtv_model(seed=6))
     with pytest.raises(ModelFileError, match="trained on another base model .its variant"):
         lora.check_fits(adapter, testing.tiny_mtv_model("tiny-multi", seed=5))
 
 
-def _file(tmp_path, tensors, settings, kind=lora.LORA_KIND):
+def _file(tmp_path, tensors, settings, kind=LORA_KIND):
     return save_safetensors(tmp_path / "x.safetensors", tensors, settings, kind)
 
 
@@ -148,17 +148,17 @@ BASE = {"variant": "single", "config": "0" * 16, "weights": "0" * 16}
 A, B = torch.zeros(4, 8), torch.zeros(8, 4)
 HOSTILE = {
     "a model file": ({"proj_out.weight": B}, {"num_layers": 1}, "mtv-transformer", "not an MTV LoRA"),
-    "rank zero": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 0, "alpha": 1, "base": BASE}, lora.LORA_KIND,
+    "rank zero": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 0, "alpha": 1, "base": BASE}, LORA_KIND,
                   "rank 0 / alpha 1 out of range"),
     "a huge rank": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 10**9, "alpha": 1, "base": BASE},
-                    lora.LORA_KIND, "out of range"),
-    "no base": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 4, "alpha": 4}, lora.LORA_KIND,
+                    LORA_KIND, "out of range"),
+    "no base": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 4, "alpha": 4}, LORA_KIND,
                 "does not name its base model"),
-    "an unpaired A": ({"m.lora_A.weight": A}, {"rank": 4, "alpha": 4, "base": BASE}, lora.LORA_KIND, "do not pair"),
+    "an unpaired A": ({"m.lora_A.weight": A}, {"rank": 4, "alpha": 4, "base": BASE}, LORA_KIND, "do not pair"),
     "the wrong rank": ({"m.lora_A.weight": A, "m.lora_B.weight": B}, {"rank": 2, "alpha": 4, "base": BASE},
-                       lora.LORA_KIND, "do not pair at rank 2"),
+                       LORA_KIND, "do not pair at rank 2"),
     "a stray tensor": ({"m.lora_A.weight": A, "m.lora_B.weight": B, "m.weight": B.clone()}, {"rank": 4, "alpha": 4, "base": BASE},
-                       lora.LORA_KIND, "is not a LoRA A or B matrix"),
+                       LORA_KIND, "is not a LoRA A or B matrix"),
 }
 
 
@@ -166,7 +166,7 @@ HOSTILE = {
 def test_a_bad_lora_file_is_refused_with_its_reason(tmp_path, case):
     tensors, settings, kind, reason = HOSTILE[case]
     with pytest.raises(ModelFileError, match=reason):
-        lora.load_lora(_file(tmp_path, tensors, settings, kind))
+        load_lora(_file(tmp_path, tensors, settings, kind))
 
 
 def test_a_module_the_model_lacks_is_refused(tmp_path):
@@ -175,7 +175,7 @@ def test_a_module_the_model_lacks_is_refused(tmp_path):
                             "transformer_blocks.99.attn1.to_q.lora_B.weight": B},
                  {"rank": 4, "alpha": 4, "base": lora.model_identity(model)})
     with pytest.raises(ModelFileError, match="adapts transformer_blocks.99.attn1.to_q, which this model does not have"):
-        lora.check_fits(lora.load_lora(path), model)
+        lora.check_fits(load_lora(path), model)
 
 
 @pytest.mark.parametrize("strength", [5.0, float("nan"), True])
@@ -200,14 +200,14 @@ def test_bad_lora_training_options_are_refused_before_training(tmp_path, changes
 def test_a_lora_trains_on_a_half_precision_model_file(tmp_path):
     """Released and demo weights are bf16/fp16 files: training keeps float32 master weights."""
     model = testing.tiny_mtv_model(seed=5).half()
-    base = testing.save_mtv_model(model, tmp_path / "base-fp16.safetensors")
+    base = save_mtv_model(model, tmp_path / "base-fp16.safetensors")
     (adapter,) = run_curriculum(_options(write_tiny_dataset(tmp_path / "data"), tmp_path / "run", init=base, steps=1,
                                          save_every=1))
-    lora.check_fits(lora.load_lora(adapter), load_mtv_model(base))
+    lora.check_fits(load_lora(adapter), load_mtv_model(base))
 
 
 def test_a_model_file_and_the_model_loaded_from_it_have_one_identity():
     """The demo's file, like converted ones, stores only part of its config: the identity must not depend on that."""
     from mtv_core import demo
 
-    assert lora.file_identity(demo.MODEL)[0] == lora.model_identity(load_mtv_model(demo.MODEL))
+    assert file_identity(demo.MODEL)[0] == lora.model_identity(load_mtv_model(demo.MODEL))

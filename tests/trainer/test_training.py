@@ -92,7 +92,7 @@ def test_stage_all_chains_every_stage(tmp_path):
 
 def test_cli_freeze_streams_leaves_their_weights_untouched(tmp_path):
     from mtv_core.models import MTVTransformer3DModel, mtv_config
-    from mtv_core.testing import save_mtv_model
+    from mtv_core.checkpoints import save_mtv_model
 
     data = write_tiny_dataset(tmp_path / "data")
     torch.manual_seed(0)
@@ -150,9 +150,10 @@ def test_sample_videos_every_k_steps(tmp_path):
     import av
 
     from mtv_core import testing
+    from mtv_core.checkpoints import save_vae
 
     data = write_tiny_dataset(tmp_path / "data")
-    vae = testing.save_vae(testing.tiny_vae(), tmp_path / "vae.safetensors")
+    vae = save_vae(testing.tiny_vae(), tmp_path / "vae.safetensors")
     run_curriculum(options(data, tmp_path / "run", stage="basic_face", steps=4, save_every=4, sample_every=2,
                            sample_vae=vae, sample_steps=2))
     samples = sorted((tmp_path / "run" / "basic_face" / "samples").glob("*.mp4"))

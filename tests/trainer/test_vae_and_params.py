@@ -40,7 +40,7 @@ def test_vae_training_lowers_reconstruction_error(tmp_path):
     final = train_vae(args)
     assert final < 0.5 * before
 
-    from mtv_core.pipeline.vae import load_vae
+    from mtv_core.checkpoints import load_vae
 
     with torch.no_grad():
         after = vae_loss(load_vae(tmp_path / "vae.safetensors"), batch)[1]
@@ -49,8 +49,7 @@ def test_vae_training_lowers_reconstruction_error(tmp_path):
 
 def test_decoder_only_keeps_the_latents_and_lowers_the_error(tmp_path):
     """--decoder-only: the encoder (so every latent a model was trained on) stays bit-identical; the decoder learns."""
-    from mtv_core.pipeline.vae import load_vae
-    from mtv_core.testing import save_vae
+    from mtv_core.checkpoints import load_vae, save_vae
     from trainer.errors import TrainerError
     from trainer.vae import new_vae, random_batch, read_clip, train_vae, vae_loss
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from mtv_core.audio.demix import write_demixer_file
+    from mtv_core.checkpoints import write_demixer_file
 
     from ..demixer import read_stem_sets, train_demixer
 

@@ -20,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from mtv_core import lora
+    from mtv_core.checkpoints import parse_lora_argument
 
     from ..export import merge_loras
 
-    loras = [lora.parse_lora_argument(text) for text in args.lora]
+    loras = [parse_lora_argument(text) for text in args.lora]
     print(merge_loras(args.base, loras, args.out, args.overwrite))
     return 0

@@ -1,5 +1,6 @@
-"""Load a converted MTV transformer straight into its dtype and device. The file's config is checked (bounded
-sizes, then a meta-device build whose names and shapes must equal the file's) before any weight is read."""
+"""The MTV transformer's model file: written by the converter, the trainer and `save_mtv_model`, loaded straight
+into its dtype and device. The file's config is checked (bounded sizes, then a meta-device build whose names and
+shapes must equal the file's) before any weight is read."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from ..errors import ModelFileError
 from ..models import MTVTransformer3DModel
 from ..models.fp8 import FP8_DTYPE, convert_linears_to_fp8
 from ..models.transformer_mtv import LEGACY_CONFIG_KEYS
-from ..tensorfile import TensorFile, build_on_meta, check_config_values, read_tensor_file
-from .files import CONFIG_KEY
+from ..tensorfile import TensorFile, read_tensor_file
+from .files import CONFIG_KEY, save_safetensors
+from .folders import build_on_meta, check_config_values
 
 MTV_KIND = "mtv-transformer"
 REBUILD = "convert the official checkpoint again with `python -m mtv_core convert`"
@@ -33,7 +35,7 @@ def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: s
             f"pick the {variant} checkpoint, or set the variant to {config.get('variant')!r}"
         )
     fp8 = stores_fp8(tensors)
-    model, expected = build_on_meta(lambda: _with_fp8_blocks(_build(MTVTransformer3DModel, config, path), fp8))
+    model, expected = build_on_meta(lambda: _with_fp8_blocks(_build(config, path), fp8))
     tensors.check_matches(expected, REBUILD)
     state = tensors.load(device=device)
     if dtype is not None:
@@ -41,6 +43,12 @@ def load_mtv_model(path: str | Path, dtype: torch.dtype | None = None, device: s
                  for key, value in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+def save_mtv_model(model, path, state: dict | None = None) -> Path:
+    """Write a model's weights (or `state`, e.g. with adapters merged in) and its config as an MTV model file."""
+    config = {key: value for key, value in dict(model.config).items() if not key.startswith("_")}
+    return save_safetensors(path, model.state_dict() if state is None else state, config, MTV_KIND)
 
 
 def stores_fp8(tensors: TensorFile) -> bool:
@@ -76,9 +84,9 @@ def mtv_file_config(tensors: TensorFile) -> dict:
     return config
 
 
-def _build(model_class, config: dict, path):
+def _build(config: dict, path):
     try:
-        return model_class(**config)
+        return MTVTransformer3DModel(**config)
     except (TypeError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: its config does not describe an MTV model ({str(error)[:200]}); {REBUILD}") from None
 
