@@ -2,7 +2,8 @@
 training curriculum and the bounds of every value a user sets. Everything else (core, nodes, trainer, lab) takes
 these names from here; node widgets derive their choices and limits from them."""
 
-# Audio streams. Demixing gives the three stems; a two-speaker (multi) model also takes a second speaker.
+# Audio: a stream is one conditioning input, a stem one demixed track. Demixing gives the three STEMS; a
+# two-speaker (multi) model takes all four STREAMS (the second speaker, speech2, too), a single-speaker model the STEMS.
 SPEECH, SPEECH2, EFFECTS, MUSIC = "speech", "speech2", "effects", "music"
 STREAMS = (SPEECH, SPEECH2, EFFECTS, MUSIC)
 STEMS = (SPEECH, EFFECTS, MUSIC)

@@ -41,14 +41,14 @@ def render(models, stems: dict, prompt: str, steps: int, seed: int, start_image=
     from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
     from mtv_core.pipeline.guidance import GuidanceScales
     from mtv_core.pipeline.prompt_schedule import PromptSchedule
-    from mtv_core.pipeline.session import Render, RenderSession
+    from mtv_core.pipeline.session import RenderRequest, RenderSession
     from mtv_lab.evaluation.ablations import stem_features
 
     schedule = PromptSchedule.single(prompt)
     features, duration = stem_features(models, stems)
-    job = Render(models.text_encoder.encode(schedule.prompts), schedule, features, duration, start_image)
+    request = RenderRequest(models.text_encoder.encode(schedule.prompts), schedule, features, duration, start_image)
     config = GenerationConfig(steps=steps, seed=seed, guidance=GuidanceScales(**demo.GUIDANCE))
-    return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(job)
+    return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(request)
 
 
 def picture(name: str, renders: list, keyframe: Path) -> Image.Image:

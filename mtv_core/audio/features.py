@@ -19,17 +19,16 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from ..errors import AudioInputError, ConfigError, ModelFileError
-from ..fileio import atomic_write, publish, temp_file_beside
-from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STEMS
-from ..tensorfile import read_tensor_file
+from ..fileio import publish, temp_file_beside
+from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STEMS, STREAMS
+from ..tensorfile import read_tensor_file, write_tensor_file
 from .io import Waveform, iter_audio_blocks, probe_audio, to_mono
 from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
 from .resample import StreamResampler
 from .speakers import speaker_two_gain
-from .stems import TRACK_NAMES, Stems
+from .stems import Stems
 from .wav2vec import (
     CONTEXT_SECONDS,
     MAX_PASS_SECONDS,
@@ -114,7 +113,7 @@ class AudioFeatures:
         shapes = {entry.shape for entry in file.tensors.values()}
         if not file.tensors or any(e.dtype != "F32" or len(e.shape) != 3 for e in file.tensors.values()) or len({s[0] for s in shapes}) > 1:
             raise ModelFileError(f"{path}: its streams are not float32 (frames, layers, width) of one length; {fix}.")
-        unknown = sorted(set(file.tensors) - set(TRACK_NAMES))
+        unknown = sorted(set(file.tensors) - set(STREAMS))
         if unknown:
             raise ModelFileError(f"{path}: unknown streams {unknown}; {fix}.")
         try:
@@ -259,7 +258,7 @@ def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = FPS, cl
     features are left for the unconditional branch. `cache_dir` keeps each stream's features by content."""
     check_fps(fps)
     flags = dict(flags or {})
-    names = [name for name in TRACK_NAMES if name in sources]
+    names = [name for name in STREAMS if name in sources]
     present = [name for name in names if name not in flags]
     if not present:
         raise AudioInputError("no audio streams to encode; give at least one of speech, effects, music.")
@@ -335,7 +334,7 @@ class _Sink:
         self._cached = torch.empty(self.shapes[name])
         encode(blocks)
 
-        atomic_write(path, lambda temp: save_file({"features": self._cached}, temp))
+        write_tensor_file(path, {"features": self._cached})
         self._cached = None
 
     def __enter__(self):
@@ -363,8 +362,8 @@ def check_fps(fps) -> float:
 def encode_stems(stems: Stems, encoder: Wav2Vec2Encoder, fps: float = FPS, clip_length: int = SEGMENT_FRAMES,
                  silence_dbfs: float = DEFAULT_SILENCE_DBFS, encode_silent_as_silence: bool = True, out=None,
                  **options) -> AudioFeatures:
-    """Encodes the tracks of in-memory `stems` (speech, effects, music, and speech2 when present)."""
-    sources = {name: StemSource.tensor(track, stems.sample_rate) for name, track in stems.tracks.items()}
+    """Encodes the streams of in-memory `stems` (speech, effects, music, and speech2 when present)."""
+    sources = {name: StemSource.tensor(track, stems.sample_rate) for name, track in stems.streams.items()}
     return encode_sources(sources, encoder, fps, clip_length, silence_dbfs, encode_silent_as_silence, out,
                           flags=stems.flags, source_id=stems.source_id, **options)
 

@@ -199,7 +199,7 @@ class WavWriter:
         data_bytes = self.num_frames * self.num_channels * 4
         if data_bytes + 58 > 0xFFFFFFFF:
             self.abort()
-            raise AudioInputError(f"{self.path}: {data_bytes} bytes exceed the 4 GiB WAV limit; demix a shorter range (--start/--duration).")
+            raise AudioInputError(f"{self.path}: {data_bytes} bytes exceed the 4 GiB WAV limit; write a shorter part of the audio (a later start or a shorter duration).")
         self._file.seek(0)
         self._file.write(self._header(self.num_frames))
         self._file.close()

@@ -9,7 +9,7 @@ from ..errors import AudioInputError, ConfigError
 from ..spec import SPEECH, SPEECH2
 from .io import Waveform, load_audio
 from .resample import resample
-from .stems import Stems, align_tracks
+from .stems import Stems, align_streams
 
 RAMP_SECONDS = 0.005  # short fades at range edges, so a cut does not become a click
 _RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*:\s*([12])\s*$")
@@ -39,10 +39,9 @@ def split_speakers(stems: Stems, ranges) -> Stems:
         ranges = parse_speaker_ranges(ranges)
     if stems.flags.get(SPEECH):
         raise AudioInputError(f"cannot split speakers: the speech stem is {stems.flags[SPEECH]}.")
-    speech = stems.tracks[SPEECH]
+    speech = stems.streams[SPEECH]
     mask = _speaker_two_mask(ranges, speech.shape[-1], stems.sample_rate)
-    tracks = {**stems.tracks, SPEECH: speech * (1 - mask), SPEECH2: speech * mask}
-    return replace(stems, tracks=tracks)
+    return replace(stems, streams={**stems.streams, SPEECH: speech * (1 - mask), SPEECH2: speech * mask})
 
 
 def add_second_speaker(stems: Stems, second) -> Stems:
@@ -52,14 +51,14 @@ def add_second_speaker(stems: Stems, second) -> Stems:
         source, second = "second speaker", resample(second.samples, second.sample_rate, stems.sample_rate)
     else:
         source, second = str(second), load_audio(second, sample_rate=stems.sample_rate).samples
-    channels = stems.tracks[SPEECH].shape[0]
+    channels = stems.streams[SPEECH].shape[0]
     if second.shape[0] != channels:
         second = second.mean(dim=0, keepdim=True).expand(channels, -1)
-    tracks = {name: track for name, track in stems.tracks.items() if name != SPEECH2}
-    sources = {name: "stems" for name in tracks}
+    streams = {name: track for name, track in stems.streams.items() if name != SPEECH2}
+    sources = {name: "stems" for name in streams}
     sources[SPEECH2] = source
-    aligned = align_tracks({**tracks, SPEECH2: second}, stems.sample_rate, sources)
-    return replace(stems, tracks=aligned.tracks)
+    aligned = align_streams({**streams, SPEECH2: second}, stems.sample_rate, sources)
+    return replace(stems, streams=aligned.streams)
 
 
 def _speaker_two_mask(ranges, num_samples: int, sample_rate: int) -> torch.Tensor:

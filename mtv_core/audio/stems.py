@@ -1,4 +1,5 @@
-"""`Stems`: the named tracks MTV is conditioned on, at one sample rate and one length."""
+"""`Stems`: the audio streams MTV is conditioned on (the demixed stems and a second speaker), at one sample rate
+and one length."""
 
 import hashlib
 from dataclasses import dataclass, field
@@ -12,34 +13,31 @@ from .io import Waveform, load_audio
 from .levels import DEFAULT_SILENCE_DBFS, measure
 from .resample import resample
 
-TRACK_NAMES = STREAMS
-REQUIRED_TRACKS = STEMS
-
 
 @dataclass
 class Stems:
-    """Tracks [C, T] keyed by "speech", "speech2", "effects", "music".
+    """Waveforms [C, T] keyed by stream name (`spec.STREAMS`): the stems, and "speech2" for a second speaker.
 
-    `flags` explains tracks that are not real content (e.g. {"effects": "not separated: 4-stem model"});
-    such tracks are all zeros and `present` is False for them. `source_id` is the content hash of the
+    `flags` explains streams that are not real content (e.g. {"effects": "not separated: 4-stem model"});
+    such streams are all zeros and `present` is False for them. `source_id` is the content hash of the
     audio the stems came from, so a consumer can tell stems of another file apart.
     """
-    tracks: dict
+    streams: dict
     sample_rate: int
     source_id: str = ""
     flags: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = set(self.tracks) - set(TRACK_NAMES)
+        unknown = set(self.streams) - set(STREAMS)
         if unknown:
-            raise AudioInputError(f"unknown stem names {sorted(unknown)}; use {list(TRACK_NAMES)}.")
-        lengths = {name: track.shape[-1] for name, track in self.tracks.items()}
+            raise AudioInputError(f"unknown stream names {sorted(unknown)}; use {list(STREAMS)}.")
+        lengths = {name: track.shape[-1] for name, track in self.streams.items()}
         if len(set(lengths.values())) > 1:
-            raise AudioInputError(f"stems have different lengths {lengths} (samples at {self.sample_rate} Hz); use align_tracks or stems_from_files to match them.")
+            raise AudioInputError(f"stems have different lengths {lengths} (samples at {self.sample_rate} Hz); use align_streams or stems_from_files to match them.")
 
     @property
     def num_samples(self) -> int:
-        return next(iter(self.tracks.values())).shape[-1] if self.tracks else 0
+        return next(iter(self.streams.values())).shape[-1] if self.streams else 0
 
     @property
     def duration(self) -> float:
@@ -47,16 +45,16 @@ class Stems:
 
     @property
     def present(self) -> dict:
-        return {name: name in self.tracks and name not in self.flags for name in TRACK_NAMES}
+        return {name: name in self.streams and name not in self.flags for name in STREAMS}
 
     def levels(self, silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> dict:
-        return {name: measure(track, self.sample_rate, silence_dbfs) for name, track in self.tracks.items()}
+        return {name: measure(track, self.sample_rate, silence_dbfs) for name, track in self.streams.items()}
 
-    def silent_tracks(self, silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> set:
+    def silent_streams(self, silence_dbfs: float = DEFAULT_SILENCE_DBFS) -> set:
         return {name for name, report in self.levels(silence_dbfs).items() if report.silent}
 
     def waveform(self, name: str) -> Waveform:
-        return Waveform(self.tracks[name], self.sample_rate)
+        return Waveform(self.streams[name], self.sample_rate)
 
 
 class ContentHasher:
@@ -79,10 +77,10 @@ def content_hash(samples: torch.Tensor, sample_rate: int) -> str:
 
 
 def stems_from_files(speech=None, effects=None, music=None, speech2=None, sample_rate: Optional[int] = None) -> Stems:
-    """Pre-separated stems, one file per track; missing tracks become flagged silence.
+    """Pre-separated stems, one file per stream; missing stems become flagged silence.
 
-    Tracks are resampled to one rate (the first file's unless `sample_rate` is given). Lengths may differ
-    by up to 50 ms (codec padding) and are then padded or cut to the speech (else the first) track;
+    Streams are resampled to one rate (the first file's unless `sample_rate` is given). Lengths may differ
+    by up to 50 ms (codec padding) and are then padded or cut to the speech (else the first) stream;
     larger differences are an error.
     """
     paths = {name: path for name, path in zip(STREAMS, (speech, speech2, effects, music)) if path}
@@ -97,16 +95,16 @@ def stems_from_files(speech=None, effects=None, music=None, speech2=None, sample
 
 def stems_from_waveforms(waveforms: dict, sample_rate: Optional[int] = None, sources: Optional[dict] = None) -> Stems:
     """Pre-separated stems given as Waveforms ({stream: Waveform}); resampled to one rate (the first's unless
-    `sample_rate` is given), aligned as `align_tracks` aligns; missing required stems become flagged silence."""
+    `sample_rate` is given), aligned as `align_streams` aligns; missing required stems become flagged silence."""
     if not waveforms:
         raise AudioInputError("no stems given; give at least one of speech, effects, music.")
     rate = sample_rate or next(iter(waveforms.values())).sample_rate
     tracks = {name: resample(w.samples, w.sample_rate, rate) for name, w in waveforms.items()}
-    return align_tracks(tracks, rate, sources)
+    return align_streams(tracks, rate, sources)
 
 
-def align_tracks(tracks: dict, sample_rate: int, sources: Optional[dict] = None, tolerance_seconds: float = 0.05) -> Stems:
-    """Builds `Stems` from tracks of nearly equal length; absent required tracks become flagged silence."""
+def align_streams(tracks: dict, sample_rate: int, sources: Optional[dict] = None, tolerance_seconds: float = 0.05) -> Stems:
+    """Builds `Stems` from {stream: [C, T]} of nearly equal length; absent stems become flagged silence."""
     sources = sources or {name: name for name in tracks}
     reference_name = SPEECH if SPEECH in tracks else next(iter(tracks))
     length = tracks[reference_name].shape[-1]
@@ -124,7 +122,7 @@ def align_tracks(tracks: dict, sample_rate: int, sources: Optional[dict] = None,
     if len({t.shape[0] for t in aligned.values()}) > 1:
         raise AudioInputError(f"stems have incompatible channel counts { {n: t.shape[0] for n, t in aligned.items()} }; give mono or stereo files.")
     flags = {}
-    for name in REQUIRED_TRACKS:
+    for name in STEMS:
         if name not in aligned:
             aligned[name] = torch.zeros(channels, length)
             flags[name] = "not given"

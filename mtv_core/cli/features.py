@@ -9,7 +9,7 @@ import argparse
 
 from ..spec import AUDIO_SUFFIXES, EFFECTS, FPS, MUSIC, SPEECH, SPEECH2, STEMS
 
-STEM_FILE_NAMES = {SPEECH: (SPEECH, "dialog", "vocals"), SPEECH2: (SPEECH2,), EFFECTS: (EFFECTS, "effect"), MUSIC: (MUSIC,)}
+STREAM_FILE_NAMES = {SPEECH: (SPEECH, "dialog", "vocals"), SPEECH2: (SPEECH2,), EFFECTS: (EFFECTS, "effect"), MUSIC: (MUSIC,)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def run(args) -> int:
     import time
 
     from ..audio.features import StemSource, encode_sources, file_sources
-    from ..audio.wav2vec import load_wav2vec2
+    from ..checkpoints import load_wav2vec2
     from ..errors import ConfigError
     from .checks import check_device, check_range
 
@@ -66,7 +66,8 @@ def _stem_files(args, device: str, scratch: str) -> tuple[dict, dict]:
     """{stream: file} for the input (a stems folder, a file demixed into `scratch`, or one file as one stem)."""
     import os
 
-    from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
+    from ..audio.demix import STEM_FILES, demix_to_files
+    from ..checkpoints import load_demixer
     from ..errors import AudioInputError, ConfigError
 
     if os.path.isdir(args.input):
@@ -93,11 +94,11 @@ def _find_stem_files(folder):
         if suffix.lower() not in AUDIO_SUFFIXES:
             continue
         label = base.lower().rsplit("_", 1)[-1]
-        for stem, labels in STEM_FILE_NAMES.items():
+        for stream, labels in STREAM_FILE_NAMES.items():
             if label in labels or base.lower() in labels:
-                if stem in found:
-                    raise AudioInputError(f"{folder}: two files for the {stem} stem ({found[stem]} and {file_name}); keep one.")
-                found[stem] = os.path.join(folder, file_name)
+                if stream in found:
+                    raise AudioInputError(f"{folder}: two files for the {stream} stream ({found[stream]} and {file_name}); keep one.")
+                found[stream] = os.path.join(folder, file_name)
     if not found:
         raise AudioInputError(f"{folder}: no stem files found; name them speech / effects / music (.wav, .flac, ...).")
     return found

@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from ..demo import EXAMPLES
-from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, STEMS, STREAMS
+from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, SPEECH2, STEMS, STREAMS
 
 MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--prompt-schedule", help='JSON list of {"prompt", "start", "transition"} for scene changes')
     io.add_argument("--out", required=True, help="output .mp4")
     io.add_argument("--start-image", help="first frame (resized and centre-cropped to the model's size)")
-    io.add_argument("--mux", default="mix", help="audio in the mp4: 'mix' or stems, e.g. speech,music")
+    io.add_argument("--mux", default="mix", help="audio in the mp4: 'mix' or streams to sum, e.g. speech,music")
     io.add_argument("--work-dir", help="folder for finished segments (default: <out>.segments); reruns resume")
     io.add_argument("--keep-segments", action="store_true", help="keep the segment files after the mp4 is written")
 
@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--t5", help="T5 v1.1 XXL folder (encoder + tokenizer)")
     models.add_argument("--wav2vec", help="wav2vec2-base-960h folder or .safetensors")
     models.add_argument("--demixer", nargs="+", default=[], help="HTDemucs file(s); or pass stems below")
-    for stem in STREAMS:
+    for stem in STEMS:
         models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (with --demixer: used instead of its {stem})")
+    models.add_argument(f"--{SPEECH2}", help="the second speaker's speech, for the two-speaker (multi) model")
     models.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="an MTV LoRA (python -m trainer --train lora) at a strength (default 1); repeat to stack")
     models.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
@@ -136,10 +137,10 @@ DEMO_DEMIXER_NOTICE = (
 def build_job(args):
     import torch
 
-    from ..lora import parse_lora_argument
+    from ..checkpoints import parse_lora_argument
     from ..pipeline.generate import GenerationConfig, MemoryOptions
     from ..pipeline.guidance import GuidanceScales
-    from ..pipeline.job import GenerationJob, ModelFiles
+    from .job import GenerationJob, ModelFiles
     from ..pipeline.memory import resolve_device
     from ..pipeline.speed import StepCache
 
@@ -148,10 +149,10 @@ def build_job(args):
                               silent=_silent_guidance(args, demo_model))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-    stems = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}
+    stream_files = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}
     return GenerationJob(
         audio=args.audio, schedule=_schedule(args), out=args.out,
-        files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stems),
+        files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stream_files),
         config=GenerationConfig(steps=args.steps, seed=args.seed, guidance=guidance, sampler=args.sampler,
                                 colour_match=not args.no_colour_match, cache=StepCache.parse(args.cache),
                                 loras=tuple(parse_lora_argument(text) for text in args.lora)),
@@ -184,7 +185,7 @@ def _show(line: str, last: bool) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline.job import run_job
+    from .job import run_job
 
     job = build_job(args)
     terminal = TerminalProgress(job.config.steps)

@@ -1,4 +1,5 @@
-"""Samplers as small functions in the style of k-diffusion.
+"""Samplers as small functions in the style of k-diffusion: one loop, `sample`, and per sampler a step function
+`step(scheduler, v, x, index, previous_x0, generator) -> (x, x0)` that computes one update.
 
 `model_fn(x, t) -> v` is the (already guided) v-prediction for latents x (B, T, C, h, w) at integer timestep t.
 Clean prefix frames (a start image or the previous segment's tail) are pasted into x before every model call
@@ -28,13 +29,6 @@ ModelFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 class GenerationInterrupted(GenerationError):
     """The user stopped the job; finished segments stay on disk and a rerun resumes from them."""
-def make_scheduler(sampler: str = "dpm"):
-
-    if sampler == "dpm":
-        return CogVideoXDPMScheduler(**OFFICIAL_SCHEDULER_CONFIG)
-    if sampler == "ddim":
-        return CogVideoXDDIMScheduler(**OFFICIAL_SCHEDULER_CONFIG)
-    raise GenerationError(f"sampler {sampler!r} is unknown; use one of {SAMPLERS}")
 
 
 def paste_prefix(x: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
@@ -78,47 +72,47 @@ def interruptible(modules, interrupt):
             handle.remove()
 
 
-@torch.no_grad()
-def sample_dpm(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.Generator | None = None,
-               prefix: torch.Tensor | None = None, progress=None, interrupt=None, preview=None) -> torch.Tensor:
-    """Official sampler: CogVideoXDPMScheduler (stochastic DPM-Solver++(2M)) with the old_pred_original_sample loop."""
-    scheduler = make_scheduler("dpm")
-    scheduler.set_timesteps(steps, device=x.device)
+def dpm_step(scheduler, v: torch.Tensor, x: torch.Tensor, index: int, previous_x0: torch.Tensor | None,
+             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One official update: CogVideoXDPMScheduler's stochastic DPM-Solver++(2M), second order through the previous
+    step's clean estimate. Returns (x, x0)."""
     timesteps = scheduler.timesteps
-    old_x0 = None
-    for i, t in enumerate(timesteps):
-        _step_hooks(i, steps, progress, interrupt)
-        x = paste_prefix(x, prefix)
-        v = model_fn(x, int(t))
-        t_back = timesteps[i - 1] if i > 0 else None
-        x, old_x0 = scheduler.step(v, old_x0, t, t_back, x, generator=generator, return_dict=False)
-        _show(preview, i + 1, steps, old_x0, prefix)
-    _step_hooks(steps, steps, progress, None)
-    return paste_prefix(x, prefix)
+    t_back = timesteps[index - 1] if index > 0 else None
+    return scheduler.step(v, previous_x0, timesteps[index], t_back, x, generator=generator, return_dict=False)
+
+
+def ddim_step(scheduler, v: torch.Tensor, x: torch.Tensor, index: int, previous_x0: torch.Tensor | None,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM (eta 0) update on the same schedule. Returns (x, x0)."""
+    return scheduler.step(v, scheduler.timesteps[index], x, eta=0.0, generator=generator, return_dict=False)
+
+
+SCHEDULER_AND_STEP = {"dpm": (CogVideoXDPMScheduler, dpm_step), "ddim": (CogVideoXDDIMScheduler, ddim_step)}
+
+
+def _scheduler_and_step(sampler: str):
+    if sampler not in SCHEDULER_AND_STEP:
+        raise GenerationError(f"sampler {sampler!r} is unknown; use one of {SAMPLERS}")
+    return SCHEDULER_AND_STEP[sampler]
+
+
+def make_scheduler(sampler: str = "dpm"):
+    scheduler_class, _ = _scheduler_and_step(sampler)
+    return scheduler_class(**OFFICIAL_SCHEDULER_CONFIG)
 
 
 @torch.no_grad()
-def sample_ddim(model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.Generator | None = None,
-                prefix: torch.Tensor | None = None, progress=None, interrupt=None, preview=None) -> torch.Tensor:
-    """Deterministic DDIM (eta 0) on the same schedule."""
-    scheduler = make_scheduler("ddim")
+def sample(sampler: str, model_fn: ModelFn, x: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+           prefix: torch.Tensor | None = None, progress=None, interrupt=None, preview=None) -> torch.Tensor:
+    """The one sampler loop: hooks, prefix pasting and previews here, the update in the sampler's step function."""
+    _, step = _scheduler_and_step(sampler)
+    scheduler = make_scheduler(sampler)
     scheduler.set_timesteps(steps, device=x.device)
-    for i, t in enumerate(scheduler.timesteps):
-        _step_hooks(i, steps, progress, interrupt)
+    x0 = None
+    for index, t in enumerate(scheduler.timesteps):
+        _step_hooks(index, steps, progress, interrupt)
         x = paste_prefix(x, prefix)
-        v = model_fn(x, int(t))
-        x, x0 = scheduler.step(v, t, x, eta=0.0, generator=generator, return_dict=False)
-        _show(preview, i + 1, steps, x0, prefix)
+        x, x0 = step(scheduler, model_fn(x, int(t)), x, index, x0, generator)
+        _show(preview, index + 1, steps, x0, prefix)
     _step_hooks(steps, steps, progress, None)
     return paste_prefix(x, prefix)
-
-
-SAMPLER_FUNCTIONS = {"dpm": sample_dpm, "ddim": sample_ddim}
-
-
-def sample(sampler: str, model_fn: ModelFn, x: torch.Tensor, steps: int, **kwargs) -> torch.Tensor:
-    if sampler not in SAMPLER_FUNCTIONS:
-        raise GenerationError(f"sampler {sampler!r} is unknown; use one of {SAMPLERS}")
-    return SAMPLER_FUNCTIONS[sampler](model_fn, x, steps, **kwargs)
-
-

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..errors import GenerationError, ModelFileError
 from ..fileio import FolderLock, atomic_write
-from ..spec import PREFIX_FRAMES, SEGMENT_FRAMES, SEGMENT_STRIDE
-from ..tensorfile import read_tensor_file
+from ..spec import FPS, PREFIX_FRAMES, SEGMENT_FRAMES, SEGMENT_STRIDE
+from ..tensorfile import read_tensor_file, write_tensor_file
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,13 @@ class SegmentPlan:
     total_frames: int
     segments: tuple[Segment, ...]
 
+    def segment(self, index: int) -> Segment:
+        count = len(self.segments)
+        if not 0 <= index < count:
+            raise GenerationError(f"segment {index} does not exist: the audio has {count} segments (0..{count - 1}); "
+                                  "choose one of those")
+        return self.segments[index]
+
 
 def output_frame_count(duration_seconds: float, fps: float) -> int:
     return int(round(duration_seconds * fps))
@@ -52,6 +58,15 @@ def plan_segments(total_frames: int) -> SegmentPlan:
     count = 1 + max(0, math.ceil((total_frames - SEGMENT_FRAMES) / SEGMENT_STRIDE))
     segments = tuple(Segment(k, k * SEGMENT_STRIDE, PREFIX_FRAMES if k else 0) for k in range(count))
     return SegmentPlan(total_frames, segments)
+
+
+def plan_for_duration(seconds: float) -> SegmentPlan:
+    """The segments of a video as long as audio of `seconds`: round(seconds x fps) output frames."""
+    frames = output_frame_count(seconds, FPS)
+    if frames < 1:
+        raise GenerationError(f"the audio lasts {seconds:.3f}s, shorter than one video frame (1/{FPS:g}s); "
+                              "give longer audio")
+    return plan_segments(frames)
 
 
 _RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
@@ -149,7 +164,7 @@ class SegmentStore:
     def save(self, index: int, kept: torch.Tensor, tail: torch.Tensor) -> None:
         """kept: (F, H, W, 3) uint8 output frames; tail: (3, 5, H, W) float32 last frames for the next prefix."""
         tensors = {"kept": kept.contiguous(), "tail": tail.float().contiguous()}
-        atomic_write(self.path(index), lambda temp: save_file(tensors, temp, metadata={"fingerprint": self.job}))
+        write_tensor_file(self.path(index), tensors, {"fingerprint": self.job})
 
     def load(self, index: int):
         """(kept, tail) of a finished segment, or None when it is not there or cannot be used (then it is computed

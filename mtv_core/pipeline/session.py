@@ -1,8 +1,8 @@
-"""The one orchestration of a render, for the command line, the ComfyUI nodes, the evaluation and the trainer's
-sample videos: plan the segments for the audio's length, fit the start image, fingerprint the job, sample and
-decode each segment (seed + k, clean prefix from the last tail, colour-matched), keep finished segments in a work
-folder, and give frames or an mp4. What comes before (stems, features, text embeddings) is made by the caller
-from files (pipeline/job.py) or in memory (the nodes)."""
+"""The one orchestration of a render (a request turned into video frames), for the command line, the ComfyUI nodes,
+the evaluation and the trainer's sample videos: plan the segments for the audio's length, fit the start image,
+fingerprint the request, sample and decode each segment (seed + k, clean prefix from the last tail, colour-matched),
+keep finished segments in a work folder, and give frames or an mp4. What comes before (stems, features, text
+embeddings) is made by the caller from files (the command line's job) or in memory (the nodes)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,27 @@ from pathlib import Path
 import torch
 
 from ..errors import GenerationError
-from ..spec import FPS
+from ..spec import FPS, PREFIX_FRAMES
 from .generate import (
     GenerationConfig,
     MemoryOptions,
     SegmentGenerator,
     SegmentInputs,
-    job_fingerprint,
-    render_segments,
+    render_fingerprint,
     segment_features,
 )
 from .keyframes import fit_start_image
 from .prompt_schedule import PromptSchedule
-from .segments import SegmentPlan, SegmentStore, output_frame_count, plan_segments, to_uint8
+from .segments import Segment, SegmentPlan, SegmentStore, match_colour, plan_for_duration, to_uint8
 from .vae import SPATIAL_FACTOR
 from .video import write_mp4
 
 
-@dataclass
-class Render:
-    """What a render is of: the prompts and their T5 embeddings (one per prompt), the audio features, the audio's
-    length in seconds, and an optional start image (a path, a PIL image or (H, W, 3) values; any size)."""
+@dataclass(frozen=True, eq=False)
+class RenderRequest:
+    """What to render: the prompts and their T5 embeddings (one per prompt), the audio features, the audio's length
+    in seconds, and an optional start image (a path, a PIL image or (H, W, 3) values; any size). Frozen, so what a
+    session works out from a request once stays true of it."""
 
     text: torch.Tensor
     schedule: PromptSchedule
@@ -42,12 +42,13 @@ class Render:
 
     def __post_init__(self):
         if self.text.shape[0] != len(self.schedule.entries):
-            raise GenerationError(f"{self.text.shape[0]} text embeddings for {len(self.schedule.entries)} prompts")
+            raise GenerationError(f"{self.text.shape[0]} text embeddings for {len(self.schedule.entries)} prompts; "
+                                  "encode each scheduled prompt once, in the schedule's order")
 
 
 class RenderSession:
     """A model and VAE with sampling and memory settings, ready to render. `identity` names what the model files
-    are (it is part of the job fingerprint, so another model never resumes this one's segments). `progress`,
+    are (it is part of the fingerprint, so another model never resumes this one's segments). `progress`,
     `preview` and `decode_progress` are the listeners of SegmentGenerator."""
 
     def __init__(self, model, vae, config: GenerationConfig, memory: MemoryOptions, swap=None, progress=None,
@@ -55,6 +56,7 @@ class RenderSession:
         self.generator = SegmentGenerator(model, vae, config, memory, swap, progress, interrupt, parallel, preview,
                                           decode_progress)
         self.identity = identity
+        self._prepared_request, self._prepared = None, None
 
     @property
     def config(self) -> GenerationConfig:
@@ -66,66 +68,93 @@ class RenderSession:
         config = self.generator.model.config
         return config.sample_width * SPATIAL_FACTOR, config.sample_height * SPATIAL_FACTOR
 
-    def plan(self, render: Render) -> SegmentPlan:
-        frames = output_frame_count(render.duration, FPS)
-        if frames < 1:
-            raise GenerationError(f"the audio lasts {render.duration:.3f}s, shorter than one video frame "
-                                  f"(1/{FPS:g}s); give longer audio")
-        return plan_segments(frames)
+    def _prepare(self, request: RenderRequest) -> tuple[SegmentPlan, torch.Tensor | None]:
+        """The request's segment plan and start image at the video size, worked out once for the latest request."""
+        if self._prepared_request is not request:
+            start = None if request.start_image is None else fit_start_image(request.start_image, *self.video_size)
+            self._prepared = plan_for_duration(request.duration), start
+            self._prepared_request = request
+        return self._prepared
 
-    def start_pixels(self, render: Render) -> torch.Tensor | None:
-        return None if render.start_image is None else fit_start_image(render.start_image, *self.video_size)
+    def plan(self, request: RenderRequest) -> SegmentPlan:
+        return self._prepare(request)[0]
 
-    def fingerprint(self, render: Render) -> str:
+    def start_pixels(self, request: RenderRequest) -> torch.Tensor | None:
+        """The start image as one clean frame (3, 1, H, W) in [-1, 1], or None."""
+        return self._prepare(request)[1]
+
+    def fingerprint(self, request: RenderRequest) -> str:
         """Names everything that decides this render's pixels (model, settings, text, audio, start image)."""
-        return job_fingerprint(self.generator.model, self.config, self.generator.memory, render.text, render.schedule,
-                               render.features, self.plan(render), self.start_pixels(render), *self.identity)
+        plan, start = self._prepare(request)
+        return render_fingerprint(self.generator.model, self.config, self.generator.memory, request.text,
+                                  request.schedule, request.features, plan, start, *self.identity)
 
-    def segments(self, render: Render, store: SegmentStore | None = None):
-        """Each segment's kept frames (F, H, W, 3) uint8 in order; finished segments are kept in `store` (see
-        `work_folder`) and reused when the same job runs again."""
-        return render_segments(self.generator, render.text, render.schedule, render.features, self.plan(render),
-                               store, self.start_pixels(render))
+    def segments(self, request: RenderRequest, store: SegmentStore | None = None):
+        """Each segment's kept frames (F, H, W, 3) uint8 in order. Finished segments found in `store` (see
+        `work_folder`) are reused; new ones are saved there as they finish."""
+        plan, start = self._prepare(request)
+        tail = None
+        for segment in plan.segments:
+            stored = store.load(segment.index) if store is not None else None
+            if stored is None:
+                stored = self._kept_and_tail(request, plan, segment, tail if segment.has_prefix else start)
+                if store is not None:
+                    store.save(segment.index, *stored)
+            yield stored[0]
+            tail = stored[1]
 
-    def work_folder(self, render: Render, folder) -> SegmentStore:
-        """The store of this render's segments in a work folder (one subfolder per job, locked while open)."""
-        return SegmentStore(folder, self.fingerprint(render))
+    def _kept_and_tail(self, request: RenderRequest, plan: SegmentPlan, segment: Segment, prefix):
+        """One segment of a chain: its kept frames (uint8) and its last frames (float), the next one's prefix. A
+        segment that continues the previous one is colour-matched to that one's tail, its prefix."""
+        generator, steps = self.generator, self.config.steps
+        pixels = generator.run(self._inputs(request, segment, prefix), self.config.segment_seed(segment.index),
+                               segment.index * steps, len(plan.segments) * steps)
+        if segment.has_prefix and self.config.colour_match:
+            pixels = match_colour(pixels, prefix)
+        return to_uint8(pixels[:, segment.keep_from:]), pixels[:, -PREFIX_FRAMES:].clone()
 
-    def frames(self, render: Render, folder=None) -> torch.Tensor:
+    @staticmethod
+    def _inputs(request: RenderRequest, segment: Segment, prefix) -> SegmentInputs:
+        text = request.schedule.embedding_at(request.text, segment.centre_time(FPS))
+        return SegmentInputs(text, segment_features(request.features, segment), prefix,
+                             frozenset(request.features.flags))
+
+    def work_folder(self, request: RenderRequest, folder) -> SegmentStore:
+        """The store of this render's segments in a work folder (one subfolder per render, locked while open)."""
+        return SegmentStore(folder, self.fingerprint(request))
+
+    def frames(self, request: RenderRequest, folder=None) -> torch.Tensor:
         """The whole video as (N, H, W, 3) uint8, N = round(duration x 24); with a work folder, resumable."""
-        total = self.plan(render).total_frames
+        total = self.plan(request).total_frames
         if folder is None:
-            return torch.cat(list(self.segments(render)))[:total]
-        with self.work_folder(render, folder) as store:
-            return torch.cat(list(self.segments(render, store)))[:total]
+            return torch.cat(list(self.segments(request)))[:total]
+        with self.work_folder(request, folder) as store:
+            return torch.cat(list(self.segments(request, store)))[:total]
 
-    def write(self, render: Render, out, audio, sample_rate: int, folder, keep: bool = False) -> Path:
+    def write(self, request: RenderRequest, out, audio, sample_rate: int, folder, keep: bool = False) -> Path:
         """The whole video as an mp4 with `audio` (a (C, T) tensor or blocks), encoded segment by segment as they
-        finish; the job's segments are removed once the mp4 exists, unless `keep`."""
-        with self.work_folder(render, folder) as store:
-            path = write_mp4(out, self.segments(render, store), FPS, audio, sample_rate,
-                             frame_count=self.plan(render).total_frames)
+        finish; the render's segments are removed once the mp4 exists, unless `keep`."""
+        with self.work_folder(request, folder) as store:
+            path = write_mp4(out, self.segments(request, store), FPS, audio, sample_rate,
+                             frame_count=self.plan(request).total_frames)
             if not keep:
                 store.remove()
         return path
 
-    def segment(self, render: Render, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def segment(self, request: RenderRequest, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Segment `index` alone (as in a whole render, without the previous tail): frames (49, H, W, 3) uint8 and
         latents (1, 13, C, h, w)."""
-        plan = self.plan(render)
-        if not 0 <= index < len(plan.segments):
-            raise GenerationError(f"segment {index} does not exist: the audio has {len(plan.segments)} segments "
-                                  f"(0..{len(plan.segments) - 1})")
-        chosen = plan.segments[index]
-        text = render.schedule.embedding_at(render.text, chosen.centre_time(FPS))
-        return self.segment_from_windows(text, segment_features(render.features, chosen), self.start_pixels(render),
-                                         self.config.segment_seed(index), frozenset(render.features.flags))
+        plan, start = self._prepare(request)
+        inputs = self._inputs(request, plan.segment(index), start)
+        return self._sample_and_decode(inputs, self.config.segment_seed(index))
 
     def segment_from_windows(self, text: torch.Tensor, windows: dict, prefix=None, seed: int | None = None,
                              silent=frozenset()):
         """One segment from one text embedding (1, 226, D) and feature windows {stream: (1, 49, dim)}; `silent`:
         the streams encoded from silence."""
-        generator = self.generator
-        latents = generator.sample_latents(SegmentInputs(text, windows, prefix, silent),
-                                           self.config.seed if seed is None else seed)
-        return to_uint8(generator.decode(latents)), latents
+        inputs = SegmentInputs(text, windows, prefix, silent)
+        return self._sample_and_decode(inputs, self.config.seed if seed is None else seed)
+
+    def _sample_and_decode(self, inputs: SegmentInputs, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = self.generator.sample_latents(inputs, seed)
+        return to_uint8(self.generator.decode(latents)), latents

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import torch
 
-from mtv_core.audio import encode_stems, load_wav2vec2, stems_from_files
-from mtv_core.checkpoints import load_mtv_model
+from mtv_core.audio import encode_stems, stems_from_files
+from mtv_core.checkpoints import load_mtv_model, load_text_encoder, load_vae, load_wav2vec2
 from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
 from mtv_core.pipeline.guidance import GuidanceScales
 from mtv_core.pipeline.prompt_schedule import PromptSchedule
-from mtv_core.pipeline.session import Render, RenderSession
-from mtv_core.pipeline.text import load_text_encoder
-from mtv_core.pipeline.vae import load_vae
+from mtv_core.pipeline.session import RenderRequest, RenderSession
 from mtv_core.spec import STEMS
 
 STREAM_ABLATIONS = {"no_audio": STEMS, **{f"no_{name}": (name,) for name in STEMS}}
@@ -64,7 +62,7 @@ def generate_from_features(models: ModelSet, features, duration: float, caption:
                            seed: int = 0, guidance: GuidanceScales = GuidanceScales(), cache=None) -> torch.Tensor:
     """Frames (N, H, W, 3) uint8 for encoded features (mtv_core.audio.AudioFeatures) and a caption."""
     schedule = PromptSchedule.single(caption)
-    render = Render(models.text_encoder.encode(schedule.prompts), schedule,
-                    features.scaled({name: 0.0 for name in zero_streams if name in features.per_stream}), duration)
+    request = RenderRequest(models.text_encoder.encode(schedule.prompts), schedule,
+                            features.scaled({name: 0.0 for name in zero_streams if name in features.per_stream}), duration)
     config = GenerationConfig(steps=steps, seed=seed, guidance=guidance, cache=cache)
-    return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(render)
+    return RenderSession(models.model, models.vae, config, MemoryOptions(device="cpu")).frames(request)

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from audio_signals import clicks, tiny_wav2vec2_config, tone
 
-from mtv_core.audio import AudioFeatures, Stems, encode_stems, frame_count, load_wav2vec2, padded_frame_count
+from mtv_core.audio import AudioFeatures, Stems, encode_stems, frame_count, padded_frame_count
 from mtv_core.audio.wav2vec import encode_waveform, normalize_waveform, pad_for_clips
+from mtv_core.checkpoints import load_wav2vec2
 from mtv_core.cli import main
 from mtv_core.errors import ConfigError, ModelFileError
 

@@ -40,3 +40,20 @@ def make_features(model, frames: int = 120, seed: int = 1) -> WindowedFeatures:
     generator = torch.Generator().manual_seed(seed)
     dim = model.config.audio_feature_dim
     return WindowedFeatures({name: torch.randn(frames, dim, generator=generator) for name in model.audio_streams})
+
+
+def make_session(model, vae, seed: int = 0, steps: int = 2, **listeners):
+    """A RenderSession on the CPU with few steps; `listeners`: progress, interrupt, preview, decode_progress."""
+    from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
+    from mtv_core.pipeline.session import RenderSession
+
+    return RenderSession(model, vae, GenerationConfig(steps=steps, seed=seed), MemoryOptions(), **listeners)
+
+
+def make_request(features, frames: int, text=None, schedule=None, start_image=None):
+    """A RenderRequest for `frames` output frames of features (one prompt of seeded embeddings unless given)."""
+    from mtv_core.pipeline.prompt_schedule import PromptSchedule
+    from mtv_core.pipeline.session import RenderRequest
+
+    text = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(9)) if text is None else text
+    return RenderRequest(text, schedule or PromptSchedule.single("a"), features, frames / 24.0, start_image)

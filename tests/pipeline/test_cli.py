@@ -10,11 +10,12 @@ from pipeline_models import make_tiny_model, make_tiny_vae
 from mtv_core import testing
 from mtv_core.cli import build_parser, main
 from mtv_core.cli.generate import build_job
+from mtv_core.cli.job import validate_job
 from mtv_core.errors import ConfigError, GenerationError, ModelFileError
 from mtv_core.pipeline.guidance import GuidanceScales
-from mtv_core.pipeline.job import validate_job
 from mtv_core.pipeline.keyframes import load_start_image
-from mtv_core.testing import save_mtv_model, save_tiny_wav2vec2, save_vae
+from mtv_core.checkpoints import save_mtv_model, save_vae
+from mtv_core.testing import save_tiny_wav2vec2
 
 
 def _write_wav(path, samples: np.ndarray, rate: int):
@@ -103,6 +104,17 @@ def test_bad_values_fail_before_any_computation(files, tmp_path):
         _validate(_args(files, tmp_path / "no" / "o.mp4"))
     with pytest.raises(ConfigError, match="audio to mux 'drums'"):
         _validate(_args(files, out, "--mux", "drums"))
+
+
+def test_streams_that_do_not_fit_the_model_are_refused_naming_the_flags(files, tmp_path):
+    out = tmp_path / "o.mp4"
+    with pytest.raises(ConfigError, match="single-speaker model; pass the multi model with --model, or leave out --speech2"):
+        _validate(_args(files, out, "--speaker-ranges", "0-1:1, 1-2.5:2"))
+    save_mtv_model(make_tiny_model("tiny-multi"), tmp_path / "multi.safetensors")
+    args = _args(files, out)
+    args[args.index("--model") + 1] = str(tmp_path / "multi.safetensors")
+    with pytest.raises(ConfigError, match=r"\['speech2'\] were not given; pass --speech2 FILE .* or --speaker-ranges"):
+        _validate(args)
 
 
 def test_guidance_defaults_official_for_given_models_and_the_demo_scales_for_the_demo(files, tmp_path):

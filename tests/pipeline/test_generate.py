@@ -1,12 +1,13 @@
 import pytest
 import torch
+from pipeline_models import make_request, make_session
 
 from mtv_core.errors import ConfigError
-from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator, generate_frames
+from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentGenerator
 from mtv_core.pipeline.guidance import GuidanceScales
 from mtv_core.pipeline.prompt_schedule import PromptSchedule
 from mtv_core.pipeline.sampling import GenerationInterrupted
-from mtv_core.pipeline.segments import SegmentStore, plan_segments
+from mtv_core.pipeline.segments import plan_segments
 from mtv_core.pipeline.vae import encode_frames
 
 TEXT = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(9))
@@ -32,19 +33,20 @@ class Recorder:
 
 
 def test_same_seed_gives_identical_frames_and_another_seed_does_not(tiny_model, tiny_vae, features):
-    plan = plan_segments(49)
-    first = generate_frames(_generator(tiny_model, tiny_vae, 3), TEXT, SCHEDULE, features, plan)
-    second = generate_frames(_generator(tiny_model, tiny_vae, 3), TEXT, SCHEDULE, features, plan)
-    other = generate_frames(_generator(tiny_model, tiny_vae, 4), TEXT, SCHEDULE, features, plan)
+    request = make_request(features, 49)
+    first = make_session(tiny_model, tiny_vae, 3).frames(request)
+    second = make_session(tiny_model, tiny_vae, 3).frames(request)
+    other = make_session(tiny_model, tiny_vae, 4).frames(request)
     assert first.shape == (49, 32, 48, 3) and first.dtype == torch.uint8
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
 
 
 def test_clean_prefix_of_each_segment_is_the_encoded_tail_of_the_previous(tiny_model, tiny_vae, features):
-    generator = _generator(tiny_model, tiny_vae)
+    session = make_session(tiny_model, tiny_vae)
+    generator = session.generator
     recorder = Recorder(generator)
-    frames = generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(100))
+    frames = session.frames(make_request(features, 100))
     assert frames.shape[0] == 100 and len(recorder.calls) == 3
     assert recorder.calls[0][1] is None and recorder.calls[0][2] is None
     for (_, _, _, previous), (seed, prefix_pixels, prefix_latents, _) in zip(recorder.calls, recorder.calls[1:]):
@@ -60,31 +62,11 @@ def test_clean_prefix_of_each_segment_is_the_encoded_tail_of_the_previous(tiny_m
     torch.testing.assert_close(recorder.calls[2][1], match_colour(recorder.calls[1][3], recorder.calls[1][1])[:, -5:])
 
 
-def test_interrupted_job_resumes_to_the_same_video(tiny_model, tiny_vae, features, tmp_path):
-    plan = plan_segments(150)
-    assert len(plan.segments) == 4
-    reference = generate_frames(_generator(tiny_model, tiny_vae), TEXT, SCHEDULE, features, plan)
-
-    steps_done = []
-    interrupted = _generator(tiny_model, tiny_vae, progress=lambda step, total: steps_done.append(step),
-                             interrupt=lambda: steps_done and steps_done[-1] >= 2 * 2 + 1)  # inside segment 2
-    with SegmentStore(tmp_path / "job", "fingerprint") as store, pytest.raises(GenerationInterrupted):
-        generate_frames(interrupted, TEXT, SCHEDULE, features, plan, store)
-    assert store.completed() == 2
-
-    resumed = _generator(tiny_model, tiny_vae)
-    recorder = Recorder(resumed)
-    with SegmentStore(tmp_path / "job", "fingerprint") as again:
-        frames = generate_frames(resumed, TEXT, SCHEDULE, features, plan, again)
-    assert [call[0] for call in recorder.calls] == [2, 3]  # only the missing segments ran
-    assert torch.equal(frames, reference)
-
-
 def test_start_image_becomes_one_clean_latent(tiny_model, tiny_vae, features):
-    image = torch.rand(3, 1, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    generator = _generator(tiny_model, tiny_vae)
-    recorder = Recorder(generator)
-    generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(49), start_image=image)
+    image = torch.rand(32, 48, 3, generator=torch.Generator().manual_seed(0))
+    session = make_session(tiny_model, tiny_vae)
+    recorder = Recorder(session.generator)
+    session.frames(make_request(features, 49, start_image=image))
     assert recorder.calls[0][2].shape == (1, 1, 16, 4, 6)
 
 
@@ -92,11 +74,11 @@ def test_prompt_schedule_blends_text_by_segment_centre(tiny_model, tiny_vae, fea
     from mtv_core.pipeline.prompt_schedule import ScheduledPrompt
     schedule = PromptSchedule((ScheduledPrompt("a"), ScheduledPrompt("b", 2.0, 2.0)))
     embeddings = torch.stack([torch.zeros(226, 32), torch.ones(226, 32)])
-    generator = _generator(tiny_model, tiny_vae)
+    session = make_session(tiny_model, tiny_vae)
     texts = []
-    original = generator.run
-    monkeypatch.setattr(generator, "run", lambda inputs, *a: texts.append(inputs.text) or original(inputs, *a))
-    generate_frames(generator, embeddings, schedule, features, plan_segments(100))
+    original = session.generator.run
+    monkeypatch.setattr(session.generator, "run", lambda inputs, *a: texts.append(inputs.text) or original(inputs, *a))
+    session.frames(make_request(features, 100, embeddings, schedule))
     # centres: 1.0 s, 2.833 s, 4.667 s -> weight of "b": 0, 0.4167, 1
     assert [round(t.mean().item(), 4) for t in texts] == [0.0, 0.4167, 1.0]
 
@@ -143,7 +125,7 @@ def test_a_stop_lands_within_one_transformer_block(tiny_model, tiny_vae, feature
     interrupt, asked = _stop_after(3)  # step 0 asks once, then block 0 asks, then block 1 asks and stops
     try:
         with pytest.raises(GenerationInterrupted):
-            generate_frames(_generator(tiny_model, tiny_vae, interrupt=interrupt), TEXT, SCHEDULE, features, plan_segments(49))
+            make_session(tiny_model, tiny_vae, interrupt=interrupt).frames(make_request(features, 49))
     finally:
         for handle in handles:
             handle.remove()
@@ -168,10 +150,10 @@ def SegmentInputsFor(features):
 
 def test_listeners_hear_every_step_preview_and_decoder_slice_across_segments(tiny_model, tiny_vae, features):
     heard = []
-    generator = _generator(tiny_model, tiny_vae, progress=lambda step, total: heard.append(("step", step, total)),
-                           preview=lambda step, total, latents: heard.append(("preview", step, total, latents.shape)),
-                           decode_progress=lambda done, total: heard.append(("decode", done, total)))
-    generate_frames(generator, TEXT, SCHEDULE, features, plan_segments(60))  # 2 segments of 2 steps
+    session = make_session(tiny_model, tiny_vae, progress=lambda step, total: heard.append(("step", step, total)),
+                       preview=lambda step, total, latents: heard.append(("preview", step, total, latents.shape)),
+                       decode_progress=lambda done, total: heard.append(("decode", done, total)))
+    session.frames(make_request(features, 60))  # 2 segments of 2 steps
     latents = (1, 13, 16, 4, 6)
     one_segment = lambda offset: [("step", offset, 4), ("preview", offset + 1, 4, latents), ("step", offset + 1, 4),
                                   ("preview", offset + 2, 4, latents), ("step", offset + 2, 4),

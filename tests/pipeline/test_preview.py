@@ -13,7 +13,8 @@ from mtv_core.pipeline.preview import (
     level_error,
     preview_for_vae,
 )
-from mtv_core.pipeline.vae import decode_latents, encode_frames, load_vae
+from mtv_core.checkpoints import load_vae
+from mtv_core.pipeline.vae import decode_latents, encode_frames
 
 # Measured when the factors were fitted (tools/fit_preview_factors.py): 12.15 levels over both held-out example
 # clips, 12.7 on these 17 frames of the full-scene example. One mean colour misses by 65 levels.

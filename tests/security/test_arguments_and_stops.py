@@ -69,13 +69,13 @@ def test_prepare_with_no_usable_clip_fails_with_the_reasons(tmp_path):
 
 
 def test_chain_segments_work_folder_stays_under_the_output_folder(tmp_path, monkeypatch):
-    from nodes import comfy_adapter
+    from nodes import folders
 
     monkeypatch.setenv("MTV_OUTPUT_DIR", str(tmp_path / "output"))
     for name in ("../../elsewhere", "/tmp/abs", "jobs/../../x"):
         with pytest.raises(ConfigError, match="output folder"):
-            comfy_adapter.output_folder(name)
-    assert comfy_adapter.output_folder("mtv_segments/job") == tmp_path / "output" / "mtv_segments" / "job"
+            folders.output_folder(name)
+    assert folders.output_folder("mtv_segments/job") == tmp_path / "output" / "mtv_segments" / "job"
 
 
 # -- stops ------------------------------------------------------------------------------------------------------

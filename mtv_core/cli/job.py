@@ -1,5 +1,6 @@
-"""A whole job from files: check every input, then audio -> stems -> features, text, model and VAE, segments,
-and the mp4. Everything that can be checked without heavy computation is checked first."""
+"""The command line's job, from files: check every input, then audio -> stems -> features, text, model and VAE,
+segments, and the mp4. Everything that can be checked without heavy computation is checked first; messages name the
+`generate` command's flags."""
 
 import gc
 import hashlib
@@ -11,25 +12,33 @@ from pathlib import Path
 import torch
 
 from .. import lora
-from ..audio import load_wav2vec2, probe_audio
-from ..audio.demix import STEM_FILES, demix_to_files, load_demixer
+from ..audio import probe_audio
+from ..audio.demix import STEM_FILES, demix_to_files
 from ..audio.features import AudioFeatures, encode_stem_files
 from ..audio.io import iter_audio_blocks
 from ..audio.speakers import parse_speaker_ranges
-from ..checkpoints import load_mtv_model, read_config
+from ..checkpoints import (
+    file_identity,
+    load_demixer,
+    load_mtv_model,
+    load_text_encoder,
+    load_vae,
+    load_wav2vec2,
+    read_config,
+)
 from ..errors import ConfigError, ModelFileError
-from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STREAMS
-from .generate import GenerationConfig, MemoryOptions, denoise, prepare_model
-from .keyframes import load_start_image
-from .memory import release_cached_memory
-from .parallel import ParallelPlan, ParallelRun, launched_processes, plan_parallel, start_processes
-from .prompt_schedule import PromptSchedule
-from .session import Render, RenderSession
-from .text import load_text_encoder
-from .vae import load_vae
-from .video import check_writable
+from ..pipeline.generate import GenerationConfig, MemoryOptions, denoise, prepare_model
+from ..pipeline.keyframes import load_start_image
+from ..pipeline.memory import release_cached_memory
+from ..pipeline.parallel import ParallelPlan, ParallelRun, launched_processes, plan_parallel, start_processes
+from ..pipeline.prompt_schedule import PromptSchedule
+from ..pipeline.session import RenderRequest, RenderSession
+from ..pipeline.streams import check_streams_fit, stream_strengths
+from ..pipeline.video import check_writable
+from ..spec import MAX_STRENGTH, SPEECH2, STEMS, STREAMS
 
-STEM_NAMES = STREAMS
+GIVE_SECOND = "pass --speech2 FILE (a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2'"
+DROP_SECOND = "pass the multi model with --model, or leave out --speech2 and --speaker-ranges"
 
 
 @dataclass
@@ -39,7 +48,7 @@ class ModelFiles:
     t5: Path
     wav2vec: Path
     demixer: tuple = ()  # one or several HTDemucs files; or give pre-separated stems instead
-    stems: dict = field(default_factory=dict)  # stem name -> audio file
+    streams: dict = field(default_factory=dict)  # stream name -> audio file (pre-separated stems, a second speaker)
 
 
 @dataclass
@@ -51,7 +60,7 @@ class GenerationJob:
     config: GenerationConfig = field(default_factory=GenerationConfig)
     memory: MemoryOptions = field(default_factory=MemoryOptions)
     start_image: Path | None = None
-    mux: tuple = ("mix",)  # "mix" for the original audio, or stem names to sum
+    mux: tuple = ("mix",)  # "mix" for the original audio, or stream names to sum
     work_dir: Path | None = None  # finished segments; default: next to the output
     dtype: torch.dtype = torch.float32
     keep_segments: bool = False
@@ -85,18 +94,18 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
     t5_path = _require_path(files.t5, "T5 folder", "pass the local T5 v1.1 XXL folder with --t5")
     _require_path(files.wav2vec, "wav2vec2 model", "pass a local wav2vec2-base-960h folder or .safetensors")
     _require_path(job.audio, "audio file", "pass an existing audio or video file with --audio")
-    if not files.demixer and not files.stems:
+    if not files.demixer and not files.streams:
         raise ConfigError("no demixer and no stems given; pass --demixer FILE (HTDemucs) or the separated stems "
                           "with --speech / --effects / --music")
     for path in files.demixer:
         _require_path(path, "demixer file", "pass an HTDemucs .th or converted .safetensors file")
-    for name, path in files.stems.items():
-        if name not in STEM_NAMES:
-            raise ConfigError(f"stem name {name!r} is unknown; use one of {STEM_NAMES}")
-        _require_path(path, f"{name} stem", f"pass an existing audio file for --{name}")
+    for name, path in files.streams.items():
+        if name not in STREAMS:
+            raise ConfigError(f"stream name {name!r} is unknown; use one of {STREAMS}")
+        _require_path(path, f"{name} audio", f"pass an existing audio file for --{name}")
     for name in job.mux:
-        if name != "mix" and name not in STEM_NAMES:
-            raise ConfigError(f"audio to mux {name!r} is unknown; use 'mix' or stem names {STEM_NAMES}")
+        if name != "mix" and name not in STREAMS:
+            raise ConfigError(f"audio to mux {name!r} is unknown; use 'mix' or stream names {STREAMS}")
     if job.start_image is not None:
         load_start_image(_require_path(job.start_image, "start image", "pass an existing PNG or JPEG file"), 16, 16)
     check_writable(job.out)
@@ -109,20 +118,15 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
         job.config.cache.check_blocks(model_config["num_layers"])
     _check_loras(job.config.loras, model_path)
     if job.speaker_ranges:
-
         parse_speaker_ranges(job.speaker_ranges)
-        if SPEECH2 in files.stems:
+        if SPEECH2 in files.streams:
             raise ConfigError("give either --speech2 FILE or --speaker-ranges, not both")
     for name, value in job.strengths.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_STRENGTH:
             raise ConfigError(f"{name} strength {value!r} is out of range; use a number in 0..{MAX_STRENGTH:g} (1 = as trained)")
-    second_speaker = SPEECH2 in files.stems or bool(job.speaker_ranges)
-    if second_speaker and not model_config.get("multi_speaker"):
-        raise ConfigError("a second speaker was given (--speech2 or --speaker-ranges) but this is a single-speaker "
-                          "model; pass the multi model, or leave the second speaker out")
-    if model_config.get("multi_speaker") and not second_speaker:
-        raise ConfigError("this is a two-speaker (multi) model and no second speaker was given; pass --speech2 FILE "
-                          "(a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2'")
+    given = STEMS + ((SPEECH2,) if SPEECH2 in files.streams or job.speaker_ranges else ())
+    model_streams = STREAMS if model_config.get("multi_speaker") else STEMS
+    check_streams_fit(given, model_streams, model_config.get("variant", "given"), GIVE_SECOND, DROP_SECOND)
     plan = plan_parallel(job.parallel, launched_processes(), model_config.get("num_attention_heads", 1),
                          len(job.config.guidance.branch_weights()), job.config.cache)
     return model_config, plan
@@ -143,7 +147,7 @@ def _check_loras(loras, model_path: Path) -> None:
     """Each LoRA fits the model file (its base, modules and shapes), checked on a meta-device build."""
     if not loras:
         return
-    identity, model = lora.file_identity(model_path)
+    identity, model = file_identity(model_path)
     for adapter, _ in loras:
         lora.check_fits(adapter, model, identity)
 
@@ -174,7 +178,7 @@ def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
         else:
             flags.update({name: stem["flag"] for name, stem in json.loads((folder / "report.json").read_text())["stems"].items() if stem.get("flag")})
         files = {name: folder / file for name, file in STEM_FILES.items()}
-    for name, path in job.files.stems.items():
+    for name, path in job.files.streams.items():
         files[name] = Path(path)
         flags.pop(name, None)
     return files, flags
@@ -205,12 +209,12 @@ def _digest(*parts) -> str:
 
 
 def soundtrack(job: GenerationJob, files: dict):
-    """(blocks, sample rate) of the audio to put in the mp4: the original mix, or the sum of the chosen stems."""
+    """(blocks, sample rate) of the audio to put in the mp4: the original mix, or the sum of the chosen streams."""
     if tuple(job.mux) == ("mix",):
         return iter_audio_blocks(job.audio), probe_audio(job.audio).sample_rate
     chosen = [files[name] for name in job.mux if name in files]
     if not chosen:
-        raise ConfigError(f"none of the stems {list(job.mux)} exist in this job; choose from {sorted(files)}")
+        raise ConfigError(f"none of the streams {list(job.mux)} exist in this job; choose from {sorted(files)} for --mux")
     rate = probe_audio(chosen[0]).sample_rate
     return _summed([iter_audio_blocks(path, sample_rate=rate) for path in chosen]), rate
 
@@ -254,31 +258,32 @@ def run_job(job: GenerationJob, progress=None, interrupt=None, decode_progress=N
     `progress(step, total)` counts sampler steps, `decode_progress(done, total)` each segment's decoder slices."""
     _, plan = validate_job(job)
     if plan.size == 1:
-        return _render(job, progress, interrupt, decode_progress=decode_progress)
+        return _make_video(job, progress, interrupt, decode_progress=decode_progress)
     parallel = start_processes(plan, job.memory.device)
     if not parallel.is_leader:
         _serve(job, parallel, interrupt)
         return None
     try:
-        return _render(job, progress, interrupt, parallel, decode_progress)
+        return _make_video(job, progress, interrupt, parallel, decode_progress)
     finally:
         parallel.finish()
 
 
-def _render(job: GenerationJob, progress, interrupt, parallel: ParallelRun | None = None, decode_progress=None) -> Path:
+def _make_video(job: GenerationJob, progress, interrupt, parallel: ParallelRun | None = None,
+                decode_progress=None) -> Path:
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
     files, flags = separate(job, work)
     features = audio_features(job, files, flags, work)
-    strengths = {name: job.strengths.get(SPEECH if name == SPEECH2 else name, 1.0) for name in features.per_stream}
-    render = Render(encode_text(job), job.schedule, features.scaled(strengths), audio_duration(job.audio), job.start_image)
+    scaled = features.scaled(stream_strengths(job.strengths, features.per_stream))
+    request = RenderRequest(encode_text(job), job.schedule, scaled, audio_duration(job.audio), job.start_image)
 
     model, memory, swap = _load_transformer(job, parallel)
     vae = load_vae(job.files.vae, dtype=job.dtype)
     session = RenderSession(model, vae, job.config, memory, swap, progress, interrupt, _file_identity(job), parallel,
                             decode_progress=decode_progress)
     audio, rate = soundtrack(job, files)
-    path = session.write(render, job.out, audio, rate, work, keep=job.keep_segments)
+    path = session.write(request, job.out, audio, rate, work, keep=job.keep_segments)
     if not job.keep_segments:
         _remove_work_files(work)
     return path
