@@ -23,12 +23,8 @@ EXAMPLES = {
 }
 EXAMPLE = EXAMPLES["talking_face"]
 # The scales the demo samples with (nested guidance, mtv_core.pipeline.guidance): lip sync pushed harder than the
-# official joint 3.5, event timing a little softer, text and mood at 3.5. Chosen with tools/evaluate_demo.py on
-# held-out worlds (seeds 18 and 21): effects at 6 timed the hops no better and cost full scenes' mouths 0.29.
-# A silent or absent stem conditions the model but is not guided (silent 1): at the text scale, the silent effects
-# stem of speaking clips pulled walls towards the grey room of the quiet training clips and past it. Chosen on
-# seeds 17 and 21: at 3.5 one wall of 16 turned; at 1 and at 0 none did, and 1 kept more attributes (0.91 vs 0.78),
-# with hops timed alike (F1 0.69 at 1, 0.72 at 0, 0.69 at 3.5).
+# official joint 3.5, event timing a little softer, text and mood at 3.5, and a silent or absent stem conditions the
+# model without being guided (silent 1). README ("The demo model and the sync benchmark") says how they were chosen.
 GUIDANCE = {"text": OFFICIAL_GUIDANCE, SPEECH: 8.0, EFFECTS: 3.0, MUSIC: OFFICIAL_GUIDANCE, "silent": 1.0}
 
 

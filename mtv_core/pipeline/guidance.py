@@ -13,9 +13,7 @@ e0 + s(e4 - e0) at two forwards per step; with s_text = 1 the unconditional bran
 A stream encoded from silence (a silent or absent stem) is guided at the `silent` scale, by default the text scale
 (which keeps the joint CFG at two forwards): the step from its null input to wav2vec(silence) carries no timing, and
 a large scale only amplifies that difference into every token, pulling the picture towards whatever the training
-clips showed when that stem was silent (measured on the demo: effects guidance 12 on speaking clips with silent
-effects lowered mouth sync by 0.12; even at the text scale, silent effects turned some warm walls cool, so the demo
-guides silent streams at 1: conditioned on the silence, not pushed by it).
+clips showed when that stem was silent. README ("Official weights") gives what this did on the demo.
 "null audio" is the projection of zero wav2vec features (what the official code feeds), not zero tokens.
 Guidance is applied to the v-prediction; the coefficients sum to 1, so this equals guiding x0 or eps.
 """
