@@ -1,21 +1,21 @@
 """ComfyUI nodes: thin wrappers over mtv_core, defined with the classic node API.
 
-Importing this package does no heavy work: torch, diffusers and the models load when a node runs.
+Importing this package does no heavy work: diffusers, transformers and the models load when a node runs.
 A node whose optional dependency is missing is left out, with a message saying what to install.
 """
 
 import importlib.util
 import logging
 
-from . import comfy_adapter
 from .audio import MTVDemixStems, MTVEncodeWav2Vec, MTVLoadAudio, MTVStemsFromAudio
+from .comfy_adapter import PACK_NAME
 from .conditioning import MTVApply, MTVSceneTransition, MTVTextEncode
+from .folders import register_model_folders
 from .loaders import MTVDemixerLoader, MTVLoraLoader, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader
 from .sampling import MTVChainSegments, MTVDecode, MTVSampler, MTVStepCache
 
-# The name every node's title and menu carries: "MTV" alone is also MTV-Crafter's (a pose-animation pack), and
-# searching for it finds both packs' nodes mixed. Node ids (the keys) never change: saved workflows store them.
-PACK_NAME = "MTV audio-sync"
+# Node ids (the keys) never change: saved workflows store them. Searching for the pack's name in ComfyUI finds its
+# nodes and no other pack's.
 _NODES = {
     "MTVModelLoader": (MTVModelLoader, "Model Loader"),
     "MTVLoraLoader": (MTVLoraLoader, "LoRA Loader"),
@@ -50,9 +50,9 @@ def _available(node_id: str) -> bool:
     return False
 
 
-comfy_adapter.register_model_folders()
-comfy_adapter.install_example_inputs_on_first_request()
-comfy_adapter.list_demo_workflow_first()
+# The one thing done at import, in memory only: ComfyUI's folder_paths learns of the demucs model folder, as packs
+# add theirs, so its model API lists it. Example inputs are copied when Load Audio first lists its files.
+register_model_folders()
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in _NODES.items() if _available(node_id)}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: f"{PACK_NAME} · {name}" for node_id, (_, name) in _NODES.items()
                               if node_id in NODE_CLASS_MAPPINGS}

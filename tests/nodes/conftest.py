@@ -9,6 +9,7 @@ from graph_runner import AUDIO_SECONDS
 
 from mtv_core import testing
 from mtv_core.audio import Waveform, save_wav
+from mtv_core.checkpoints import save_mtv_model, save_vae
 
 
 def example_soundtrack(seconds=AUDIO_SECONDS, rate=16000) -> np.ndarray:
@@ -29,8 +30,8 @@ def comfy_folders(tmp_path_factory):
     models, inputs, outputs = root / "models", root / "input", root / "output"
     for variant, config in (("single", "tiny-single"), ("accm", "tiny-single"), ("multi", "tiny-multi")):
         model = testing.tiny_mtv_model(config, sample_height=4, sample_width=6, variant=variant)
-        testing.save_mtv_model(model, models / "diffusion_models" / f"mtv_{variant}.safetensors")
-    testing.save_vae(testing.tiny_vae(), models / "vae" / "cogvideox5b_vae.safetensors")
+        save_mtv_model(model, models / "diffusion_models" / f"mtv_{variant}.safetensors")
+    save_vae(testing.tiny_vae(), models / "vae" / "cogvideox5b_vae.safetensors")
     testing.save_tiny_t5(models / "text_encoders" / "t5-v1_1-xxl")
     testing.save_tiny_wav2vec2(models / "audio_encoders" / "wav2vec2-base-960h")
     testing.save_tiny_demixer(models / "demucs" / "cdx23_dbb4db15.safetensors")

@@ -94,8 +94,8 @@ class CLIPLoader:
     FUNCTION = "load"
 
     def load(self, clip_name, type, device="default"):
-        from mtv_core.pipeline.text import load_text_encoder
-        from nodes.comfy_adapter import folder_roots
+        from mtv_core.checkpoints import load_text_encoder
+        from nodes.folders import folder_roots
 
         assert clip_name.startswith("t5xxl") and type == "sd3", (clip_name, type)
         return (StandInCoreClip(load_text_encoder(folder_roots("text_encoders")[0] / "t5-v1_1-xxl", dtype=torch.float32)),)

@@ -1,8 +1,11 @@
 """What the nodes read and list: names that cannot leave ComfyUI's folders, one entry per model, the demo's files,
-validation messages on the right input, and the template order."""
+the shipped example inputs (listed, read, copied on first listing, never at import), validation messages on the
+right input, and the template order."""
 
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +15,15 @@ from mtv_core import demo
 from mtv_core.audio import Waveform, save_wav
 from mtv_core.errors import AudioInputError, MTVError
 from nodes import comfy_adapter as comfy
+from nodes import folders, model_files, sampling
 from nodes.audio import MTVLoadAudio
 from nodes.loaders import MTVDemixerLoader, MTVModelLoader
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
-def folders(tmp_path, monkeypatch):
+def comfy_dirs(tmp_path, monkeypatch):
     models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
     for folder in (models, inputs, outputs):
         folder.mkdir()
@@ -33,22 +39,22 @@ ESCAPES = ["../secret.wav", "/etc/passwd", "mtv-demo/../../secret.wav", "a/../..
 
 
 @pytest.mark.parametrize("name", ESCAPES)
-def test_input_names_cannot_leave_the_input_folder(folders, name):
-    message = comfy.check_input_file(name)
+def test_input_names_cannot_leave_the_input_folder(comfy_dirs, name):
+    message = folders.check_input_file(name)
     assert message is not True and "input folder" in message
     with pytest.raises(MTVError):
-        comfy.input_path(name)
+        folders.input_path(name)
 
 
 @pytest.mark.parametrize("name", ESCAPES)
-def test_output_and_model_names_cannot_leave_their_folders(folders, name):
+def test_output_and_model_names_cannot_leave_their_folders(comfy_dirs, name):
     with pytest.raises(MTVError, match="output folder"):
-        comfy.output_folder(name)
-    assert comfy.check_model_name("diffusion_models", name) is not True
+        folders.output_folder(name)
+    assert model_files.check_model_name("diffusion_models", name) is not True
 
 
-def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(folders):
-    models, _, _ = folders
+def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(comfy_dirs):
+    models, _, _ = comfy_dirs
     wav2vec = models / "audio_encoders" / "wav2vec2-base-960h"
     wav2vec.mkdir(parents=True)
     (wav2vec / "config.json").write_text("{}")
@@ -56,13 +62,13 @@ def test_a_hugging_face_folder_is_one_entry_and_hidden_files_are_not_listed(fold
     (models / "audio_encoders" / "small.safetensors").write_bytes(b"x")
     (models / "audio_encoders" / ".partial.safetensors").write_bytes(b"x")
     (models / "audio_encoders" / "notes.txt").write_text("x")
-    listed = comfy.list_model_files("audio_encoders")
+    listed = model_files.list_model_files("audio_encoders")
     assert listed[0] == comfy.DEMO_CHOICE
     assert listed[1:] == ["small.safetensors", "wav2vec2-base-960h/"]
 
 
-def test_the_demo_demixer_is_labelled_listed_last_and_never_the_default(folders):
-    models, _, _ = folders
+def test_the_demo_demixer_is_labelled_listed_last_and_never_the_default(comfy_dirs):
+    models, _, _ = comfy_dirs
     choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
     assert choices == [comfy.NO_DEMIXER, "fetch: htdemucs (demucs htdemucs, ~168 MB)", "demo (built-in, synthetic sounds only)"]
     (models / "demucs").mkdir()
@@ -71,12 +77,12 @@ def test_the_demo_demixer_is_labelled_listed_last_and_never_the_default(folders)
     assert required["model_1"][0] == ["cdx23.safetensors", "fetch: htdemucs (demucs htdemucs, ~168 MB)", comfy.DEMO_DEMIXER_CHOICE]
     assert optional["model_2"][0] == ["none", "cdx23.safetensors", comfy.DEMO_DEMIXER_CHOICE]
     for name in (comfy.DEMO_DEMIXER_CHOICE, comfy.DEMO_CHOICE):  # the old label, in graphs saved before, still loads
-        assert comfy.model_path(comfy.DEMUCS_FOLDER, name) == demo.DEMIXER
+        assert model_files.model_path(comfy.DEMUCS_FOLDER, name) == demo.DEMIXER
         assert MTVDemixerLoader.VALIDATE_INPUTS(name) is True
     assert MTVModelLoader.VALIDATE_INPUTS(comfy.DEMO_DEMIXER_CHOICE) is not True  # the demixer's label only
 
 
-def test_without_the_demo_an_empty_demixer_list_says_what_to_do(folders, monkeypatch):
+def test_without_the_demo_an_empty_demixer_list_says_what_to_do(comfy_dirs, monkeypatch):
     monkeypatch.setattr(demo, "DEMIXER", demo.DEMO_DIR / "absent.safetensors")
     choices = MTVDemixerLoader.INPUT_TYPES()["required"]["model_1"][0]
     assert choices == [comfy.NO_DEMIXER, "fetch: htdemucs (demucs htdemucs, ~168 MB)"]  # the default downloads nothing
@@ -84,14 +90,14 @@ def test_without_the_demo_an_empty_demixer_list_says_what_to_do(folders, monkeyp
     assert "models/demucs" in message and "fetch: htdemucs" in message and "Stems From Audio" in message
 
 
-def test_a_missing_model_file_is_named_with_the_folder(folders):
+def test_a_missing_model_file_is_named_with_the_folder(comfy_dirs):
     message = MTVModelLoader.VALIDATE_INPUTS("mtv_single.safetensors")
     assert "'mtv_single.safetensors' not found in" in message and "diffusion_models" in message
     assert MTVModelLoader.VALIDATE_INPUTS(comfy.DEMO_CHOICE) is True
 
 
-def test_load_audio_validates_its_file_once_and_before_the_run(folders):
-    _, inputs, _ = folders
+def test_load_audio_validates_its_file_once_and_before_the_run(comfy_dirs):
+    _, inputs, _ = comfy_dirs
     save_wav(inputs / "tone.wav", Waveform(torch.from_numpy(np.sin(np.arange(8000) / 5).astype(np.float32))[None], 8000))
     (inputs / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00garbage" * 20)
     assert MTVLoadAudio.VALIDATE_INPUTS("tone.wav") is True
@@ -100,8 +106,8 @@ def test_load_audio_validates_its_file_once_and_before_the_run(folders):
     assert MTVLoadAudio.VALIDATE_INPUTS("mtv-demo/speech.wav") is True  # the built-in example, not copied here
 
 
-def test_load_audio_names_the_start_when_it_is_past_the_end(folders):
-    _, inputs, _ = folders
+def test_load_audio_names_the_start_when_it_is_past_the_end(comfy_dirs):
+    _, inputs, _ = comfy_dirs
     save_wav(inputs / "tone.wav", Waveform(torch.zeros(1, 8000), 8000))
     audio = MTVLoadAudio().load(0.5, 0.25, "tone.wav")[0]
     assert audio["waveform"].shape == (1, 1, 2000) and audio["sample_rate"] == 8000
@@ -109,51 +115,69 @@ def test_load_audio_names_the_start_when_it_is_past_the_end(folders):
         MTVLoadAudio().load(1.5, 0.0, "tone.wav")
 
 
-def test_the_example_inputs_are_copied_into_the_input_folder_and_never_over_a_user_file(tmp_path, monkeypatch):
+def test_load_audio_lists_the_shipped_examples_and_reads_them_where_the_input_folder_lacks_them(comfy_dirs):
+    _, inputs, _ = comfy_dirs
+    (inputs / "mtv_example.wav").write_bytes(b"the user's own file")
+    choices = MTVLoadAudio.INPUT_TYPES()["required"]["audio"][0]
+    assert choices[:2] == ["mtv_example.wav", "mtv_keyframe.png"]  # outside ComfyUI nothing filters by content type
+    assert choices[2:] == [f"mtv-demo/{p.name}" for p in sorted(demo.EXAMPLE.iterdir()) if p.suffix in (".wav", ".mp4")]
+    assert folders.input_path("mtv_example.wav") == inputs / "mtv_example.wav"  # the user's file wins
+    assert folders.input_path("mtv_keyframe.png") == comfy.EXAMPLE_INPUTS / "mtv_keyframe.png"
+    assert folders.input_path("mtv-demo/music.wav") == demo.EXAMPLE / "music.wav"
+    assert sorted(p.name for p in inputs.iterdir()) == ["mtv_example.wav"]  # outside ComfyUI nothing is copied
+
+
+@pytest.fixture
+def comfy_input_folder(tmp_path, monkeypatch):
+    """ComfyUI's folder_paths as Load Audio reads it: its input folder, and its filter by content type."""
     inputs = tmp_path / "input"
-    monkeypatch.setitem(sys.modules, "folder_paths", types.SimpleNamespace(get_input_directory=lambda: str(inputs)))
+    kinds = {".wav": "audio", ".mp4": "video", ".png": "image"}
+    fp = types.SimpleNamespace(get_input_directory=lambda: str(inputs), filter_files_content_types=lambda files, wanted: [
+        f for f in files if kinds.get(Path(f).suffix) in wanted])
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    folders.place_shipped_inputs.cache_clear()
+    yield inputs
+    folders.place_shipped_inputs.cache_clear()
+
+
+def test_load_audios_first_list_puts_the_examples_in_the_input_folder_never_over_a_users_file(comfy_input_folder):
+    inputs = comfy_input_folder
     (inputs / "mtv-demo").mkdir(parents=True)
     (inputs / "mtv-demo" / "speech.wav").write_bytes(b"the user's own file")
     (inputs / "mtv_keyframe.png").write_bytes(b"the user's own picture")
-    comfy.install_example_inputs()
+    choices = MTVLoadAudio.INPUT_TYPES()["required"]["audio"][0]
+    assert choices[0] == "mtv_example.wav" and choices[-1].startswith("mtv-demo/") and "mtv_keyframe.png" not in choices
     assert (inputs / "mtv-demo" / "speech.wav").read_bytes() == b"the user's own file"
     assert (inputs / "mtv_keyframe.png").read_bytes() == b"the user's own picture"
     assert (inputs / "mtv-demo" / "music.wav").read_bytes() == (demo.EXAMPLE / "music.wav").read_bytes()
     assert (inputs / "mtv-demo" / "clip.mp4").is_file() and not (inputs / "mtv-demo" / "prompt.txt").exists()
     assert (inputs / "mtv_example.wav").read_bytes() == (comfy.EXAMPLE_INPUTS / "mtv_example.wav").read_bytes()
-
-
-def test_the_example_inputs_are_copied_on_the_servers_first_request_not_at_import(tmp_path, monkeypatch):
-    import asyncio
-
-    inputs = tmp_path / "input"
-    app = types.SimpleNamespace(middlewares=[])
-    monkeypatch.setitem(sys.modules, "folder_paths", types.SimpleNamespace(get_input_directory=lambda: str(inputs)))
-    monkeypatch.setitem(sys.modules, "aiohttp", types.SimpleNamespace(web=types.SimpleNamespace(middleware=lambda f: f)))
-    monkeypatch.setitem(sys.modules, "server", types.SimpleNamespace(PromptServer=types.SimpleNamespace(
-        instance=types.SimpleNamespace(app=app))))
-    comfy.install_example_inputs_on_first_request()
-    assert not inputs.exists() and len(app.middlewares) == 1
-    seen = []
-
-    async def handler(request):
-        seen.append((inputs / "mtv_example.wav").is_file())
-        return request
-
-    (install_first,) = app.middlewares
-    assert asyncio.run(install_first("the page", handler)) == "the page"
     (inputs / "mtv_example.wav").unlink()
-    asyncio.run(install_first("/object_info", handler))
-    assert seen == [True, False]  # copied before the first answer, once
+    MTVLoadAudio.INPUT_TYPES()
+    assert not (inputs / "mtv_example.wav").exists()  # once per server: a file the user deleted stays deleted
 
 
-def test_the_template_list_puts_the_demo_first_and_leaves_other_packs_alone():
-    listing = {"comfyui-mtv": ["MTV Talking character", "MTV Demo - built-in model, nothing to download", "MTV Music mood"],
-               "other-pack": ["b", "a"]}
-    ordered = comfy.demo_first(listing)
-    assert ordered["comfyui-mtv"] == ["MTV Demo - built-in model, nothing to download", "MTV Music mood", "MTV Talking character"]
-    assert ordered["other-pack"] == ["b", "a"]
-    assert comfy.demo_first(["not", "a", "mapping"]) == ["not", "a", "mapping"]
+def test_importing_the_pack_copies_nothing_and_adds_no_server_middleware(tmp_path):
+    code = f"""
+import sys, types
+app = types.SimpleNamespace(middlewares=[], router=None)
+sys.modules["server"] = types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=types.SimpleNamespace(app=app)))
+sys.modules["folder_paths"] = types.SimpleNamespace(
+    get_input_directory=lambda: {str(tmp_path / "input")!r}, models_dir={str(tmp_path / "models")!r},
+    folder_names_and_paths={{}})
+import nodes
+assert app.middlewares == [], app.middlewares
+print(sorted(sys.modules["folder_paths"].folder_names_and_paths))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["['demucs']"]  # the model folder it adds, and nothing written
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_template_sorts_first_by_name():
+    """ComfyUI serves a pack's templates in directory order; its template browser sorts them A-Z on request."""
+    titles = sorted((p.stem for p in (ROOT / "workflows").glob("*.json")), key=str.casefold)
+    assert titles[0].startswith(comfy.DEMO_WORKFLOW_PREFIX) and len(titles) == 8
 
 
 def test_comfy_audio_round_trip():
@@ -272,7 +296,7 @@ def test_mtv_decode_moves_the_bar_per_decoder_slice_and_stops_on_cancel(sampler_
             raise Cancelled  # what comfy.model_management raises when the user presses Cancel
 
     StandInProgressBar.moves = []
-    monkeypatch.setattr(comfy, "interrupt_check", lambda: cancel_after_two_slices)
+    monkeypatch.setattr(sampling, "interrupt_check", lambda: cancel_after_two_slices)
     with pytest.raises(Cancelled):
         MTVDecode().decode(vae, latents, 0)
     assert StandInProgressBar.moves == [(0, 6, None), (1, 6, None), (2, 6, None)]

@@ -23,8 +23,10 @@ from mtv_core.pipeline.memory import (
     render_working_bytes,
     vae_decode_bytes,
 )
-from mtv_core.pipeline.text import PromptTruncatedWarning, load_text_encoder
+from mtv_core.checkpoints import load_text_encoder
+from mtv_core.text import PromptTruncatedWarning
 from nodes import comfy_adapter as comfy
+from nodes import model_management as management
 from nodes.conditioning import MTVApply, MTVTextEncode
 from nodes.loaders import NO_T5, MTVModelLoader, MTVVAEAndT5Loader, MTVWav2VecLoader, auto_block_swap
 
@@ -90,13 +92,13 @@ def model_management(monkeypatch):
     monkeypatch.setitem(sys.modules, "comfy", package)
     monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
     monkeypatch.setitem(sys.modules, "comfy.model_patcher", package.model_patcher)
-    comfy._module_patcher_type.cache_clear()
+    management._module_patcher_type.cache_clear()
     yield mm
-    comfy._module_patcher_type.cache_clear()
+    management._module_patcher_type.cache_clear()
 
 
 def patcher(module):
-    return getattr(module, comfy.PATCHER_ATTRIBUTE)
+    return getattr(module, management.PATCHER_ATTRIBUTE)
 
 
 def demo_graph(work_folder="mtv_segments/comfy_models"):
@@ -144,7 +146,7 @@ def test_the_transformer_registers_only_what_comfyui_moves_and_counts(model_mana
 
 def test_loaded_size_counts_only_the_tensors_on_comfyuis_device(model_management):
     module = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 4))
-    comfy.manage(module, exclude=(module[1],))
+    management.manage(module, exclude=(module[1],))
     module[0].to("meta")  # a stand-in for "on another device" (our own code moved it)
     assert patcher(module).model_size() == module_bytes(module[0])
     assert patcher(module).loaded_size() == 0 and patcher(module).current_loaded_device() == torch.device("cpu")
@@ -155,10 +157,10 @@ def test_vae_t5_and_wav2vec_are_registered_and_nothing_is_without_comfyui(model_
     (wav2vec,) = MTVWav2VecLoader().load(DEMO)
     for module in (vae, t5.encoder, wav2vec.model):
         assert patcher(module).model_size() == module_bytes(module)
-    monkeypatch.setattr(comfy, "_model_management", lambda: None)  # as when `import comfy` fails
+    monkeypatch.setattr(management, "_model_management", lambda: None)  # as when `import comfy` fails
     bare_vae, bare_t5 = MTVVAEAndT5Loader().load(DEMO, DEMO, "fp32")
-    assert not hasattr(bare_vae, comfy.PATCHER_ATTRIBUTE) and not hasattr(bare_t5.encoder, comfy.PATCHER_ATTRIBUTE)
-    assert comfy.use_models([bare_vae]) is False
+    assert not hasattr(bare_vae, management.PATCHER_ATTRIBUTE) and not hasattr(bare_t5.encoder, management.PATCHER_ATTRIBUTE)
+    assert management.use_models([bare_vae]) is False
 
 
 def test_block_swap_auto_keeps_the_fewest_blocks_in_cpu_memory_that_make_room(model_management):
@@ -238,7 +240,7 @@ def test_the_t5_folder_is_optional_in_the_loader_and_a_single_t5_file_points_to_
     models, _, _ = comfy_env
     assert MTVVAEAndT5Loader.INPUT_TYPES()["required"]["t5_name"][0][-1] == NO_T5
     vae, t5 = MTVVAEAndT5Loader().load("cogvideox5b_vae.safetensors", NO_T5, "auto")
-    assert t5 is None and MTVVAEAndT5Loader.IS_CHANGED("cogvideox5b_vae.safetensors", NO_T5)
+    assert t5 is None and MTVVAEAndT5Loader.IS_CHANGED(vae_name="cogvideox5b_vae.safetensors", t5_name=NO_T5)
     (models / "text_encoders" / "t5xxl_fp16.safetensors").write_bytes(b"core's single file")
     try:
         with pytest.raises(ModelFileError, match="t5_name.*single-file T5.*Load CLIP \\(type sd3\\).*'clip' input"):

@@ -61,24 +61,18 @@ def demo_example_seconds() -> float:
     return load_audio(EXAMPLE_AUDIO).duration
 
 
-def test_single_model_refuses_second_speaker(comfy_env):
-    graph = load("mtv_talking_character")
-    graph["6"]["inputs"]["speaker_ranges"] = "0-1.5:1, 1.5-3:2"
-    with pytest.raises(MTVError, match="MST-ControlNet Apply: input 'mtv_model' is a single-speaker model.*load the multi model"):
-        run_workflow(graph)
-
-
-def test_multi_model_needs_a_second_speaker(comfy_env):
-    graph = load("mtv_two_person_conversation")
-    graph["6"]["inputs"]["speaker_ranges"] = ""
-    with pytest.raises(MTVError, match=r"MST-ControlNet Apply: input 'audio_features' has no \['speech2'\].*speaker_ranges"):
-        run_workflow(graph)
-
-
-def test_missing_model_file_names_the_folder(comfy_env):
-    graph = load("mtv_talking_character")
-    graph["1"]["inputs"]["model_name"] = "mtv_single_bf16.safetensors"
-    with pytest.raises(MTVError, match="mtv_single_bf16.safetensors' not found in .*diffusion_models"):
+@pytest.mark.parametrize("workflow, node, name, value, message", [
+    ("mtv_talking_character", "6", "speaker_ranges", "0-1.5:1, 1.5-3:2",
+     "MST-ControlNet Apply: input 'mtv_model': .*is a single-speaker model.*load the multi model"),
+    ("mtv_two_person_conversation", "6", "speaker_ranges", "",
+     r"MST-ControlNet Apply: input 'audio_features': .*\['speech2'\] were not given.*speaker_ranges"),
+    ("mtv_talking_character", "1", "model_name", "mtv_single_bf16.safetensors",
+     "mtv_single_bf16.safetensors' not found in .*diffusion_models"),
+], ids=["single model, second speaker", "multi model, no second speaker", "missing model file"])
+def test_a_graph_that_cannot_run_names_the_node_and_input(comfy_env, workflow, node, name, value, message):
+    graph = load(workflow)
+    graph[node]["inputs"][name] = value
+    with pytest.raises(MTVError, match=message):
         run_workflow(graph)
 
 
