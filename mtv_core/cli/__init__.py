@@ -15,7 +15,7 @@ COMMANDS = {
     "features": ("mtv_core.cli.features", "encode stems with wav2vec2 as MTV expects"),
     "generate": ("mtv_core.cli.generate", "make a video from audio and a prompt"),
     "models": ("mtv_core.cli.models", "fetch the official models by name into ComfyUI's models folder, or list them"),
-    "queue": ("mtv_core.cli.queue", "run an API-format workflow on a ComfyUI server and download its outputs"),
+    "queue": ("mtv_queue.cli", "run an API-format workflow on a ComfyUI server and download its outputs"),
 }
 
 

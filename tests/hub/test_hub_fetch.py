@@ -109,7 +109,7 @@ def test_a_full_disk_is_refused_before_anything_is_written(mtv_hub, tmp_path, mo
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(ConfigError, match=r"not enough disk space in .*: fetching single needs .* MB \(downloads and "
-                                          r"converted files\) but 0 MB is free; free some space or choose another --dest"):
+                                          r"converted files\) but 0 MB is free; free some space or choose another models folder"):
         fetch_models(["single"], folders(tmp_path), say=lambda line: None)
     assert mtv_hub.ranges(MTV_FILE) == [] and not (tmp_path / "models").exists()
 

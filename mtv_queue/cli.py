@@ -1,11 +1,12 @@
 """`python -m mtv_core queue`: run an API-format workflow on a ComfyUI server, or a jobs file on several.
 
-The command is the mtv_queue application's (its options, its run); this module hands over to it, and says what to
-install when the packages it talks to servers through are missing."""
+The library's command line lists this module by name; it takes the options (argparse only, so the help needs no
+other package) and hands the run over, saying what to install when the packages it talks to servers through are
+missing."""
 
-from mtv_queue.options import add_arguments  # argparse only: the help needs no other package
+from mtv_core.errors import ConfigError
 
-from ..errors import ConfigError
+from .options import add_arguments
 
 __all__ = ["add_arguments", "run"]
 
@@ -14,7 +15,7 @@ QUEUE_PACKAGES = {"requests": "requests", "urllib3": "urllib3", "websocket": "we
 
 def run(args) -> int:
     try:
-        from mtv_queue.command import run as run_queue
+        from .command import run as run_queue
     except ModuleNotFoundError as error:
         if error.name not in QUEUE_PACKAGES:
             raise
