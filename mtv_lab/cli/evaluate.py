@@ -11,6 +11,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static", action="store_true", help="add a row for the first frame held still (the floor)")
     parser.add_argument("--out", required=True, help="folder for report.json and plots/")
     parser.add_argument("--no-plots", action="store_true", help="skip the per-clip PNGs")
+    parser.add_argument("--long-form", action="store_true",
+                        help="also measure over time: every metric per window, flicker at latent boundaries and segment "
+                             "seams, colour drift, the audio-visual offset at start and end, mouths at rest")
+    parser.add_argument("--window-seconds", type=float, default=4.0, help="--long-form: window length")
+    parser.add_argument("--offset-seconds", type=float, default=10.0,
+                        help="--long-form: how much of the start and of the end the offset is measured on")
 
 
 def parse_variants(items: list[str]) -> dict[str, str]:
@@ -32,11 +38,15 @@ def run(args) -> int:
 
     from mtv_core.errors import ConfigError
 
+    from ..evaluation.longform_report import evaluate_long_form, format_long_form, long_form_report
     from ..evaluation.measures import evaluate_clip
     from ..evaluation.report import format_table, plot_clip, summarise, write_report
     from ..evaluation.videos import clip_audio, clip_frames, read_frames
     from ..world import world_clips
 
+    if args.long_form and min(args.window_seconds, args.offset_seconds) <= 0:
+        raise ConfigError(f"--window-seconds {args.window_seconds:g} and --offset-seconds {args.offset_seconds:g} must be "
+                          "positive; use e.g. 4 and 10")
     world, out = Path(args.world), Path(args.out)
     specs = world_clips(world)
     sources = {name: Path(folder) for name, folder in parse_variants(args.videos).items()}
@@ -55,18 +65,27 @@ def run(args) -> int:
                               "name each generated video after the world clip it was made from")
     out.mkdir(parents=True, exist_ok=True)
     audio = {spec.name: clip_audio(world, spec) for spec in specs}
-    results = {}
+    results, long_form = {}, {}
     for variant, load in loaders.items():
-        results[variant] = {}
+        results[variant], long_form[variant] = {}, {}
         for spec in specs:
             if variant in sources and not (sources[variant] / f"{spec.name}.mp4").is_file():
                 print(f"  {variant}: no {spec.name}.mp4, skipped")
                 continue
-            evaluation = evaluate_clip(load(spec), audio[spec.name], spec.sample_rate, spec)
+            frames = load(spec)
+            evaluation = evaluate_clip(frames, audio[spec.name], spec.sample_rate, spec)
             results[variant][spec.name] = evaluation
+            if args.long_form:
+                truth = read_frames(world / f"{spec.name}.mp4")[0]
+                long_form[variant][spec.name] = evaluate_long_form(frames, truth, audio[spec.name], spec,
+                                                                   args.window_seconds, args.offset_seconds)
             if not args.no_plots:
                 plot_clip(out / "plots" / variant / f"{spec.name}.png", spec, audio[spec.name], spec.sample_rate, evaluation, variant)
     rows = summarise(results)
     print(format_table(rows))
-    print(f"wrote {write_report(out, results, rows)}")
+    extra = {}
+    if args.long_form:
+        print("\n" + format_long_form(long_form))
+        extra["long_form"] = long_form_report(long_form)
+    print(f"wrote {write_report(out, results, rows, extra)}")
     return 0

@@ -211,7 +211,7 @@ def attributes(frames: np.ndarray, spec: ClipSpec, openings: np.ndarray) -> dict
     resting = ~lifted(spec.effect_onsets, len(frames))
     still = np.median(frames[resting] if resting.any() else frames, axis=0).astype(np.uint8)
     checks = {"persons": (person_count(still, spec), len(spec.persons))}
-    if len(spec.persons) == 2:
+    if len(spec.persons) == 2 and any(spec.speech_envelope):  # who speaks shows only while someone does
         checks["speaker"] = (measured_speaker(openings), spec.speaker)
     if spec.object:
         colour = object_colour(still, spec)

@@ -27,10 +27,9 @@ def summarise(results: dict[str, dict[str, dict]]) -> dict[str, dict]:
     return rows
 
 
-def format_table(rows: dict[str, dict]) -> str:
-    columns = [*METRICS, "clips"]
-    width = max(len("variant"), *(len(name) for name in rows))
-    lines = ["  ".join(["variant".ljust(width), *(column.rjust(len(column)) for column in columns)])]
+def format_table(rows: dict[str, dict], columns=(*METRICS, "clips"), label: str = "variant") -> str:
+    width = max(len(label), *(len(name) for name in rows))
+    lines = ["  ".join([label.ljust(width), *(column.rjust(len(column)) for column in columns)])]
     for name, row in rows.items():
         cells = [_cell(row[column], len(column)) for column in columns]
         lines.append("  ".join([name.ljust(width), *cells]))
@@ -43,13 +42,14 @@ def _cell(value, width: int) -> str:
     return str(value).rjust(width) if isinstance(value, int) else f"{value:.3f}".rjust(width)
 
 
-def write_report(out: Path, results: dict[str, dict[str, dict]], rows: dict[str, dict]) -> Path:
+def write_report(out: Path, results: dict[str, dict[str, dict]], rows: dict[str, dict], extra: dict | None = None) -> Path:
+    """report.json: the table, each clip's metrics and attributes, and any `extra` top-level entries."""
     per_clip = {variant: {name: {"metrics": clip["metrics"],
                                  "attributes": {key: list(pair) for key, pair in clip["signals"]["attributes"].items()}}
                           for name, clip in clips.items()}
                 for variant, clips in results.items()}
     path = Path(out) / REPORT
-    path.write_text(json.dumps({"table": rows, "clips": per_clip}, indent=1, default=_plain))
+    path.write_text(json.dumps({"table": rows, "clips": per_clip, **(extra or {})}, indent=1, default=_plain))
     return path
 
 

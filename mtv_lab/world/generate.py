@@ -31,9 +31,9 @@ from .scene import (
     WorldSettings,
     background_boxes,
     closeup_person,
+    draw_frames,
     mouth_heights,
     object_at,
-    render,
     small_person,
 )
 
@@ -117,6 +117,8 @@ def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, 
         stems[EFFECTS] = sounds.effects(rng, onsets, frames, fps)
     if mood:
         stems[MUSIC] = sounds.music(rng, mood, frames, fps)
+    if persons and settings.speech_pauses:  # drawn last: the other sounds stay as without pauses
+        stems[SPEECH], envelope = sounds.with_pauses(rng, stems[SPEECH], envelope, fps)
     caption = build_caption(fields["conversation"], fields["scene"], fields.get("person1"), fields.get("person2"), fields.get("speaker", 1))
     spec = ClipSpec(
         name=clip_name(index, kind), kind=kind, frames=frames, fps=fps, height=settings.height, width=settings.width,
@@ -162,7 +164,7 @@ def write_clip(folder: Path, spec: ClipSpec, stems: dict[str, np.ndarray]) -> Pa
     video = folder / f"{spec.name}.mp4"
     for name, samples in stems.items():
         save_wav(folder / f"{spec.name}_{name}.wav", Waveform(torch.from_numpy(samples)[None], spec.sample_rate))
-    write_mp4(video, torch.from_numpy(render(spec)), spec.fps, torch.from_numpy(mix(stems))[None], spec.sample_rate)
+    write_mp4(video, torch.from_numpy(draw_frames(spec)), spec.fps, torch.from_numpy(mix(stems))[None], spec.sample_rate)
     (folder / f"{spec.name}.json").write_text(json.dumps(truth_dict(spec), indent=1))
     return video
 

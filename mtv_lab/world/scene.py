@@ -45,6 +45,7 @@ class WorldSettings:
     width: int = 96
     kinds: tuple[str, ...] = KINDS  # clip i has kind kinds[i % len(kinds)]
     quiet_events: bool = False  # sound-event clips get a silent stretch, or (a quarter of them) no hit at all
+    speech_pauses: bool = False  # speech stops for 1.5-4 s after every 3-8 s (long clips: mouths must rest)
 
     def validate(self) -> "WorldSettings":
         checks = [
@@ -244,7 +245,7 @@ def mouth_heights(spec: ClipSpec, person: Person) -> np.ndarray:
     return closed + envelope * (largest - closed)
 
 
-def render(spec: ClipSpec) -> np.ndarray:
+def draw_frames(spec: ClipSpec) -> np.ndarray:
     """All frames, (frames, height, width, 3) uint8."""
     base = static_canvas(spec)
     up = lifted(spec.effect_onsets, spec.frames)

@@ -37,6 +37,24 @@ def speech(rng: np.random.Generator, frames: int, fps: float, rate: int = SAMPLE
     return _normalised(samples, SPEECH_PEAK), frame_envelope(envelope, frames, fps, rate)
 
 
+def with_pauses(rng: np.random.Generator, samples: np.ndarray, envelope: np.ndarray, fps: float, rate: int = SAMPLE_RATE,
+                talk=(3.0, 8.0), pause=(1.5, 4.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Speech that stops: after `talk` seconds (drawn in the range) a pause of `pause` seconds, again and again.
+    Each pause starts and ends on a frame already silent, so no syllable is cut; samples and the per-frame
+    envelope go silent together."""
+    samples, envelope = samples.copy(), envelope.copy()
+    silent = np.flatnonzero(envelope == 0)
+    frame = rng.uniform(*talk) * fps
+    while (candidates := silent[silent >= frame]).size:
+        start = int(candidates[0])
+        later = silent[silent >= start + rng.uniform(*pause) * fps]
+        stop = int(later[0]) if later.size else len(envelope)
+        envelope[start:stop] = 0.0
+        samples[int(round(start / fps * rate)):int(round(stop / fps * rate))] = 0.0
+        frame = stop + rng.uniform(*talk) * fps
+    return samples, envelope
+
+
 def _voiced(rng: np.random.Generator, count: int, rate: int) -> np.ndarray:
     """A glottal-like tone: gliding pitch, ten harmonics weighted by a vowel-like formant."""
     pitch = rng.uniform(110, 220) * np.linspace(1.05, 0.95, count)

@@ -15,7 +15,7 @@ from mtv_lab.cli import main
 from mtv_lab.evaluation import av_align, av_align_score, evaluate_clip
 from mtv_lab.evaluation.av_align import local_maxima
 from mtv_lab.evaluation.measures import effect_scores, hop_starts, region_sync
-from mtv_lab.world import WorldSettings, make_clip, render
+from mtv_lab.world import WorldSettings, draw_frames, make_clip
 from mtv_lab.world.generate import mix
 
 FPS, RATE = 24, 16000
@@ -59,7 +59,7 @@ def test_region_sync_ranks_the_truth_above_the_same_motion_out_of_time():
     settings = WorldSettings(seed=3, clips=5, frames=96)
     for index in (0, 3):  # a close-up face, a hopping object
         spec, stems = make_clip(index, settings)
-        frames, audio = render(spec), mix(stems)
+        frames, audio = draw_frames(spec), mix(stems)
         in_time = region_sync(frames, audio, spec.sample_rate, spec)
         late = region_sync(np.concatenate([frames[:1].repeat(12, axis=0), frames[:-12]]), audio, spec.sample_rate, spec)
         still = region_sync(frames[:1].repeat(len(frames), axis=0), audio, spec.sample_rate, spec)
@@ -83,7 +83,7 @@ def test_soft_noisy_frames_are_still_measured():
     noise = np.random.default_rng(0)
     for index in range(5):
         spec, stems = make_clip(index, settings)
-        soft = np.stack([cv2.GaussianBlur(frame, (0, 0), 1.5) for frame in render(spec)]).astype(np.float32)
+        soft = np.stack([cv2.GaussianBlur(frame, (0, 0), 1.5) for frame in draw_frames(spec)]).astype(np.float32)
         noisy = np.clip(soft + noise.normal(0, 6, soft.shape), 0, 255).astype(np.uint8)
         metrics = evaluate_clip(noisy, mix(stems), spec.sample_rate, spec)["metrics"]
         assert metrics["attribute_accuracy"] == 1.0, spec.name
@@ -93,7 +93,7 @@ def test_soft_noisy_frames_are_still_measured():
 
 def test_mismatched_frames_audio_and_fps_are_refused(world, tmp_path, capsys):
     spec, stems = make_clip(0, WorldSettings(seed=3, clips=1, frames=60))
-    frames, audio = render(spec), mix(stems)
+    frames, audio = draw_frames(spec), mix(stems)
     with pytest.raises(ConfigError, match="the video has 55 frames but its audio and truth have 60 .*generate exactly 60 frames"):
         evaluate_clip(frames[:55], audio, spec.sample_rate, spec)
     with pytest.raises(AudioInputError, match=r"the audio lasts 1.250 s but the video 2.500 s"):

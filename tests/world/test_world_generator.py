@@ -10,7 +10,7 @@ from world_test_settings import SETTINGS
 from mtv_core.audio import load_audio
 from mtv_core.errors import ConfigError
 from mtv_lab.evaluation.videos import read_frames
-from mtv_lab.world import KINDS, WorldSettings, load_truth, make_clip, render, truth_dict, world_clips, write_world
+from mtv_lab.world import KINDS, WorldSettings, draw_frames, load_truth, make_clip, truth_dict, world_clips, write_world
 
 
 def test_same_seed_same_clip_and_other_seed_other_clip():
@@ -19,7 +19,7 @@ def test_same_seed_same_clip_and_other_seed_other_clip():
         (first, first_stems), (second, second_stems) = make_clip(index, settings), make_clip(index, settings)
         assert truth_dict(first) == truth_dict(second)
         assert all(np.array_equal(first_stems[name], second_stems[name]) for name in first_stems)
-        assert np.array_equal(render(first), render(second))
+        assert np.array_equal(draw_frames(first), draw_frames(second))
     other, _ = make_clip(2, WorldSettings(seed=8, clips=5, frames=56))
     assert truth_dict(other) != truth_dict(make_clip(2, settings)[0])
 
@@ -30,7 +30,7 @@ def test_world_files_decode_back_to_what_was_drawn(world):
     for spec in specs:
         frames, fps = read_frames(world / f"{spec.name}.mp4")
         assert fps == 24 and frames.shape == (60, 64, 96, 3)
-        error = float(np.abs(frames.astype(int) - render(spec).astype(int)).mean())
+        error = float(np.abs(frames.astype(int) - draw_frames(spec).astype(int)).mean())
         assert error < 6, f"{spec.name}: decoded frames differ from the drawing by {error:.1f} levels"  # H.264 + YUV rounding
         mix = load_audio(world / f"{spec.name}.mp4")
         assert abs(mix.duration - 2.5) < 0.05 and mix.samples.abs().max() > 0.1
@@ -106,7 +106,7 @@ def test_music_sets_the_wall_in_every_kind_but_sound_events():
             assert spec.mood is None and loud == 0.0, spec.name
             continue
         assert spec.mood in ("major", "minor") and loud > 0.1, spec.name
-        warmth = background_warmth(render(spec), spec)
+        warmth = background_warmth(draw_frames(spec), spec)
         assert abs(warmth) > 50 and (warmth > 0) == (spec.mood == "major"), (spec.name, warmth)
 
 
@@ -118,7 +118,7 @@ def test_the_object_hops_at_each_onset_and_lands_a_fixed_time_later():
 
     spec, _ = make_clip(3, WorldSettings(seed=3, clips=4, frames=72))
     assert spec.kind == "sound_event" and len(spec.effect_onsets) >= 2
-    moves = np.flatnonzero(object_change(render(spec), spec) > 1.0).tolist()
+    moves = np.flatnonzero(object_change(draw_frames(spec), spec) > 1.0).tolist()
     assert moves == sorted(frame for onset in spec.effect_onsets for frame in (onset, onset + HOP_FRAMES) if frame < 72)
 
 
@@ -136,5 +136,5 @@ def test_quiet_events_leave_sound_event_clips_a_silent_stretch_where_nothing_hop
         without_hits += not spec.effect_onsets
         assert np.diff([0, *spec.effect_onsets, spec.frames]).max() >= 30, spec.effect_onsets
         if not spec.effect_onsets:
-            assert not np.any(stems["effects"]) and not np.any(object_change(render(spec), spec) > 1.0)
+            assert not np.any(stems["effects"]) and not np.any(object_change(draw_frames(spec), spec) > 1.0)
     assert 0 < without_hits < 12
