@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from mtv_core.audio import add_second_speaker, encode_stems, load_audio, probe_audio, split_speakers, stems_from_waveforms
+import logging
+
+from mtv_core.audio import (
+    add_second_speaker,
+    encode_stems,
+    load_audio,
+    probe_audio,
+    split_found_speakers,
+    split_speakers,
+    stems_from_waveforms,
+)
+from mtv_core.audio.speakers import is_auto
 from mtv_core.errors import AudioInputError, MTVError
 from mtv_core.fileio import file_sha256
 from mtv_core.spec import EFFECTS, MUSIC, SPEECH, STEMS
@@ -65,13 +76,17 @@ def _stem_outputs(stems):
 
 
 def _with_second_speaker(stems, speaker_ranges: str, second_speaker):
+    if is_auto(speaker_ranges):
+        stems, found = split_found_speakers(stems)
+        logging.info("[MTV] speakers: %s", found.summary())
+        return stems
     if speaker_ranges.strip():
         return split_speakers(stems, speaker_ranges)
     return stems if second_speaker is None else add_second_speaker(stems, from_comfy_audio(second_speaker))
 
 
 _SPEAKER_INPUTS = {
-    "speaker_ranges": ("STRING", {"default": "", "tooltip": "Two speakers in one speech stem: who speaks when, e.g. '0-2.5:1, 2.5-5:2' (seconds:speaker). Empty: one speaker."}),
+    "speaker_ranges": ("STRING", {"default": "", "tooltip": "Two speakers in one speech stem: who speaks when, e.g. '0-2.5:1, 2.5-5:2' (seconds:speaker), or 'auto' to find them (needs pip install \"comfyui-mtv[speakers]\"; the ranges found go to the console log, to copy here and correct). Empty: one speaker."}),
     "second_speaker": ("AUDIO", {"tooltip": "Or the second speaker's own recording (for the multi model)."}),
 }
 

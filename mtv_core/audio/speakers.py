@@ -1,4 +1,5 @@
-"""A second speaker: its own file, or the speech stem split by time ranges ("0-2.5:1, 2.5-5:2")."""
+"""A second speaker: its own file, or the speech stem split by time ranges ("0-2.5:1, 2.5-5:2"), given by hand or
+found by `diarize` (asked for with the word "auto" where ranges are taken)."""
 
 import re
 from dataclasses import replace
@@ -11,6 +12,7 @@ from .io import Waveform, load_audio
 from .resample import resample
 from .stems import Stems, align_streams
 
+AUTO = "auto"  # instead of ranges: find the speakers in the speech
 RAMP_SECONDS = 0.005  # short fades at range edges, so a cut does not become a click
 _RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*:\s*([12])\s*$")
 
@@ -31,6 +33,16 @@ def parse_speaker_ranges(text: str) -> list:
         if start < end:
             raise ConfigError(f"speaker ranges overlap at {start} s; give each moment to one speaker.")
     return ranges
+
+
+def is_auto(text: str) -> bool:
+    """Whether speaker ranges text asks for the speakers to be found instead."""
+    return text.strip().lower() == AUTO
+
+
+def format_speaker_ranges(ranges) -> str:
+    """The text form `parse_speaker_ranges` reads: "0.00-2.50:1, 2.50-5.00:2" (seconds to the hundredth)."""
+    return ", ".join(f"{start:.2f}-{end:.2f}:{speaker}" for start, end, speaker in ranges)
 
 
 def split_speakers(stems: Stems, ranges) -> Stems:

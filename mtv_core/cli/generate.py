@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument(f"--{SPEECH2}", help="the second speaker's speech, for the two-speaker (multi) model")
     models.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="an MTV LoRA (python -m trainer --train lora) at a strength (default 1); repeat to stack")
-    models.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
+    speakers = models.add_mutually_exclusive_group()
+    speakers.add_argument("--speaker-ranges", default="", help="two speakers in one speech track: '0-2.5:1, 2.5-5:2' (seconds:speaker)")
+    speakers.add_argument("--speakers", choices=("auto",),
+                          help="auto: find the two speakers in the speech track (pip install \"comfyui-mtv[speakers]\"); "
+                               "prints the ranges found, to correct by hand with --speaker-ranges")
 
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=30, help="sampler steps (official: 20, 30 or 50)")
@@ -160,7 +164,7 @@ def build_job(args):
                              fp8=args.fp8, vae_tile_latents=args.vae_tile, compile=args.compile),
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
         work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments,
-        speaker_ranges=args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS},
+        speaker_ranges=args.speakers or args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS},
         parallel=args.parallel)
 
 

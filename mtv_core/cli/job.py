@@ -6,6 +6,7 @@ import gc
 import hashlib
 import json
 import shutil
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from .. import lora
 from ..audio import probe_audio
 from ..audio.demix import STEM_FILES, demix_to_files
 from ..audio.features import AudioFeatures, encode_stem_files
+from ..audio.diarize import diarize_file, require_speaker_models
 from ..audio.io import iter_audio_blocks
-from ..audio.speakers import parse_speaker_ranges
+from ..audio.speakers import format_speaker_ranges, is_auto, parse_speaker_ranges
 from ..checkpoints import (
     file_identity,
     load_demixer,
@@ -35,10 +37,11 @@ from ..pipeline.prompt_schedule import PromptSchedule
 from ..pipeline.session import RenderRequest, RenderSession
 from ..pipeline.streams import check_streams_fit, stream_strengths
 from ..pipeline.video import check_writable
-from ..spec import MAX_STRENGTH, SPEECH2, STEMS, STREAMS
+from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STEMS, STREAMS
 
-GIVE_SECOND = "pass --speech2 FILE (a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2'"
-DROP_SECOND = "pass the multi model with --model, or leave out --speech2 and --speaker-ranges"
+GIVE_SECOND = ("pass --speech2 FILE (a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2' "
+               "(or --speakers auto to find them)")
+DROP_SECOND = "pass the multi model with --model, or leave out --speech2, --speaker-ranges and --speakers"
 
 
 @dataclass
@@ -64,7 +67,7 @@ class GenerationJob:
     work_dir: Path | None = None  # finished segments; default: next to the output
     dtype: torch.dtype = torch.float32
     keep_segments: bool = False
-    speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
+    speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker), or "auto": found
     strengths: dict = field(default_factory=dict)  # stream -> 0 (its null input) .. MAX_STRENGTH; the second speaker follows speech
     parallel: str = "auto"  # how processes started by torchrun share the work: auto or "ulysses=U,branches=B"
 
@@ -118,9 +121,14 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
         job.config.cache.check_blocks(model_config["num_layers"])
     _check_loras(job.config.loras, model_path)
     if job.speaker_ranges:
-        parse_speaker_ranges(job.speaker_ranges)
+        if is_auto(job.speaker_ranges):
+            require_speaker_models()
+            if not files.demixer and SPEECH not in files.streams:
+                raise ConfigError("--speakers auto needs a speech track; pass --demixer FILE or the speech stem with --speech")
+        else:
+            parse_speaker_ranges(job.speaker_ranges)
         if SPEECH2 in files.streams:
-            raise ConfigError("give either --speech2 FILE or --speaker-ranges, not both")
+            raise ConfigError("give either --speech2 FILE or --speaker-ranges / --speakers auto, not both")
     for name, value in job.strengths.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_STRENGTH:
             raise ConfigError(f"{name} strength {value!r} is out of range; use a number in 0..{MAX_STRENGTH:g} (1 = as trained)")
@@ -182,6 +190,18 @@ def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
         files[name] = Path(path)
         flags.pop(name, None)
     return files, flags
+
+
+def with_found_speakers(job: GenerationJob, files: dict) -> GenerationJob:
+    """With speaker ranges "auto": the job with the ranges found in the speech stem, printed so that they can be
+    corrected by hand. Without a second voice everything stays with speaker 1 (and speech2 is silence)."""
+    if not is_auto(job.speaker_ranges):
+        return job
+    found = diarize_file(files[SPEECH])
+    print(f"speakers: {found.summary()}", file=sys.stderr)
+    if found.voices:
+        print(f"to correct them, run again with --speaker-ranges '{found.text}' instead of --speakers auto", file=sys.stderr)
+    return replace(job, speaker_ranges=found.text or format_speaker_ranges([(0.0, max(found.duration, 0.01), 1)]))
 
 
 def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
@@ -274,6 +294,7 @@ def _make_video(job: GenerationJob, progress, interrupt, parallel: ParallelRun |
     work = job.segment_folder
     work.mkdir(parents=True, exist_ok=True)
     files, flags = separate(job, work)
+    job = with_found_speakers(job, files)
     features = audio_features(job, files, flags, work)
     scaled = features.scaled(stream_strengths(job.strengths, features.per_stream))
     request = RenderRequest(encode_text(job), job.schedule, scaled, audio_duration(job.audio), job.start_image)
