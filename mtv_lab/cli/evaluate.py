@@ -34,14 +34,10 @@ def parse_variants(items: list[str]) -> dict[str, str]:
 def run(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from mtv_core.errors import ConfigError
 
-    from ..evaluation.longform_report import evaluate_long_form, format_long_form, long_form_report
-    from ..evaluation.measures import evaluate_clip
-    from ..evaluation.report import format_table, plot_clip, summarise, write_report
-    from ..evaluation.videos import clip_audio, clip_frames, read_frames
+    from ..evaluation.longform_report import format_long_form, long_form_report
+    from ..evaluation.report import format_table, summarise, write_report
     from ..world import world_clips
 
     if args.long_form and min(args.window_seconds, args.offset_seconds) <= 0:
@@ -50,6 +46,27 @@ def run(args) -> int:
     world, out = Path(args.world), Path(args.out)
     specs = world_clips(world)
     sources = {name: Path(folder) for name, folder in parse_variants(args.videos).items()}
+    loaders = video_loaders(args, world, specs, sources)
+    out.mkdir(parents=True, exist_ok=True)
+    results, long_form = evaluate_variants(args, world, specs, sources, loaders, out)
+    rows = summarise(results)
+    print(format_table(rows))
+    extra = {}
+    if args.long_form:
+        print("\n" + format_long_form(long_form))
+        extra["long_form"] = long_form_report(long_form)
+    print(f"wrote {write_report(out, results, rows, extra)}")
+    return 0
+
+
+def video_loaders(args, world, specs, sources: dict) -> dict:
+    """Variant name -> a function giving a clip's frames: each --videos folder, and the truth and the still floor."""
+    import numpy as np
+
+    from mtv_core.errors import ConfigError
+
+    from ..evaluation.videos import clip_frames, read_frames
+
     if args.ground_truth or args.static:
         truth_frames = {spec.name: read_frames(world / f"{spec.name}.mp4")[0] for spec in specs}
     loaders = {name: (lambda spec, folder=folder: clip_frames(folder / f"{spec.name}.mp4", spec)) for name, folder in sources.items()}
@@ -63,7 +80,16 @@ def run(args) -> int:
         if not any((folder / f"{spec.name}.mp4").is_file() for spec in specs):
             raise ConfigError(f"--videos {name}={folder}: no mp4 named like a world clip (e.g. {specs[0].name}.mp4); "
                               "name each generated video after the world clip it was made from")
-    out.mkdir(parents=True, exist_ok=True)
+    return loaders
+
+
+def evaluate_variants(args, world, specs, sources: dict, loaders: dict, out) -> tuple[dict, dict]:
+    """Every variant's clips scored (and, with --long-form, measured over time); plots written unless --no-plots."""
+    from ..evaluation.longform_report import evaluate_long_form
+    from ..evaluation.measures import evaluate_clip
+    from ..evaluation.report import plot_clip
+    from ..evaluation.videos import clip_audio, read_frames
+
     audio = {spec.name: clip_audio(world, spec) for spec in specs}
     results, long_form = {}, {}
     for variant, load in loaders.items():
@@ -81,11 +107,4 @@ def run(args) -> int:
                                                                    args.window_seconds, args.offset_seconds)
             if not args.no_plots:
                 plot_clip(out / "plots" / variant / f"{spec.name}.png", spec, audio[spec.name], spec.sample_rate, evaluation, variant)
-    rows = summarise(results)
-    print(format_table(rows))
-    extra = {}
-    if args.long_form:
-        print("\n" + format_long_form(long_form))
-        extra["long_form"] = long_form_report(long_form)
-    print(f"wrote {write_report(out, results, rows, extra)}")
-    return 0
+    return results, long_form
