@@ -11,7 +11,8 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -24,15 +25,16 @@ from mtv_core.audio import (
     probe_audio,
     stems_from_files,
 )
+from mtv_core.audio.diarize import diarize, require_speaker_models
 from mtv_core.audio.levels import DEFAULT_SILENCE_DBFS
-from mtv_core.audio.speakers import add_second_speaker, parse_speaker_ranges, split_speakers
+from mtv_core.audio.speakers import add_second_speaker, format_speaker_ranges, is_auto, parse_speaker_ranges, split_speakers
 from mtv_core.checkpoints import load_demixer, load_text_encoder, load_vae, load_wav2vec2
 from mtv_core.errors import MTVError
 from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 from mtv_core.pipeline.keyframes import resize_and_crop
 from mtv_core.pipeline.vae import encode_frames
-from mtv_core.spec import EFFECTS, MUSIC, SPEECH2, STEMS
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH2, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
 from .errors import TrainerError
@@ -92,7 +94,7 @@ class ClipInfo:
     persons: int
     face_closeup: bool | None = None
     fields: dict = field(default_factory=dict)
-    speaker_ranges: str = ""  # who speaks when, in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker)
+    speaker_ranges: str = ""  # who speaks when, in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker), or "auto"
 
 
 # -- captions ------------------------------------------------------------------------------------
@@ -132,7 +134,10 @@ def clip_info(row: dict, where: str) -> ClipInfo:
     ranges = str(row.get("speaker_ranges") or "").strip()
     if ranges:
         try:
-            parse_speaker_ranges(ranges)
+            if is_auto(ranges):
+                require_speaker_models()  # "auto": found in the speech when the clip is prepared
+            else:
+                parse_speaker_ranges(ranges)
         except MTVError as error:
             raise TrainerError(f"{where}: speaker_ranges: {error}") from None
     return ClipInfo(caption, persons if persons is not None else persons_in_caption(caption), _flag(row.get("face_closeup")),
@@ -231,9 +236,20 @@ def check_captions_match(captions: dict, videos: list[Path], path: Path) -> None
         )
 
 
+def found_speakers(video: Path, stems) -> str:
+    """The speaker ranges `diarize` finds in the clip's speech stem (for "auto"), printed so that they can be copied
+    into the captions file and corrected; without a second voice all is speaker 1's (speech2 is silence)."""
+    found = diarize(stems.waveform(SPEECH))
+    print(f"{video.name}: speakers: {found.summary()}", file=sys.stderr)
+    if found.voices:
+        print(f"{video.name}: to correct them, write '{found.text}' instead of auto in its speaker_ranges", file=sys.stderr)
+    return found.text or format_speaker_ranges([(0.0, max(found.duration, 0.01), 1)])
+
+
 def second_speaker(video: Path, info: ClipInfo) -> str:
     """What speaker 2 comes from, as a key that changes when it does: the hash of `<clip>_speech2.wav`, a digest of
-    the captions' speaker ranges, or "" (no second speaker)."""
+    the captions' speaker ranges (for "auto", of the ranges found, so that other ranges are never taken from the
+    cache), or "" (no second speaker)."""
     path = video.with_name(video.stem + SPEECH2_SUFFIX)
     if path.is_file():
         return file_hash(path)
@@ -260,17 +276,21 @@ class Preparer:
 
     def clip_records(self, video: Path, info: ClipInfo, previous: list[ClipRecord]) -> tuple[list[ClipRecord], bool]:
         """The clip's windows, and whether they were reused from the previous run."""
-        source_hash = file_hash(video)
+        source_hash, stems = file_hash(video), None
+        if is_auto(info.speaker_ranges) and not video.with_name(video.stem + SPEECH2_SUFFIX).is_file():
+            # found on every run, so the cache key is the ranges used (costs a demix when the stems are not files)
+            stems = self._stems(video)
+            info = replace(info, speaker_ranges=found_speakers(video, stems))
         second = second_speaker(video, info)
         reused = [r for r in previous if r.source == str(video) and r.source_hash == source_hash
                   and r.caption == info.caption and r.fields.get("second_speaker") == second
                   and (self.out / r.features).is_file()]
-        records = reused or self._new_records(video, info, source_hash, second)
+        records = reused or self._new_records(video, info, source_hash, second, stems)
         for record in records:
             self._encode_missing(video, record)
         return records, bool(reused)
 
-    def _new_records(self, video: Path, info: ClipInfo, source_hash: str, second: str) -> list[ClipRecord]:
+    def _new_records(self, video: Path, info: ClipInfo, source_hash: str, second: str, stems=None) -> list[ClipRecord]:
         try:
             scenes, fps, num_frames = detect_scenes(video, self.options.scene_threshold)
         except (av.FFmpegError, ValueError, OSError) as error:
@@ -279,7 +299,7 @@ class Preparer:
         if not windows:
             longest = max((end - start for start, end in scenes), default=0)
             raise SkipClip(f"too short: longest shot {longest} frames, a window needs {CLIP_FRAMES + 2 * EDGE_FRAMES + 1}")
-        stems = with_second_speaker(self._stems(video), video, info)
+        stems = with_second_speaker(self._stems(video) if stems is None else stems, video, info)
         features = encode_stems(stems, self.encoder, fps=fps, clip_length=CLIP_FRAMES)
         features_path = f"features/{source_hash}{'-' + second[:12] if second else ''}.safetensors"
         features.save(self.out / features_path)

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demixer", action="append", default=None, help="demix INPUT with this HTDemucs file first (repeat to average)")
     parser.add_argument("--stem", choices=STEMS, help="use a single INPUT file as this stem; the others are silent")
     parser.add_argument("--speaker2", help="audio file with the second speaker")
-    parser.add_argument("--speaker-ranges", help="split the speech stem by time, e.g. '0-2.5:1, 2.5-5:2'")
+    parser.add_argument("--speaker-ranges", help="split the speech stem by time, e.g. '0-2.5:1, 2.5-5:2', or auto: find "
+                        "the two speakers in it (pip install \"comfyui-mtv[speakers]\"; prints the ranges found, to correct by hand)")
     parser.add_argument("--silence-dbfs", type=float, default=-45.0, help="stems quieter than this are encoded from silence")
     parser.add_argument("--keep-silent", action="store_true", help="encode quiet stems as they are (the official code does)")
     parser.add_argument("--cache", help="folder for cached features (keyed by audio content and settings)")
@@ -32,7 +33,9 @@ def run(args) -> int:
     import tempfile
     import time
 
+    from ..audio.diarize import require_speaker_models
     from ..audio.features import StemSource, encode_sources, file_sources
+    from ..audio.speakers import is_auto
     from ..checkpoints import load_wav2vec2
     from ..errors import ConfigError
     from .checks import check_device, check_range
@@ -42,10 +45,12 @@ def run(args) -> int:
     device = check_device(args.device)
     if args.speaker2 and args.speaker_ranges:
         raise ConfigError("give either --speaker2 or --speaker-ranges, not both.")
+    if is_auto(args.speaker_ranges or ""):
+        require_speaker_models()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtv-stems-", dir=os.path.dirname(os.path.abspath(args.out))) as scratch:
         files, flags = _stem_files(args, device, scratch)
-        sources, flags = file_sources(files, flags, args.speaker_ranges or "")
+        sources, flags = file_sources(files, flags, _speaker_ranges(args.speaker_ranges or "", files))
         if args.speaker2:
             sources[SPEECH2] = StemSource.file(args.speaker2)
         encoder = load_wav2vec2(args.wav2vec, device=device)
@@ -60,6 +65,27 @@ def run(args) -> int:
         print(f"  {name}: {reason}")
     print(f"{elapsed:.2f} s for {seconds:.2f} s of audio (real-time factor {elapsed / seconds:.3f})")
     return 0
+
+
+def _speaker_ranges(text: str, files: dict) -> str:
+    """The speaker ranges to split the speech stem by: as given, or with "auto" those `diarize` finds in it, printed
+    (as `generate` prints them) so that they can be corrected by hand. Without a second voice all is speaker 1's."""
+    import sys
+
+    from ..audio.diarize import diarize_file
+    from ..audio.speakers import format_speaker_ranges, is_auto
+    from ..errors import ConfigError
+
+    if text and SPEECH not in files:
+        raise ConfigError("--speaker-ranges needs a speech stem to split; pass a stems folder with a speech file, "
+                          "--demixer MODEL, or --stem speech")
+    if not is_auto(text):
+        return text
+    found = diarize_file(files[SPEECH])
+    print(f"speakers: {found.summary()}", file=sys.stderr)
+    if found.voices:
+        print(f"to correct them, run again with --speaker-ranges '{found.text}' instead of --speaker-ranges auto", file=sys.stderr)
+    return found.text or format_speaker_ranges([(0.0, max(found.duration, 0.01), 1)])
 
 
 def _stem_files(args, device: str, scratch: str) -> tuple[dict, dict]:
