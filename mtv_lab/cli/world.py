@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training data: each sound-event clip has a 30-59-frame silent stretch, a quarter of them no hit at all")
     parser.add_argument("--speech-pauses", action="store_true",
                         help="speech stops for 1.5-4 s after every 3-8 s of talk (long clips: mouths must rest in the pauses)")
+    parser.add_argument("--mood-change", action="store_true",
+                        help="in every clip with music the music switches once to the other mood (major <-> minor) at a time "
+                             "drawn from the middle third of the clip, and the wall colour cuts to follow it; the truth JSON "
+                             "states the frame and the new mood (mood_change)")
 
 
 def run(args) -> int:
@@ -27,7 +31,8 @@ def run(args) -> int:
     kinds = {"kinds": tuple(args.kinds)} if args.kinds else {}
     frames = args.frames if args.seconds is None else int(round(args.seconds * args.fps))
     settings = WorldSettings(seed=args.seed, clips=args.clips, frames=frames, fps=args.fps, height=args.height,
-                             width=args.width, quiet_events=args.quiet_events, speech_pauses=args.speech_pauses, **kinds)
+                             width=args.width, quiet_events=args.quiet_events, speech_pauses=args.speech_pauses,
+                             mood_change=args.mood_change, **kinds)
     specs = write_world(args.out, settings, progress=lambda spec: print(f"  {spec.name}: {spec.caption[:90]}"))
     print(f"wrote {len(specs)} clips to {args.out} (captions.csv, world.json); "
           f"next: python -m trainer prepare --clips {args.out} --captions {args.out}/captions.csv ...")

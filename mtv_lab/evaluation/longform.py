@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..world.scene import ClipSpec, lifted
+from ..world.scene import ClipSpec, lifted, mood_spans
 from .measures import crop, evaluate_clip, mouth_openings, object_region, pearson
 from .temporal import time_windows
 
@@ -19,11 +19,16 @@ SPEAKING = 0.01  # per-frame speech envelope above which the frame has speech
 # -- audio-visual offset ---------------------------------------------------------------------------
 def object_displacement(frames: np.ndarray, spec: ClipSpec) -> np.ndarray:
     """Per frame: mean absolute difference of the object's region from its look at rest (the median of the frames
-    in which the truth has it on the floor), in levels: large while the object is up."""
+    in which the truth has it on the floor, within the frame's stretch of one mood: one wall colour), in levels:
+    large while the object is up."""
     region = crop(frames, object_region(spec)).astype(np.float32)
     resting = ~lifted(spec.effect_onsets, len(frames))
-    rest_look = np.median(region[resting] if resting.any() else region, axis=0)
-    return np.abs(region - rest_look).mean(axis=(1, 2, 3))
+    displacement = np.zeros(len(frames), np.float32)
+    for start, end, _ in mood_spans(spec):
+        part, rest = region[start:end], resting[start:end]
+        rest_look = np.median(part[rest] if rest.any() else part, axis=0)
+        displacement[start:end] = np.abs(part - rest_look).mean(axis=(1, 2, 3))
+    return displacement
 
 
 def sound_and_picture(frames: np.ndarray, spec: ClipSpec) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -120,10 +125,22 @@ def resting_mouth_ratio(frames: np.ndarray, spec: ClipSpec, activity: np.ndarray
 
 
 # -- every per-clip metric, window by window -------------------------------------------------------
+def sliced_moods(spec: ClipSpec, start: int, end: int) -> dict:
+    """The mood fields of frames [start, end): a change of mood at or before `start` makes the new mood the window's
+    only one, a change at or after `end` is not in it, one inside it moves with the window's start."""
+    if not spec.mood_change:
+        return {}
+    cut, second = spec.mood_change["frame"], spec.mood_change["mood"]
+    if cut <= start:
+        return {"mood": second, "mood_change": None}
+    return {"mood_change": None if cut >= end else {"frame": cut - start, "mood": second}}
+
+
 def slice_spec(spec: ClipSpec, start: int, end: int) -> ClipSpec:
     """The truth of frames [start, end) of a clip, as if they were a clip of their own."""
     return replace(spec, frames=end - start, speech_envelope=list(spec.speech_envelope[start:end]),
-                   effect_onsets=[onset - start for onset in spec.effect_onsets if start <= onset < end])
+                   effect_onsets=[onset - start for onset in spec.effect_onsets if start <= onset < end],
+                   **sliced_moods(spec, start, end))
 
 
 def window_bounds(spec: ClipSpec, window_seconds: float) -> list[tuple[int, int]]:

@@ -18,6 +18,7 @@ from ..world.scene import (
     SKIN,
     ClipSpec,
     lifted,
+    mood_spans,
     shape_mask,
     small_person,
 )
@@ -150,13 +151,17 @@ def sound_change_per_frame(audio: np.ndarray, sample_rate: int, frames: int, fps
 def region_sync(frames: np.ndarray, audio: np.ndarray, sample_rate: int, spec: ClipSpec) -> float | None:
     """Correlation of how much the mix's sound changes with how much the truth's regions (mouths, object) move,
     both smoothed over three frames so a one-frame offset is not punished. Unlike AV-Align it ignores motion where
-    nothing should answer the sound, and it scores how much, not only whether, the picture moves with it."""
+    nothing should answer the sound, and it scores how much, not only whether, the picture moves with it. The
+    frames next to a change of mood (the wall's cut, the chord's change) are left out."""
     motion = region_motion(frames, spec)
     if motion is None:
         return None
     window = np.ones(3) / 3
     sound = np.convolve(sound_change_per_frame(audio, sample_rate, len(frames), spec.fps), window, mode="same")
-    return pearson(np.convolve(motion, window, mode="same"), sound)
+    keep = np.ones(len(frames), bool)
+    for cut in wall_cuts(spec):
+        keep[max(0, cut - 2):cut + 3] = False
+    return pearson(np.convolve(motion, window, mode="same")[keep], sound[keep])
 
 
 # -- music -> mood ---------------------------------------------------------------------------------
@@ -168,6 +173,21 @@ def background_warmth(frames: np.ndarray, spec: ClipSpec) -> float:
 
 def measured_mood(frames: np.ndarray, spec: ClipSpec) -> str:
     return "major" if background_warmth(frames, spec) > 0 else "minor"
+
+
+def mood_accuracy(frames: np.ndarray, spec: ClipSpec) -> float | None:
+    """Share of the frames under music whose stretch of one mood shows that mood: each stretch (the whole clip, or
+    the parts before and after a change of mood) is judged on its own frames. None for a clip without music."""
+    spans = [(start, end, mood) for start, end, mood in mood_spans(spec) if mood and end > start]
+    if not spans:
+        return None
+    right = sum((end - start) * (measured_mood(frames[start:end], spec) == mood) for start, end, mood in spans)
+    return float(right / sum(end - start for start, end, _ in spans))
+
+
+def wall_cuts(spec: ClipSpec) -> list[int]:
+    """Frames at which the wall changes colour with the music's mood (where every region's change shows it)."""
+    return [start for start, _, _ in mood_spans(spec)[1:]]
 
 
 # -- text -> attributes ----------------------------------------------------------------------------
@@ -188,11 +208,12 @@ def object_colour(still: np.ndarray, spec: ClipSpec) -> str:
     return min(OBJECT_COLOURS, key=lambda name: np.linalg.norm(colour - np.array(OBJECT_COLOURS[name])))
 
 
-def object_shape(still: np.ndarray, spec: ClipSpec, colour: str) -> str:
-    """The candidate shape whose mask best overlaps (IoU) the pixels nearer the object's colour than the background's."""
+def object_shape(still: np.ndarray, spec: ClipSpec, colour: str, mood: str | None = None) -> str:
+    """The candidate shape whose mask best overlaps (IoU) the pixels nearer the object's colour than the background's
+    (the wall of `mood`, by default the clip's)."""
     pixels = still.astype(np.float32)
     near_object = np.linalg.norm(pixels - np.array(OBJECT_COLOURS[colour]), axis=-1)
-    near_background = np.linalg.norm(pixels - np.array(BACKGROUNDS[spec.mood or "neutral"]), axis=-1)
+    near_background = np.linalg.norm(pixels - np.array(BACKGROUNDS[(mood or spec.mood) or "neutral"]), axis=-1)
     x0, y0, x1, y1 = spec.object.box
     inside = np.zeros(near_object.shape, bool)
     inside[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = True
@@ -207,16 +228,18 @@ def object_shape(still: np.ndarray, spec: ClipSpec, colour: str) -> str:
 
 def attributes(frames: np.ndarray, spec: ClipSpec, openings: np.ndarray) -> dict[str, tuple]:
     """name -> (measured, true) for what the caption controls, read from the median of the frames in
-    which the object (if any) should be at rest."""
+    which the object (if any) should be at rest, within the longest stretch of one mood (one wall colour)."""
+    start, end, mood = max(mood_spans(spec), key=lambda span: span[1] - span[0])
     resting = ~lifted(spec.effect_onsets, len(frames))
-    still = np.median(frames[resting] if resting.any() else frames, axis=0).astype(np.uint8)
+    resting[:start], resting[end:] = False, False
+    still = np.median(frames[resting] if resting.any() else frames[start:end], axis=0).astype(np.uint8)
     checks = {"persons": (person_count(still, spec), len(spec.persons))}
     if len(spec.persons) == 2 and any(spec.speech_envelope):  # who speaks shows only while someone does
         checks["speaker"] = (measured_speaker(openings), spec.speaker)
     if spec.object:
         colour = object_colour(still, spec)
         checks["object_colour"] = (colour, spec.object.colour)
-        checks["object_shape"] = (object_shape(still, spec, colour), spec.object.shape)
+        checks["object_shape"] = (object_shape(still, spec, colour, mood), spec.object.shape)
     return checks
 
 
@@ -253,6 +276,7 @@ def evaluate_clip(frames: np.ndarray, audio: np.ndarray, sample_rate: int, truth
     check_inputs(frames, audio, sample_rate, spec)
     openings = mouth_openings(frames, spec)
     change = object_change(frames, spec) if spec.object else np.zeros(len(frames))
+    change[wall_cuts(spec)] = 0.0  # the wall's cut to another mood is no hop
     events = visual_events(change) if spec.object else []
     checks = attributes(frames, spec, openings)
     sync = av_align(frames, audio, sample_rate, spec.fps)
@@ -261,7 +285,7 @@ def evaluate_clip(frames: np.ndarray, audio: np.ndarray, sample_rate: int, truth
         "region_sync": region_sync(frames, audio, sample_rate, spec),
         "mouth_sync": mouth_sync(frames, spec, openings),
         **effect_scores(spec.effect_onsets, events),
-        "mood_accuracy": float(measured_mood(frames, spec) == spec.mood) if spec.mood else None,
+        "mood_accuracy": mood_accuracy(frames, spec),
         "attribute_accuracy": float(np.mean([measured == true for measured, true in checks.values()])),
         "consistency": consistency(frames),
     }

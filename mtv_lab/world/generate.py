@@ -32,12 +32,14 @@ from .scene import (
     background_boxes,
     closeup_person,
     draw_frames,
+    lifted,
     mouth_heights,
     object_at,
     small_person,
 )
 
 CAPTIONS = "captions.csv"
+MOOD_CHANGE_STREAM = 1  # the mood change's generator is seeded with (seed, index, MOOD_CHANGE_STREAM)
 WORLD = "world.json"
 CAPTION_COLUMNS = ["clip", "caption", "persons", "face_closeup", "conversation", "person1", "person2", "speaker", "scene"]
 
@@ -95,6 +97,18 @@ def _object(kind: str, rng: np.random.Generator, settings: WorldSettings) -> tup
     return object_at(settings.height, x, shape, colour), {"conversation": "none", "scene": scene}
 
 
+def _mood_change(settings: WorldSettings, index: int, mood: str, onsets: list[int], music: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The clip's change to the other mood (ClipSpec.mood_change) and the music that makes it. The frame is drawn from
+    the middle third, where no hop starts or lands: the wall's cut must not pass for, or hide, a hop of the object."""
+    rng = np.random.default_rng([settings.seed, index, MOOD_CHANGE_STREAM])
+    frames, up = settings.frames, lifted(onsets, settings.frames)
+    middle = range(frames // 3, 2 * frames // 3)
+    candidates = [frame for frame in middle if up[frame - 1] == up[frame]] or list(middle)
+    frame = int(candidates[int(rng.integers(len(candidates)))])
+    second = "minor" if mood == "major" else "major"
+    return {"frame": frame, "mood": second}, sounds.changed_music(rng, music, second, frame, frames, settings.fps)
+
+
 def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, np.ndarray]]:
     """The clip's spec (its ground truth) and its three mono stems at sounds.SAMPLE_RATE."""
     kind = settings.kinds[index % len(settings.kinds)]
@@ -119,12 +133,16 @@ def make_clip(index: int, settings: WorldSettings) -> tuple[ClipSpec, dict[str, 
         stems[MUSIC] = sounds.music(rng, mood, frames, fps)
     if persons and settings.speech_pauses:  # drawn last: the other sounds stay as without pauses
         stems[SPEECH], envelope = sounds.with_pauses(rng, stems[SPEECH], envelope, fps)
+    change = None
+    if mood and settings.mood_change:  # drawn from a generator of its own: the rest of the clip stays as without it
+        change, stems[MUSIC] = _mood_change(settings, index, mood, onsets, stems[MUSIC])
     caption = build_caption(fields["conversation"], fields["scene"], fields.get("person1"), fields.get("person2"), fields.get("speaker", 1))
     spec = ClipSpec(
         name=clip_name(index, kind), kind=kind, frames=frames, fps=fps, height=settings.height, width=settings.width,
         sample_rate=sounds.SAMPLE_RATE, caption=caption, persons=persons, speaker=fields.get("speaker", 1 if persons else None),
         object=thing, mood=mood, background_boxes=background_boxes(settings.height, settings.width),
         speech_envelope=[round(float(value), 5) for value in envelope], effect_onsets=onsets, caption_fields=fields,
+        mood_change=change,
     )
     return spec, stems
 

@@ -5,7 +5,7 @@ the effect onsets, the music mood) and is also the clip's ground truth. Coordina
 boxes are (x0, y0, x1, y1) with x1/y1 exclusive.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class WorldSettings:
     kinds: tuple[str, ...] = KINDS  # clip i has kind kinds[i % len(kinds)]
     quiet_events: bool = False  # sound-event clips get a silent stretch, or (a quarter of them) no hit at all
     speech_pauses: bool = False  # speech stops for 1.5-4 s after every 3-8 s (long clips: mouths must rest)
+    mood_change: bool = False  # music (and wall) switch to the other mood once, in the middle third of the clip
 
     def validate(self) -> "WorldSettings":
         checks = [
@@ -112,6 +113,9 @@ class ClipSpec:
     speech_envelope: list[float] = field(default_factory=list)  # per frame, 0..1
     effect_onsets: list[int] = field(default_factory=list)
     caption_fields: dict = field(default_factory=dict)
+    # {"frame": F, "mood": M}: from frame F on (a hard cut of the wall; the chord crossfades over 50 ms around it)
+    # the music and the wall have mood M, before it `mood`. None: one mood throughout (and in truth JSON without it).
+    mood_change: dict | None = None
 
     @property
     def face_closeup(self) -> bool:
@@ -122,6 +126,14 @@ class ClipSpec:
         """What `trainer prepare` finds: the kind's subsets, plus visual_mood wherever music plays."""
         own = SUBSETS[self.kind]
         return own + ["visual_mood"] if self.mood and "visual_mood" not in own else own
+
+
+def mood_spans(spec: ClipSpec) -> list[tuple[int, int, str | None]]:
+    """(start, end, mood) of each stretch of frames with one mood, in order: one, or two where the music changes."""
+    if not spec.mood_change:
+        return [(0, spec.frames, spec.mood)]
+    cut = spec.mood_change["frame"]
+    return [(0, cut, spec.mood), (cut, spec.frames, spec.mood_change["mood"])]
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -247,12 +259,14 @@ def mouth_heights(spec: ClipSpec, person: Person) -> np.ndarray:
 
 def draw_frames(spec: ClipSpec) -> np.ndarray:
     """All frames, (frames, height, width, 3) uint8."""
-    base = static_canvas(spec)
+    bases = [None] * spec.frames  # per frame: the static canvas of its mood's stretch
+    for start, end, mood in mood_spans(spec):
+        bases[start:end] = [static_canvas(replace(spec, mood=mood))] * (end - start)
     up = lifted(spec.effect_onsets, spec.frames)
     mouths = [mouth_heights(spec, person) for person in spec.persons]
     frames = np.empty((spec.frames, spec.height, spec.width, 3), np.uint8)
     for index in range(spec.frames):
-        canvas = base.copy()
+        canvas = bases[index].copy()
         for person, heights in zip(spec.persons, mouths):
             (mx, my), (half_width, _) = person.mouth_centre, person.mouth_half_size
             canvas.paint(canvas.ellipse(mx, my, half_width, heights[index]), MOUTH)

@@ -1,5 +1,5 @@
 """Synthetic stems with known structure: voiced syllables (speech), percussive hits (effects), a
-sustained bright major or dark minor chord (music). Every function takes a numpy Generator, so a seed fixes the
+sustained bright major or dark minor chord (music), which may change to the other mood once. Every function takes a numpy Generator, so a seed fixes the
 sound, and returns float32 mono samples in [-1, 1] plus what the picture must follow.
 """
 
@@ -12,6 +12,7 @@ CHORD_INTERVALS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
 # subtle for a small audio encoder to hear (pooled features of the two moods overlapped), register is not.
 CHORD_ROOTS = {"major": (60, 67), "minor": (43, 50)}  # MIDI note range of the root
 CHORD_HARMONICS = {"major": (1, 2, 3, 4, 5), "minor": (1, 2)}
+CROSSFADE_SECONDS = 0.05  # a change of mood crossfades the chords over this long, centred on the change (no click)
 QUIET_START_MARGIN = 40  # a silent stretch starts at least this many frames before the clip ends
 
 
@@ -116,6 +117,15 @@ def music(rng: np.random.Generator, mood: str, frames: int, fps: float, rate: in
     chord = sum(np.sin(2 * np.pi * n * k * time) / k for n in notes for k in CHORD_HARMONICS[mood])
     fade = np.minimum(1.0, np.minimum(time, time[-1] - time) / 0.3)
     return _normalised(chord * fade, MUSIC_PEAK)
+
+
+def changed_music(rng: np.random.Generator, first: np.ndarray, mood: str, frame: int, frames: int, fps: float,
+                  rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The music `first` giving way at `frame` to a chord of `mood` (its root drawn from rng), crossfaded over
+    CROSSFADE_SECONDS: the first chord before, only the second one after, each with its own fade at the clip's end."""
+    second = music(rng, mood, frames, fps, rate)
+    share = np.clip((_seconds(first.size, rate) - frame / fps) / CROSSFADE_SECONDS + 0.5, 0, 1)
+    return (first * (1 - share) + second * share).astype(np.float32)
 
 
 def _normalised(samples: np.ndarray, peak: float) -> np.ndarray:
