@@ -34,7 +34,7 @@ _SAMPLING_INPUTS = {
 _START_IMAGE = ("IMAGE", {"tooltip": "Optional keyframe: the video starts from this picture (resized and centre-cropped to the model's size)."})
 
 
-def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=True, vae_tile=0):
+def _session(mtv_model, vae, conditioning, seed, steps, sampler, colour_match=False, vae_tile=0):
     from mtv_core.pipeline.generate import GenerationConfig
     from mtv_core.pipeline.session import RenderSession
 
@@ -82,12 +82,12 @@ class MTVSampler(Node, menu="sampling", function="sample", outputs={"frames": "I
 
 class MTVChainSegments(Node, menu="sampling", function="generate", outputs={"frames": "IMAGE", "audio": "AUDIO"}):
     DESCRIPTION = (f"Generates the whole soundtrack as chained segments (stride {SEGMENT_STRIDE}, each continuing the last "
-                   "one's tail, colour-matched), saving each finished segment so a stopped job resumes; cuts the video "
+                   "one's tail), saving each finished segment so a stopped job resumes; cuts the video "
                    "and audio to exactly the audio's length.")
     REQUIRED = {
         **_SAMPLING_INPUTS,
         "audio": ("AUDIO", {"tooltip": "The soundtrack to put under the video (the mix, or a stem); cut to the video's length."}),
-        "colour_match": ("BOOLEAN", {"default": True, "tooltip": "Match each segment's colours to the previous tail (prevents drift)."}),
+        "colour_match": ("BOOLEAN", {"default": False, "tooltip": "Shift each segment's colours to the previous one's tail. Off: the official chaining (on the demo, matching made colours drift over a minute)."}),
         "work_folder": ("STRING", {"default": "mtv_segments/job", "tooltip": "Folder under ComfyUI's output for finished segments, one subfolder per job; queueing the same job again resumes from them."}),
     }
     OPTIONAL = {

@@ -82,7 +82,7 @@ def apply(text_node: str, speech=1.0, effects=1.0, music=1.0, guidance=(G, G, G,
 def chain_and_save(name: str, steps: int = 30, model: str = "1") -> dict:
     return {
         "10": ("MTVChainSegments", {"mtv_model": [model, 0], "vae": ["2", 0], "conditioning": ["9", 0], "seed": 42,
-                                    "steps": steps, "sampler": "dpm", "audio": ["5", 0], "colour_match": True,
+                                    "steps": steps, "sampler": "dpm", "audio": ["5", 0], "colour_match": False,
                                     "work_folder": f"mtv_segments/{name}"}),
         "11": ("CreateVideo", {"images": ["10", 0], "fps": FPS, "audio": ["10", 1]}),
         "12": ("SaveVideo", {"video": ["11", 0], "filename_prefix": f"mtv/{name}", "format": "auto", "codec": "auto"}),
@@ -170,7 +170,7 @@ WORKFLOWS = [
                                 "taylorseer_interval": int(CACHES["taylorseer"].default)}),
         **apply("8"), **chain_and_save("long_video", steps=20, model="15"),
     }, official_note("A long speech recording (no demixing): Chain Segments makes 2-second segments, each continuing "
-                     "the last, colour-matched, cut to the audio's exact length.", "single", demixer=False,
+                     "the last, cut to the audio's exact length.", "single", demixer=False,
                      extra="Step Cache reuses transformer work between steps (faster, slightly approximate); "
                            "bypass it (Ctrl+B) for the exact result.")),
     Workflow("mtv_scene_transition", "MTV Scene transition", "The scene changes while the person keeps talking", {

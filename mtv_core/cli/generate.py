@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in STEMS:
         sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
-    sampling.add_argument("--no-colour-match", action="store_true", help="do not match colours at segment joins")
+    sampling.add_argument("--colour-match", action=argparse.BooleanOptionalAction, default=False,
+                          help="shift each segment's colours to the previous segment's tail (off: the official chaining)")
 
     speed = parser.add_argument_group("speed")
     speed.add_argument("--cache", help="step cache: fbc[:THRESHOLD] (first-block cache, default 0.15) or "
@@ -158,7 +159,7 @@ def build_job(args):
         audio=args.audio, schedule=_schedule(args), out=args.out,
         files=ModelFiles(args.model, args.vae, args.t5, args.wav2vec, tuple(args.demixer), stream_files),
         config=GenerationConfig(steps=args.steps, seed=args.seed, guidance=guidance, sampler=args.sampler,
-                                colour_match=not args.no_colour_match, cache=StepCache.parse(args.cache),
+                                colour_match=args.colour_match, cache=StepCache.parse(args.cache),
                                 loras=tuple(parse_lora_argument(text) for text in args.lora)),
         memory=MemoryOptions(device=device, offload_components=args.offload, block_swap=args.block_swap,
                              fp8=args.fp8, vae_tile_latents=args.vae_tile, compile=args.compile),

@@ -36,7 +36,7 @@ class GenerationConfig:
     seed: int = 0
     guidance: GuidanceScales = field(default_factory=GuidanceScales)
     sampler: str = "dpm"
-    colour_match: bool = True
+    colour_match: bool = False  # official chaining; matching each segment to the last tail made the demo drift
     cache: StepCache | None = None  # step caching (approximate: part of what decides the pixels)
     loras: tuple = ()  # ((mtv_core.lora.LoraAdapter, strength), ...) applied while the model samples
 

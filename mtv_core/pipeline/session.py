@@ -1,6 +1,6 @@
 """The one orchestration of a render (a request turned into video frames), for the command line, the ComfyUI nodes,
 the evaluation and the trainer's sample videos: plan the segments for the audio's length, fit the start image,
-fingerprint the request, sample and decode each segment (seed + k, clean prefix from the last tail, colour-matched),
+fingerprint the request, sample and decode each segment (seed + k, clean prefix from the last tail),
 keep finished segments in a work folder, and give frames or an mp4. What comes before (stems, features, text
 embeddings) is made by the caller from files (the command line's job) or in memory (the nodes)."""
 
@@ -105,7 +105,7 @@ class RenderSession:
 
     def _kept_and_tail(self, request: RenderRequest, plan: SegmentPlan, segment: Segment, prefix):
         """One segment of a chain: its kept frames (uint8) and its last frames (float), the next one's prefix. A
-        segment that continues the previous one is colour-matched to that one's tail, its prefix."""
+        segment that continues the previous one is colour-matched to that one's tail, its prefix, when the config asks."""
         generator, steps = self.generator, self.config.steps
         pixels = generator.run(self._inputs(request, segment, prefix), self.config.segment_seed(segment.index),
                                segment.index * steps, len(plan.segments) * steps)

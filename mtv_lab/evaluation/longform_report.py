@@ -17,7 +17,7 @@ SUMMARY = {
     "seam_ratio": "frame change at segment seams, over the truth's",
     "boundary_pulse": "change at latent-frame boundaries over change inside them",
     "seam_pulse": "change at segment seams over change inside latent frames",
-    "wall_drift": "largest change of the wall's mean colour from the first window, levels",
+    "wall_drift": "largest change of the wall's mean colour from the first window beyond the truth's own, levels",
     "wall_vs_truth": "largest difference of the wall's mean colour from the truth's same window, levels",
     "offset_start": "audio-visual lag over the first seconds, frames (positive: picture late)",
     "offset_end": "audio-visual lag over the last seconds, frames",

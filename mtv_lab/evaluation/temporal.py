@@ -122,16 +122,20 @@ def window_colours(frames: np.ndarray, windows, region=None) -> np.ndarray:
 
 
 def colour_drift(frames: np.ndarray, windows, region=None, truth: np.ndarray | None = None) -> dict:
-    """Per window the region's mean RGB, its change from the first window and (given the truth video) its
-    difference from the truth's same window, all in levels; `largest` and `largest_against_truth`: the largest
-    absolute channel value of those over the windows."""
+    """Per window the region's mean RGB, its drift from the first window and (given the truth video) its difference
+    from the truth's same window, all in levels; `largest` and `largest_against_truth`: the largest absolute channel
+    value of those over the windows. With the truth, drift is the change beyond the truth's own change from its first
+    window, so a wall that follows a mood change in the music does not count as drifting."""
     colours = window_colours(frames, windows, region)
+    truth_colours = window_colours(truth, windows, region) if truth is not None else None
     drift = colours - colours[0]
+    if truth_colours is not None:
+        drift = drift - (truth_colours - truth_colours[0])
     rows = [{"start_frame": start, "end_frame": end, "rgb": colour.tolist(), "drift": change.tolist()}
             for (start, end), colour, change in zip(windows, colours, drift)]
     result = {"windows": rows, "largest": float(np.abs(drift).max()), "largest_against_truth": None}
-    if truth is not None:
-        against = colours - window_colours(truth, windows, region)
+    if truth_colours is not None:
+        against = colours - truth_colours
         for row, difference in zip(rows, against):
             row["against_truth"] = difference.tolist()
         result["largest_against_truth"] = float(np.abs(against).max())

@@ -74,6 +74,19 @@ def test_a_colour_ramp_drifts_by_what_was_injected():
     assert colour_drift(frames, windows, spec.background_boxes, truth=frames)["largest_against_truth"] == 0.0
 
 
+def test_a_wall_that_follows_the_truths_own_change_does_not_drift():
+    spec, frames, _ = clip(0)
+    half = len(frames) // 2
+    changed = frames.astype(np.int16)
+    changed[half:, ..., 2] += 30  # the truth's wall turns bluer half-way (as with a mood change)
+    changed = changed.clip(0, 255).astype(np.uint8)
+    windows = time_windows(len(frames), spec.fps, 1.0)
+    assert colour_drift(changed, windows, spec.background_boxes, truth=changed)["largest"] == 0.0
+    kept = colour_drift(frames, windows, spec.background_boxes, truth=changed)
+    assert kept["largest"] > 20 and kept["largest_against_truth"] > 20
+    assert colour_drift(changed, windows, spec.background_boxes)["largest"] > 20  # without the truth: raw change
+
+
 @pytest.mark.parametrize("index", [0, 2])  # a face (mouth only), a full scene (mouth and a hopping object)
 def test_a_shifted_video_is_offset_by_the_shift(index):
     spec, frames, _ = clip(index)
