@@ -3,7 +3,8 @@ in turn) on a held-out world, plus the world's own videos and a static baseline.
 
     python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval [--model candidate.safetensors]
 
-Every variant samples with the demo's guidance scales (mtv_core.demo.GUIDANCE) unless --joint-guidance is given.
+`--variants demo no_effects` generates only those rows. Every variant samples with the demo's guidance scales
+(mtv_core.demo.GUIDANCE) unless --joint-guidance is given.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ def main() -> None:
                                                                       "(default: the demo model)")
     parser.add_argument("--vae", type=Path, default=demo.VAE, help="a VAE for the demo's latents (default: the demo's)")
     parser.add_argument("--joint-guidance", type=float, help="one scale for every condition instead of the demo's")
+    parser.add_argument("--variants", nargs="+", choices=["demo", *STREAM_ABLATIONS], default=["demo", *STREAM_ABLATIONS],
+                        help="which rows to generate (default: the demo and every ablation)")
     args = parser.parse_args()
     guidance = (GuidanceScales.joint(args.joint_guidance) if args.joint_guidance is not None
                 else GuidanceScales(**demo.GUIDANCE))
 
     models = load_model_set(args.model, args.vae, demo.T5, demo.WAV2VEC)
-    variants = {"demo": (), **STREAM_ABLATIONS}
+    variants = {name: zeroed for name, zeroed in {"demo": (), **STREAM_ABLATIONS}.items() if name in args.variants}
     for spec in world_clips(args.world):
         for variant, zeroed in variants.items():
             path = args.out / "videos" / variant / f"{spec.name}.mp4"
