@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import subprocess
 import sys
 import time
@@ -44,9 +45,19 @@ def resident_kib(pid: int) -> int:
     return 0
 
 
-def run_sampled(command: list[str]) -> tuple[str, list[tuple[float, int]]]:
-    """The command's stdout and its resident memory (KiB) every second, from start to end."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+def run_sampled(command: list[str], log: Path) -> tuple[str, list[tuple[float, int]]]:
+    """The command's stdout and its resident memory (KiB) every second, from start to end. Its output goes to files
+    (`log`.out, `log`.err): a pipe nobody reads while it runs fills with the progress lines and stops the run."""
+    out_path, err_path = log.with_suffix(".out"), log.with_suffix(".err")
+    with open(out_path, "w") as out_file, open(err_path, "w") as err_file:
+        process = subprocess.Popen(command, stdout=out_file, stderr=err_file, cwd=ROOT)
+        samples = poll_resident(process)
+    if process.returncode:
+        sys.exit(err_path.read_text()[-2000:])
+    return out_path.read_text(), samples
+
+
+def poll_resident(process: subprocess.Popen) -> list[tuple[float, int]]:
     began, samples = time.perf_counter(), []
     while process.poll() is None:
         try:
@@ -56,10 +67,8 @@ def run_sampled(command: list[str]) -> tuple[str, list[tuple[float, int]]]:
         if resident:  # 0 once the process has exited but not yet been reaped
             samples.append((time.perf_counter() - began, resident))
         time.sleep(1.0)
-    out, err = process.communicate()
-    if process.returncode:
-        sys.exit(err[-2000:])
-    return out, samples
+    process.wait()
+    return samples
 
 
 def at_fraction(samples, fraction: float) -> float:
@@ -81,9 +90,10 @@ def main() -> None:
         clip, caption = make_clip(args.work, minutes)
         out = args.work / f"generated-{minutes:g}min.mp4"
         out.unlink(missing_ok=True)
+        shutil.rmtree(out.with_suffix(".segments"), ignore_errors=True)  # a stopped run's segments would be reused
         began = time.perf_counter()
         stdout, samples = run_sampled([sys.executable, "-c", MEASURE, "generate", "--audio", str(clip), "--prompt",
-                                       caption, "--steps", str(args.steps), "--out", str(out)])
+                                       caption, "--steps", str(args.steps), "--out", str(out)], out.with_suffix(".log"))
         wall = time.perf_counter() - began
         segments = len(plan_for_duration(minutes * 60).segments)
         peak = int(stdout.split("PEAK_KIB")[-1]) / 2**20
