@@ -42,12 +42,13 @@ def make_features(model, frames: int = 120, seed: int = 1) -> WindowedFeatures:
     return WindowedFeatures({name: torch.randn(frames, dim, generator=generator) for name in model.audio_streams})
 
 
-def make_session(model, vae, seed: int = 0, steps: int = 2, **listeners):
+def make_session(model, vae, seed: int = 0, steps: int = 2, colour_match: bool = False, **listeners):
     """A RenderSession on the CPU with few steps; `listeners`: progress, interrupt, preview, decode_progress."""
     from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions
     from mtv_core.pipeline.session import RenderSession
 
-    return RenderSession(model, vae, GenerationConfig(steps=steps, seed=seed), MemoryOptions(), **listeners)
+    config = GenerationConfig(steps=steps, seed=seed, colour_match=colour_match)
+    return RenderSession(model, vae, config, MemoryOptions(), **listeners)
 
 
 def make_request(features, frames: int, text=None, schedule=None, start_image=None):

@@ -7,7 +7,7 @@ from mtv_core.pipeline.generate import GenerationConfig, MemoryOptions, SegmentG
 from mtv_core.pipeline.guidance import GuidanceScales
 from mtv_core.pipeline.prompt_schedule import PromptSchedule
 from mtv_core.pipeline.sampling import GenerationInterrupted
-from mtv_core.pipeline.segments import plan_segments
+from mtv_core.pipeline.segments import match_colour, plan_segments
 from mtv_core.pipeline.vae import encode_frames
 
 TEXT = torch.randn(1, 226, 32, generator=torch.Generator().manual_seed(9))
@@ -42,24 +42,29 @@ def test_same_seed_gives_identical_frames_and_another_seed_does_not(tiny_model, 
     assert not torch.equal(first, other)
 
 
-def test_clean_prefix_of_each_segment_is_the_encoded_tail_of_the_previous(tiny_model, tiny_vae, features):
-    session = make_session(tiny_model, tiny_vae)
+@pytest.mark.parametrize("colour_match", [False, True])
+def test_clean_prefix_of_each_segment_is_the_encoded_tail_of_the_previous(tiny_model, tiny_vae, features, colour_match):
+    session = make_session(tiny_model, tiny_vae, colour_match=colour_match)
     generator = session.generator
     recorder = Recorder(generator)
     frames = session.frames(make_request(features, 100))
     assert frames.shape[0] == 100 and len(recorder.calls) == 3
     assert recorder.calls[0][1] is None and recorder.calls[0][2] is None
     for (_, _, _, previous), (seed, prefix_pixels, prefix_latents, _) in zip(recorder.calls, recorder.calls[1:]):
-        # The tail after colour matching: the previous output's last 5 frames as they were kept.
-        from mtv_core.pipeline.segments import match_colour
         assert prefix_pixels.shape == (3, 5, 32, 48)
         assert prefix_latents.shape == (1, 2, 16, 4, 6)
         g = torch.Generator().manual_seed(seed)
         torch.randn(generator.latent_shape(), generator=g)  # the segment's noise is drawn first
         torch.testing.assert_close(prefix_latents, encode_frames(tiny_vae, prefix_pixels[None], g))
-    # Segment 1's prefix equals segment 0's decoded tail; segment 2's equals segment 1's tail after colour matching.
+    # Segment 1's prefix is segment 0's decoded tail; segment 2's is segment 1's tail as it was kept: as decoded
+    # (the official chaining, the default), or after matching its colours to its own prefix.
     assert torch.equal(recorder.calls[1][1], recorder.calls[0][3][:, -5:])
-    torch.testing.assert_close(recorder.calls[2][1], match_colour(recorder.calls[1][3], recorder.calls[1][1])[:, -5:])
+    kept = recorder.calls[1][3]
+    if colour_match:
+        kept = match_colour(kept, recorder.calls[1][1])
+    else:
+        assert not torch.allclose(match_colour(kept, recorder.calls[1][1]), kept, atol=1e-3)  # matching would change it
+    torch.testing.assert_close(recorder.calls[2][1], kept[:, -5:])
 
 
 def test_start_image_becomes_one_clean_latent(tiny_model, tiny_vae, features):
