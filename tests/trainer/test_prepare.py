@@ -54,18 +54,6 @@ def tone(seconds, hz=220.0, level=0.3):
 
 
 @pytest.fixture(scope="module")
-def wav2vec_folder(tmp_path_factory):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    folder = tmp_path_factory.mktemp("wav2vec")
-    torch.manual_seed(0)
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=12, intermediate_size=37, num_attention_heads=2,
-                                 conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                                 num_conv_pos_embedding_groups=2)).eval().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     talk_seconds, cut_seconds = 70 / FPS, 130 / FPS

@@ -28,18 +28,6 @@ needs_models = pytest.mark.skipif(any(importlib.util.find_spec(name) is None for
 CAPTION = {"conversation": "two", "person1": "A man", "person2": "A woman", "scene": "A room"}
 
 
-@pytest.fixture(scope="module")
-def wav2vec_folder(tmp_path_factory):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    folder = tmp_path_factory.mktemp("wav2vec")
-    torch.manual_seed(0)
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=12, intermediate_size=37, num_attention_heads=2,
-                                 conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                                 num_conv_pos_embedding_groups=2)).eval().save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def clips(tmp_path):
     """duo.mp4 (one 9 s shot, no audio track) with the two-voice recording as its pre-separated speech stem."""
