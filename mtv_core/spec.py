@@ -23,6 +23,7 @@ WAV2VEC_SAMPLE_RATE = 16000
 GUIDANCE_ORDER = ("text", SPEECH, EFFECTS, MUSIC)
 OFFICIAL_GUIDANCE = 3.5
 MAX_GUIDANCE = 30.0
+TRAIN_TIMESTEPS = 1000  # the diffusion schedule's length; timesteps run from 999 (noise) towards 0
 MAX_STRENGTH = 2.0  # a stream's strength scales its features between the null input (0) and full (1)
 
 SAMPLERS = ("dpm", "ddim")  # dpm: the official stochastic DPM-Solver++(2M); ddim: deterministic

@@ -6,7 +6,7 @@ import torch
 
 from mtv_core.errors import ConfigError
 from mtv_core.pipeline.captions import build_caption
-from mtv_core.pipeline.guidance import GuidanceScales
+from mtv_core.pipeline.guidance import GuidanceScales, parse_until
 from mtv_core.pipeline.prompt_schedule import PromptSchedule, ScheduledPrompt
 from mtv_core.pipeline.streams import StreamsMismatch, check_streams_fit, stream_strengths
 from mtv_core.spec import EFFECTS, MAX_GUIDANCE, MAX_STRENGTH, MUSIC, OFFICIAL_GUIDANCE, SPEECH
@@ -99,10 +99,16 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
         "silent_guidance": ("FLOAT", {"default": -1.0, "min": -1.0, "max": MAX_GUIDANCE, "step": 0.1, "tooltip": (
             "Guidance for a stream whose stem is silent or absent (-1: the text guidance, as in the official "
             "joint guidance; 1: none, what the demo model samples with).")}),
+        "guidance_until": ("STRING", {"default": "", "tooltip": (
+            "Guide only the first part of the noise schedule: one fraction for every condition (0.6) or per "
+            "condition (speech=0.6, text=0.6, music=0.6). A stopped condition is conditioned but not pushed; with "
+            "all stopped a step is one forward. Empty: every step (official). The demo model samples with "
+            "speech, text and music stopped at 0.6: less flicker, mouths that move as much as the truth's.")}),
     }
 
     def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,
-              text_guidance, speech_guidance, effects_guidance, music_guidance, silent_guidance=-1.0):
+              text_guidance, speech_guidance, effects_guidance, music_guidance, silent_guidance=-1.0,
+              guidance_until=""):
         check_text_width(mtv_model.model, text.embeddings)
         features, model = audio_features.features, mtv_model.model
         try:
@@ -113,9 +119,11 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
             raise node_error("MST-ControlNet Apply", "mtv_model" if error.extra else "audio_features", error)
         strengths = {SPEECH: speech_strength, EFFECTS: effects_strength, MUSIC: music_strength}
         scaled = features.scaled(stream_strengths(strengths, model.audio_streams))
+        with node_errors("MST-ControlNet Apply", "guidance_until"):
+            until = GuidanceScales(until=parse_until(guidance_until)).until
         with node_errors("MST-ControlNet Apply", "text_guidance"):
             scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance,
-                                    silent=None if silent_guidance < 0 else silent_guidance)
+                                    silent=None if silent_guidance < 0 else silent_guidance, until=until)
         return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)
 
 

@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--silent-guidance", type=float,
                           help="scale for a stream encoded from silence, an absent or silent stem (default: the text "
                                "scale, or the demo model's own; 1 = not guided)")
+    sampling.add_argument("--guidance-until",
+                          help="guide only the first part of the noise schedule: one fraction for every condition "
+                               "(0.6) or per condition ('speech=0.6,text=0.6,music=0.6'); a stopped condition is "
+                               "conditioned but not pushed, and with all stopped a step is one forward (default: every "
+                               "step, as the official sampler does; the demo model's own stops all but effects at 0.6)")
     for name in STEMS:
         sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
@@ -94,13 +99,22 @@ def _guidance_scale(args, name: str, demo_model: bool) -> float:
     return demo.GUIDANCE[name] if demo_model else OFFICIAL_GUIDANCE
 
 
-def _silent_guidance(args, demo_model: bool) -> float | None:
-    """--silent-guidance if given, else the demo's (demo model, no joint --guidance), else None: the text scale."""
+def _demo_or_given(args, name: str, given, demo_model: bool):
+    """The value given, else the demo's `name` (demo model, no joint --guidance), else None: the official."""
     from .. import demo
 
-    if args.silent_guidance is not None:
-        return args.silent_guidance
-    return demo.GUIDANCE["silent"] if demo_model and args.guidance is None else None
+    if given is not None:
+        return given
+    return demo.GUIDANCE[name] if demo_model and args.guidance is None else None
+
+
+def _until(text: str | None):
+    from ..pipeline.guidance import parse_until
+
+    if text is None:
+        return None
+    until = parse_until(text)
+    return {} if until is None else until  # given empty: every step, even on the demo model
 
 
 def _use_demo_defaults(args) -> bool:
@@ -151,7 +165,8 @@ def build_job(args):
 
     demo_model = _use_demo_defaults(args)
     guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER),
-                              silent=_silent_guidance(args, demo_model))
+                              silent=_demo_or_given(args, "silent", args.silent_guidance, demo_model),
+                              until=_demo_or_given(args, "until", _until(args.guidance_until), demo_model))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stream_files = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}

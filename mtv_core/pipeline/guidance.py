@@ -16,6 +16,12 @@ a large scale only amplifies that difference into every token, pulling the pictu
 clips showed when that stem was silent. README ("Official weights") gives what this did on the demo.
 "null audio" is the projection of zero wav2vec features (what the official code feeds), not zero tokens.
 Guidance is applied to the v-prediction; the coefficients sum to 1, so this equals guiding x0 or eps.
+
+`until` limits a condition's guidance to the noisier part of the schedule (Kynkaenniemi et al. 2024, "Applying
+Guidance in a Limited Interval Improves Sample and Distribution Quality in Diffusion Models"): at timestep
+t < (1 - until) * 1000 that condition's scale is 1, conditioned but not pushed. With every condition stopped a step runs
+the fully conditioned model alone, e4, in one forward. None guides every step, as the official sampler does. README
+("Long clips") gives what it did to the demo's flicker and mouths.
 """
 
 from dataclasses import dataclass, replace
@@ -23,7 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..errors import ConfigError
-from ..spec import GUIDANCE_ORDER, MAX_GUIDANCE, OFFICIAL_GUIDANCE, SPEECH, SPEECH2
+from ..spec import GUIDANCE_ORDER, MAX_GUIDANCE, OFFICIAL_GUIDANCE, SPEECH, SPEECH2, TRAIN_TIMESTEPS
 
 MAX_BRANCHES = len(GUIDANCE_ORDER) + 1  # e0 .. e4: what one step batches when every scale differs
 
@@ -33,25 +39,42 @@ STREAM_LEVEL = {**{name: level for level, name in enumerate(GUIDANCE_ORDER, star
 
 @dataclass(frozen=True)
 class GuidanceScales:
-    """A scale per condition (in GUIDANCE_ORDER), each checked when the scales are made."""
+    """A scale per condition (in GUIDANCE_ORDER) and where in the schedule each stops, checked when made."""
 
     text: float = OFFICIAL_GUIDANCE
     speech: float = OFFICIAL_GUIDANCE
     effects: float = OFFICIAL_GUIDANCE
     music: float = OFFICIAL_GUIDANCE
     silent: float | None = None  # for a stream encoded from silence; None: the text scale
+    # The part of the noise schedule each condition is guided in, {condition: fraction} (one number: every
+    # condition); a condition left out, or at 1, is guided at every step. None: every condition (official).
+    until: dict | None = None
 
     def __post_init__(self):
         given = (*GUIDANCE_ORDER, "silent") if self.silent is not None else GUIDANCE_ORDER
         for name in given:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_GUIDANCE:
+            if not _number_in(value, 0.0, MAX_GUIDANCE):
                 raise ConfigError(f"{name} guidance scale {value!r} is out of range; use a number in [0, {MAX_GUIDANCE}] "
                                   f"(official joint scale: {OFFICIAL_GUIDANCE}; 1 = no guidance)")
+        object.__setattr__(self, "until", _checked_until(self.until))
 
     @classmethod
     def joint(cls, scale: float = OFFICIAL_GUIDANCE) -> "GuidanceScales":
         return cls(*(scale for _ in GUIDANCE_ORDER))
+
+    def stopped_at(self, t: float) -> frozenset:
+        """The conditions no longer guided at timestep t."""
+        return frozenset(name for name, until in (self.until or {}).items() if t < (1.0 - until) * TRAIN_TIMESTEPS)
+
+    def phases(self) -> set[frozenset]:
+        """Every set of stopped conditions some timestep has."""
+        stops = {(1.0 - until) * TRAIN_TIMESTEPS for until in (self.until or {}).values()}
+        return {self.stopped_at(TRAIN_TIMESTEPS)} | {self.stopped_at(stop - 1e-6) for stop in stops}
+
+    def without(self, stopped) -> "GuidanceScales":
+        """These scales with the `stopped` conditions at 1 (conditioned, not guided)."""
+        return replace(self, **dict.fromkeys(stopped, 1.0), until=None)
 
     def for_silent(self, silent, streams=()) -> "GuidanceScales":
         """These scales with each stream in `silent` at the silent scale. Speech and the second speaker (speech2,
@@ -69,6 +92,40 @@ class GuidanceScales:
         return {level: weight for level, weight in weights.items() if weight != 0.0}
 
 
+def _number_in(value, low: float, high: float) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
+
+
+def parse_until(text: str) -> float | dict | None:
+    """'0.6' (every condition), 'speech=0.6, text=0.6' (those conditions) or '' (every step) -> GuidanceScales.until."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [part.split("=") for part in text.split(",") if part.strip()]
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise ConfigError(f"guidance until {text!r} is not understood; write one fraction for every condition (0.6) "
+                          f"or condition=fraction pairs ('speech=0.6, text=0.6'; conditions: {', '.join(GUIDANCE_ORDER)})") from None
+
+
+def _checked_until(until) -> dict | None:
+    """`until` as {condition: fraction below 1}, None when every condition is guided throughout."""
+    if until is None:
+        return None
+    if not isinstance(until, dict):
+        until = dict.fromkeys(GUIDANCE_ORDER, until)
+    for name, value in until.items():
+        if name not in GUIDANCE_ORDER:
+            raise ConfigError(f"guidance until names {name!r}, which is no condition; use {', '.join(GUIDANCE_ORDER)}")
+        if not _number_in(value, 0.0, 1.0):
+            raise ConfigError(f"guidance until {value!r} for {name} is out of range; use a fraction of the noise "
+                              "schedule in [0, 1] (1: guide every step, as the official sampler does)")
+    return {name: float(value) for name, value in until.items() if value < 1.0} or None
+
+
 def branch_inputs(level: int, text: torch.Tensor, tokens: dict, null_tokens: dict):
     """Text embedding and audio tokens of one branch level."""
     branch_text = text if level >= 1 else torch.zeros_like(text)
@@ -77,40 +134,47 @@ def branch_inputs(level: int, text: torch.Tensor, tokens: dict, null_tokens: dic
 
 
 class GuidedModel:
-    """model_fn(x, t) for the samplers: runs every needed branch in one batched forward and combines them. In a
-    parallel run (`parallel`: pipeline.parallel.ParallelRun) this process runs its share of the branches and the
-    weighted parts are summed across processes."""
+    """model_fn(x, t) for the samplers: runs every needed branch in one batched forward and combines them, with the
+    conditions whose guidance has stopped at t at scale 1. In a parallel run (`parallel`: pipeline.parallel.ParallelRun)
+    this process runs its share of the branches and the weighted parts are summed across processes."""
 
     def __init__(self, model, text: torch.Tensor, tokens: dict | None, null_tokens: dict | None,
                  scales: GuidanceScales, clean_mask: torch.Tensor | None = None, parallel=None, silent=frozenset()):
-        self.model = model
-        self.weights = _level_weights(scales.for_silent(silent, tokens or {}), tokens)
-        self.parallel = parallel
+        self.model, self.clean_mask, self.parallel, self.scales = model, clean_mask, parallel, scales
+        weights = {stopped: _level_weights(scales.without(stopped).for_silent(silent, tokens or {}), tokens)
+                   for stopped in scales.phases()}
         if parallel is not None:  # the processes were split for the branches of the scales as given
-            planned = _level_weights(scales, tokens)
-            self.weights = parallel.my_branches({level: self.weights.get(level, 0.0)
-                                                 for level in sorted(planned.keys() | self.weights.keys())})
-        self.clean_mask = clean_mask
-        self.text, self.tokens = self._batch(text, tokens, null_tokens)
-
-    def _batch(self, text, tokens, null_tokens):
-        branches = [branch_inputs(level, text, tokens or {}, null_tokens or {}) for level in self.weights]
-        batched_text = torch.cat([b[0] for b in branches])
-        if tokens is None:
-            return batched_text, None
-        return batched_text, {name: torch.cat([b[1][name] for b in branches]) for name in tokens}
+            planned = set(_level_weights(scales.without(()), tokens)).union(*weights.values())
+            mine = parallel.my_branches(dict.fromkeys(sorted(planned), 0.0))
+            weights = {stopped: {level: w for level, w in phase.items() if level in mine} for stopped, phase in weights.items()}
+        self.branches = {stopped: _Branches(phase, text, tokens, null_tokens) for stopped, phase in weights.items()}
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        branches = self.branches[self.scales.stopped_at(t)]
+        guided = branches.predict(self.model, x, t, self.clean_mask) if branches.weights else torch.zeros_like(x)
+        return guided if self.parallel is None else self.parallel.combine(guided)
+
+
+class _Branches:
+    """The guidance branches one kind of step runs, their inputs batched once, and their weights."""
+
+    def __init__(self, weights: dict[int, float], text: torch.Tensor, tokens: dict | None, null_tokens: dict | None):
+        self.weights = weights
+        inputs = [branch_inputs(level, text, tokens or {}, null_tokens or {}) for level in weights]
+        self.text = torch.cat([branch[0] for branch in inputs]) if inputs else None
+        self.tokens = None if tokens is None or not inputs else {
+            name: torch.cat([branch[1][name] for branch in inputs]) for name in tokens}
+
+    def predict(self, model, x: torch.Tensor, t: int, clean_mask: torch.Tensor | None) -> torch.Tensor:
         count = len(self.weights)
-        param = next(self.model.parameters())
+        param = next(model.parameters())
         batch = torch.cat([x] * count).to(param.device, param.dtype)
         timestep = torch.full((batch.shape[0],), t, dtype=torch.long, device=param.device)
-        mask = None if self.clean_mask is None else torch.cat([self.clean_mask] * count).to(param.device)
+        mask = None if clean_mask is None else torch.cat([clean_mask] * count).to(param.device)
         tokens = None if self.tokens is None else {k: v.to(param.device, param.dtype) for k, v in self.tokens.items()}
-        v = self.model(batch, self.text.to(param.device, param.dtype), timestep, audio_tokens=tokens, clean_mask=mask)
+        v = model(batch, self.text.to(param.device, param.dtype), timestep, audio_tokens=tokens, clean_mask=mask)
         parts = v.float().to(x.device).chunk(count)
-        guided = sum(weight * part for weight, part in zip(self.weights.values(), parts))
-        return guided if self.parallel is None else self.parallel.combine(guided)
+        return sum(weight * part for weight, part in zip(self.weights.values(), parts))
 
 
 def _level_weights(scales: GuidanceScales, tokens) -> dict[int, float]:

@@ -16,10 +16,10 @@ import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
 from ..errors import GenerationError
-from ..spec import SAMPLERS
+from ..spec import SAMPLERS, TRAIN_TIMESTEPS
 
 OFFICIAL_SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+    num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
     prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=1.0,
     timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0,
 )

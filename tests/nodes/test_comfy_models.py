@@ -257,3 +257,17 @@ def test_apply_refuses_text_embeddings_of_another_width(comfy_env):
     wide = TextConditioning(types.SimpleNamespace(entries=()), torch.zeros(1, 226, 4096))
     with pytest.raises(MTVError, match="'text' holds 4096-wide T5 embeddings but the single model reads 32-wide"):
         MTVApply().apply(handle, wide, features, 1, 1, 1, 3.5, 3.5, 3.5, 3.5)
+
+
+@pytest.mark.parametrize("until, problem", [("speech:0.6", "is not understood"), ("voice=0.5", "no condition"),
+                                            ("1.5", "out of range")])
+def test_apply_names_a_guidance_until_it_cannot_use(comfy_env, until, problem):
+    results = run_workflow({node: spec for node, spec in demo_graph().items() if node in {"1", "3", "6", "7", "20", "21", "22"}})
+    handle, features = results["1"][0], results["7"][0]
+    from nodes.payloads import TextConditioning
+
+    text = TextConditioning(types.SimpleNamespace(entries=()), torch.zeros(1, 226, 32))
+    with pytest.raises(MTVError, match=f"guidance_until.*{problem}"):
+        MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 3.5, 3.5, 3.5, guidance_until=until)
+    (conditioning,) = MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 3.5, 3.5, 3.5, guidance_until="speech=0.6")
+    assert conditioning.guidance.until == {"speech": 0.6}

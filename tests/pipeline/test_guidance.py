@@ -19,11 +19,11 @@ def inputs(tiny_model, features):
     return x, text, tokens, null, mask
 
 
-def _branch(model, x, text, tokens, null, mask, conditions):
+def _branch(model, x, text, tokens, null, mask, conditions, t=500):
     audio = {name: tokens[name] if name in conditions else null[name] for name in tokens}
     text_input = text if "text" in conditions else torch.zeros_like(text)
     with torch.no_grad():
-        return model(x, text_input, torch.tensor([500]), audio_tokens=audio, clean_mask=mask)
+        return model(x, text_input, torch.tensor([t]), audio_tokens=audio, clean_mask=mask)
 
 
 def _batch_sizes(model):
@@ -103,6 +103,48 @@ def test_a_silent_scale_of_zero_takes_the_silent_streams_push_out(tiny_model, in
     expected = e0 + 3.5 * (e1 - e0) + 8.0 * (e2 - e1) + 3.5 * (e4 - e3)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
     assert scales.for_silent(set()) == scales and scales.for_silent({"music"}).music == 0.0
+
+
+def test_guidance_until_runs_the_fully_conditioned_branch_alone_below_the_guided_part(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    every = ("text", "speech", "effects", "music")
+    scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, until=0.6)  # guided from timestep 400 up
+    guided = GuidedModel(tiny_model, text, tokens, null, scales, mask)
+    sizes, handle = _batch_sizes(tiny_model)
+    outs = {t: guided(x, t) for t in (400, 399, 83)}
+    handle.remove()
+    assert sizes == [5, 1, 1]
+    official = GuidedModel(tiny_model, text, tokens, null, GuidanceScales(2.0, 5.0, 3.0, 1.5), mask)
+    torch.testing.assert_close(outs[400], official(x, 400), atol=1e-5, rtol=1e-5)
+    for t in (399, 83):
+        alone = _branch(tiny_model, *inputs, set(every), t=t)
+        torch.testing.assert_close(outs[t], alone, atol=1e-5, rtol=1e-5)
+        assert (official(x, t) - alone).abs().max() > 1e-3  # guiding that step would have changed it
+    nothing = GuidedModel(tiny_model, text, tokens, null, GuidanceScales(2.0, 5.0, 3.0, 1.5, until=0.0), mask)
+    torch.testing.assert_close(nothing(x, 999), _branch(tiny_model, *inputs, set(every), t=999), atol=1e-5, rtol=1e-5)
+    assert GuidanceScales(until=1.0).until is None and GuidanceScales(until={"speech": 1}).until is None
+
+
+def test_each_condition_stops_being_guided_at_its_own_point(tiny_model, inputs):
+    """Speech stops at 0.6 (timestep 400), text and music at 0.2 (800); effects is guided throughout."""
+    x, text, tokens, null, mask = inputs
+    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions), t=300) for conditions in
+                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
+                           ("text", "speech", "effects", "music")))
+    scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, until={"speech": 0.6, "text": 0.2, "music": 0.2})
+    assert scales.stopped_at(999) == frozenset() and scales.stopped_at(500) == {"text", "music"}
+    assert scales.stopped_at(300) == {"text", "speech", "music"} and len(scales.phases()) == 3
+    out = GuidedModel(tiny_model, text, tokens, null, scales, mask)(x, 300)
+    torch.testing.assert_close(out, e4 + 2.0 * (e3 - e2), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("until, problem", [(-0.1, "out of range"), (1.5, "out of range"), ("0.6", "out of range"),
+                                            (True, "out of range"), (float("nan"), "out of range"),
+                                            ({"speech": 2.0}, "for speech is out of range"),
+                                            ({"voice": 0.5}, "names 'voice', which is no condition")])
+def test_bad_guidance_until_is_named(until, problem):
+    with pytest.raises(ConfigError, match=f"guidance until .*{problem}"):
+        GuidanceScales(until=until)
 
 
 @pytest.mark.parametrize("scales, name", [((-1, 3, 3, 3), "text"), ((3, 31, 3, 3), "speech"),

@@ -63,21 +63,21 @@ def _inputs(model):
     return latents, text, tokens, null_tokens, clean_mask
 
 
-def _guided_prediction(parallel=None) -> torch.Tensor:
+def _guided_prediction(parallel=None, until=None, timestep=600) -> torch.Tensor:
     model = testing.tiny_mtv_model(sample_height=6, sample_width=6).eval()
     latents, text, tokens, null_tokens, clean_mask = _inputs(model)
     if parallel is not None:
         parallel.install(model)
-    scales = GuidanceScales(text=5.0, speech=4.0, effects=3.0, music=2.0)  # 5 branches
+    scales = GuidanceScales(text=5.0, speech=4.0, effects=3.0, music=2.0, until=until)  # 5 branches
     with torch.no_grad():
-        return GuidedModel(model, text, tokens, null_tokens, scales, clean_mask, parallel)(latents, 600)
+        return GuidedModel(model, text, tokens, null_tokens, scales, clean_mask, parallel)(latents, timestep)
 
 
-def _process(rank: int, plan: ParallelPlan, init_file: str, out: str) -> None:
+def _process(rank: int, plan: ParallelPlan, init_file: str, out: str, until=None, timestep=600) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=plan.size)
     try:
-        torch.save(_guided_prediction(ParallelRun(plan, "cpu")), f"{out}.{rank}")
+        torch.save(_guided_prediction(ParallelRun(plan, "cpu"), until, timestep), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -87,6 +87,17 @@ def test_two_processes_predict_what_one_does(tmp_path, plan):
     mp.start_processes(_process, args=(plan, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=plan.size,
                        start_method="spawn")
     alone = _guided_prediction()
+    for rank in range(plan.size):
+        torch.testing.assert_close(torch.load(tmp_path / f"out.{rank}"), alone, atol=2e-5, rtol=1e-5)
+
+
+def test_an_unguided_step_split_over_branch_groups_predicts_what_one_process_does(tmp_path):
+    """Below the guided part only the fully conditioned branch runs: one branch group computes it, the other adds 0."""
+    plan, until, timestep = ParallelPlan(ulysses=1, branches=2), 0.6, 300
+    mp.start_processes(_process, args=(plan, str(tmp_path / "init"), str(tmp_path / "out"), until, timestep),
+                       nprocs=plan.size, start_method="spawn")
+    alone = _guided_prediction(None, until, timestep)
+    assert (alone - _guided_prediction(None, None, timestep)).abs().max() > 1e-3
     for rank in range(plan.size):
         torch.testing.assert_close(torch.load(tmp_path / f"out.{rank}"), alone, atol=2e-5, rtol=1e-5)
 

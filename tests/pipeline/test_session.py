@@ -40,6 +40,22 @@ def test_fingerprint_changes_with_the_request_and_only_with_it(tiny_model, tiny_
     assert make_session(tiny_model, tiny_vae, seed=1).fingerprint(request) != session.fingerprint(request)
 
 
+def test_where_guidance_stops_is_part_of_the_fingerprint(tiny_model, tiny_vae, features):
+    from dataclasses import replace
+
+    from mtv_core.pipeline.guidance import GuidanceScales
+
+    session, request = make_session(tiny_model, tiny_vae), make_request(features, 60)
+
+    def stopping(until):
+        other = make_session(tiny_model, tiny_vae)
+        other.generator.config = replace(other.config, guidance=GuidanceScales(until=until))
+        return other.fingerprint(request)
+
+    assert stopping(None) == stopping(1.0) == stopping({"speech": 1.0}) == session.fingerprint(request)
+    assert len({session.fingerprint(request), stopping(0.6), stopping({"speech": 0.6}), stopping({"speech": 0.5})}) == 4
+
+
 def test_segments_resume_from_the_work_folder(tiny_model, tiny_vae, features, tmp_path):
     request = make_request(features, 150)
     assert len(make_session(tiny_model, tiny_vae).plan(request).segments) == 4
