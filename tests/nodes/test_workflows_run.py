@@ -164,13 +164,16 @@ def test_queueing_again_with_the_loaded_models_renders_the_same_video(comfy_env)
     assert torch.equal(again["10"][0], first["10"][0])
 
 
-def test_the_demo_workflow_samples_with_the_demos_guidance_and_older_graphs_keep_the_text_scale(comfy_env):
+def test_the_demo_workflow_samples_with_the_demos_guidance_and_older_graphs_keep_the_official(comfy_env):
     from mtv_core import demo
     from mtv_core.pipeline.guidance import GuidanceScales
 
     graph = {node_id: node for node_id, node in load("mtv_demo").items() if node_id not in ("10", "11", "12")}
     first = run_workflow(graph)
     assert first["9"][0].guidance == GuidanceScales(**demo.GUIDANCE) and first["9"][0].guidance.silent == 1.0
-    del graph["9"]["inputs"]["silent_guidance"]  # an API graph saved before the input existed
+    assert first["9"][0].guidance.until == demo.GUIDANCE["until"] and "effects" not in demo.GUIDANCE["until"]
+    for name in ("silent_guidance", "guidance_until"):  # an API graph saved before the inputs existed
+        del graph["9"]["inputs"][name]
     loaded = {node_id: outputs for node_id, outputs in first.items() if node_id != "9"}
-    assert run_workflow(graph, loaded)["9"][0].guidance.silent is None
+    older = run_workflow(graph, loaded)["9"][0].guidance
+    assert older.silent is None and older.until is None
