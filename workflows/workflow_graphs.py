@@ -125,16 +125,15 @@ def demo_workflow() -> Workflow:
         "6": ("MTVStemsFromAudio", {name: [node, 0] for name, node in stems.items()}),
         "7": ("MTVEncodeWav2Vec", {"stems": ["6", 0], "wav2vec": ["3", 0]}),
         **text("8", "custom", demo.example_prompt(), encoder=("t5", "2")),  # the demo's own small T5
-        **apply("8", guidance=tuple(demo.GUIDANCE[name] for name in GUIDANCE_ORDER), silent=demo.GUIDANCE["silent"],
-                until=", ".join(f"{name}={value:g}" for name, value in demo.GUIDANCE["until"].items())),
+        **apply("8", guidance=tuple(demo.GUIDANCE[name] for name in GUIDANCE_ORDER), silent=demo.GUIDANCE["silent"]),
         **chain_and_save("demo", steps=20),
     }
     note = ("The built-in demo model (4.5 M parameters, trained on a synthetic world): it runs on a CPU in about a "
             "minute and needs no download.\n\nThe three players are the example's speech, effects and music stems: "
             "the mouth follows the speech, the wall's colour follows the music's mood.\n\n"
             "MST-ControlNet Apply pushes speech guidance harder than the official 3.5, effects a little softer, and "
-            "does not push a silent stem (silent_guidance 1), and stops guiding all but effects at 60% of the noise "
-            "schedule (guidance_until: less flicker): the demo's measured best. Change the seed, strengths "
+            "does not push a silent stem (silent_guidance 1): the demo's measured best. For a close-up, guidance_until "
+            "'speech=0.6, text=0.6, music=0.6' flickers less. Change the seed, strengths "
             "or scales there and queue again. For your own soundtrack use "
             "the other workflows, which need the official MTV models.")
     return Workflow("mtv_demo", f"{DEMO_WORKFLOW_PREFIX} - no download", "Runs on a CPU in a minute with the built-in model", graph, note)
