@@ -34,7 +34,8 @@ def make_clip(work: Path, minutes: float) -> tuple[Path, str]:
         subprocess.run([sys.executable, "-m", "mtv_lab", "world", "--out", str(world), "--clips", "1", "--kinds",
                         "basic_face", "--seed", "64", "--seconds", str(minutes * 60), "--speech-pauses"],
                        check=True, cwd=ROOT, capture_output=True)
-    row = next(csv.DictReader(open(world / "captions.csv", newline="")))
+    with open(world / "captions.csv", newline="") as captions:
+        row = next(csv.DictReader(captions))
     return world / row["clip"], row["caption"]
 
 

@@ -100,22 +100,13 @@ def _guidance_scale(args, name: str, demo_model: bool) -> float:
     return demo.GUIDANCE[name] if demo_model else OFFICIAL_GUIDANCE
 
 
-def _demo_or_given(args, name: str, given, demo_model: bool):
-    """The value given, else the demo's `name` (demo model, no joint --guidance), else None: the official."""
+def _silent_guidance(args, demo_model: bool) -> float | None:
+    """--silent-guidance if given, else the demo's (demo model, no joint --guidance), else None: the text scale."""
     from .. import demo
 
-    if given is not None:
-        return given
-    return demo.GUIDANCE.get(name) if demo_model and args.guidance is None else None
-
-
-def _until(text: str | None):
-    from ..pipeline.guidance import parse_until
-
-    if text is None:
-        return None
-    until = parse_until(text)
-    return {} if until is None else until  # given empty: every step, even on the demo model
+    if args.silent_guidance is not None:
+        return args.silent_guidance
+    return demo.GUIDANCE["silent"] if demo_model and args.guidance is None else None
 
 
 def _use_demo_defaults(args) -> bool:
@@ -159,15 +150,15 @@ def build_job(args):
 
     from ..checkpoints import parse_lora_argument
     from ..pipeline.generate import GenerationConfig, MemoryOptions
-    from ..pipeline.guidance import GuidanceScales
+    from ..pipeline.guidance import GuidanceScales, parse_until
     from .job import GenerationJob, ModelFiles
     from ..pipeline.memory import resolve_device
     from ..pipeline.speed import StepCache
 
     demo_model = _use_demo_defaults(args)
     guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER),
-                              silent=_demo_or_given(args, "silent", args.silent_guidance, demo_model),
-                              until=_demo_or_given(args, "until", _until(args.guidance_until), demo_model))
+                              silent=_silent_guidance(args, demo_model),
+                              until=None if args.guidance_until is None else parse_until(args.guidance_until))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stream_files = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}
