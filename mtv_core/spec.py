@@ -35,6 +35,7 @@ ATTENTION_BACKENDS = ("sdpa", "xformers", "sage", "math")
 # The five-stage curriculum (the paper's DEMIX subsets); a stage trains on the subset of the same name.
 CURRICULUM = ("basic_face", "single_character", "multi_character", "sound_event", "visual_mood")
 SILENCE_DBFS = -45.0  # a stem whose loudest half second is quieter counts as silent
+SPEECH_GATE_DBFS = -45.0  # a demixed speech stem is silenced where it stays quieter (mtv_core.audio.gate)
 
 # Files the audio front-end decodes (audio, or video with a sound track), by name.
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mov", ".mkv", ".webm")

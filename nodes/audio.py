@@ -16,7 +16,7 @@ from mtv_core.audio import (
 from mtv_core.audio.speakers import is_auto
 from mtv_core.errors import AudioInputError, MTVError
 from mtv_core.fileio import file_sha256
-from mtv_core.spec import EFFECTS, MUSIC, SPEECH, STEMS
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH_GATE_DBFS, STEMS
 
 from . import folders
 from .comfy_adapter import Node, from_comfy_audio, node_error, node_errors, to_comfy_audio
@@ -97,11 +97,14 @@ class MTVDemixStems(Node, menu="audio", function="demix", outputs={"stems": "MTV
         "audio": ("AUDIO", {"tooltip": "The soundtrack to split."}),
         "demixer": ("MTV_DEMIXER", {"tooltip": "From MTV Demixer Loader."}),
     }
-    OPTIONAL = _SPEAKER_INPUTS
+    OPTIONAL = {  # new widgets go last: a saved workflow gives its widget values in order
+        **_SPEAKER_INPUTS,
+        "speech_gate_dbfs": ("FLOAT", {"default": SPEECH_GATE_DBFS, "min": -200.0, "max": 0.0, "step": 1.0, "tooltip": "Silences the speech stem where it stays quieter than this, so what the demixer leaks into it between lines (music, effects) does not move mouths. -200 keeps the stem as separated."}),
+    }
 
     @node_errors("MTV Demix Stems", "audio")
-    def demix(self, audio, demixer, speaker_ranges="", second_speaker=None):
-        stems = demixer.separate(from_comfy_audio(audio), progress=progress_and_interrupt(100))
+    def demix(self, audio, demixer, speaker_ranges="", second_speaker=None, speech_gate_dbfs=SPEECH_GATE_DBFS):
+        stems = demixer.separate(from_comfy_audio(audio), progress=progress_and_interrupt(100), speech_gate_dbfs=speech_gate_dbfs)
         stems = _with_second_speaker(stems, speaker_ranges, second_speaker)
         return (stems, *_stem_outputs(stems))
 

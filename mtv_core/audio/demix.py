@@ -16,9 +16,10 @@ import torch
 
 from ..errors import ConfigError
 from ..fileio import FolderLock
-from ..spec import EFFECTS, MUSIC, SPEECH, STEMS
+from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH_GATE_DBFS, STEMS
+from .gate import SpeechGate
 from .io import Waveform, WavWriter, downmix_matrix, iter_audio_blocks, probe_audio, to_stereo, write_text_atomically
-from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
+from .levels import DEFAULT_SILENCE_DBFS, FLOOR_DBFS, LevelMeter
 from .resample import StreamResampler, resample
 from .stems import ContentHasher, Stems, content_hash
 
@@ -57,7 +58,8 @@ class Demixer:
     def flags(self) -> dict:
         return {} if self.layout == "cinematic" else {EFFECTS: "not separated: a standard music model has no effects stem"}
 
-    def separate(self, waveform: Waveform, progress: Optional[ProgressCallback] = None, block_seconds: float = 30.0) -> Stems:
+    def separate(self, waveform: Waveform, progress: Optional[ProgressCallback] = None, block_seconds: float = 30.0,
+                 speech_gate_dbfs: Optional[float] = SPEECH_GATE_DBFS) -> Stems:
         """Demixes a whole waveform; stems come at the model's rate (44.1 kHz for HTDemucs), stereo."""
         source_id = content_hash(waveform.samples, waveform.sample_rate)
         mix = resample(to_stereo(waveform).samples, waveform.sample_rate, self.sample_rate)
@@ -65,17 +67,25 @@ class Demixer:
         tracks = {name: torch.empty(2, total) for name in STEMS}
         block = max(1, int(block_seconds * self.sample_rate))
         position = 0
-        for stem_block in self.separate_stream((mix[:, i:i + block] for i in range(0, total, block)), total, progress):
+        blocks = (mix[:, i:i + block] for i in range(0, total, block))
+        for stem_block in self.separate_stream(blocks, total, progress, speech_gate_dbfs):
             length = next(iter(stem_block.values())).shape[1]
             for name, samples in stem_block.items():
                 tracks[name][:, position:position + length] = samples
             position += length
         return Stems(tracks, self.sample_rate, source_id, self.flags)
 
-    def separate_stream(self, blocks: Iterable[torch.Tensor], expected_total: int = 0, progress: Optional[ProgressCallback] = None) -> Iterator[dict]:
-        """Demixes stereo blocks at `sample_rate` as they come; yields {track: [2, n]} blocks in order."""
+    def separate_stream(self, blocks: Iterable[torch.Tensor], expected_total: int = 0, progress: Optional[ProgressCallback] = None,
+                        speech_gate_dbfs: Optional[float] = SPEECH_GATE_DBFS) -> Iterator[dict]:
+        """Demixes stereo blocks at `sample_rate` as they come; yields {track: [2, n]} blocks in order. The speech
+        track is silenced where it stays below `speech_gate_dbfs` (`gate`); None or -200 dBFS keeps it as separated."""
+        gate_off = speech_gate_dbfs is None or speech_gate_dbfs <= FLOOR_DBFS
+        gate = None if gate_off else SpeechGate(self.sample_rate, speech_gate_dbfs)
         for sources_block in self._overlap_add(blocks, expected_total, progress):
-            yield self._to_tracks(sources_block)
+            tracks = self._to_tracks(sources_block)
+            if gate is not None:
+                tracks[SPEECH] = gate(tracks[SPEECH])
+            yield tracks
 
     def _overlap_add(self, blocks, expected_total, progress) -> Iterator[torch.Tensor]:
         length, stride = self.segment_length, self.stride
@@ -171,7 +181,8 @@ REPORT_FILE = "report.json"
 
 
 def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, duration: Optional[float] = None,
-                   silence_dbfs: float = DEFAULT_SILENCE_DBFS, progress: Optional[ProgressCallback] = None) -> dict:
+                   silence_dbfs: float = DEFAULT_SILENCE_DBFS, progress: Optional[ProgressCallback] = None,
+                   speech_gate_dbfs: Optional[float] = SPEECH_GATE_DBFS) -> dict:
     """Demix an audio or video file into speech.wav, effects.wav and music.wav (32-bit float, the model's rate)
     and report.json in `out_folder`, decoding, demixing and writing block by block: memory does not grow with the
     file's length. The folder is locked while this runs; temporary files a killed run left behind are removed
@@ -200,7 +211,7 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
         try:
             for name, file in STEM_FILES.items():
                 writers[name] = WavWriter(out_folder / file, demixer.sample_rate, 2)
-            for stem_block in demixer.separate_stream(stereo_blocks(), expected, progress):
+            for stem_block in demixer.separate_stream(stereo_blocks(), expected, progress, speech_gate_dbfs):
                 for name in STEM_FILES:
                     writers[name].write(stem_block[name])
                     meters[name].update(stem_block[name])
@@ -213,7 +224,7 @@ def demix_to_files(path, demixer: Demixer, out_folder, start: float = 0.0, durat
             writer.close()
         seconds = writers[SPEECH].num_frames / demixer.sample_rate
         report = {"input": str(Path(path).resolve()), "layout": demixer.layout, "source_id": hasher.hexdigest(),
-                  "duration": seconds, "sample_rate": demixer.sample_rate,
+                  "duration": seconds, "sample_rate": demixer.sample_rate, "speech_gate_dbfs": speech_gate_dbfs,
                   "stems": {name: dict(meters[name].report().as_dict(), file=file, flag=demixer.flags.get(name))
                             for name, file in STEM_FILES.items()}}
         write_text_atomically(out_folder / REPORT_FILE, json.dumps(report, indent=2))

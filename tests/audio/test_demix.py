@@ -35,7 +35,7 @@ def test_tiny_htdemucs_end_to_end_through_safetensors(request, tmp_path, fixture
     demixer = load_demixer([converted])
     mix = _mix()
     calls = []
-    stems = demixer.separate(mix, progress=lambda done, total: calls.append((done, total)))
+    stems = demixer.separate(mix, progress=lambda done, total: calls.append((done, total)), speech_gate_dbfs=None)
     reference = apply_model(load_model(str(th_path)).float(), mix.samples[None], shifts=0, split=True, overlap=0.25)[0]
     _, mapping = track_mapping(demixer.sources)
     for track, indices in mapping.items():
@@ -56,13 +56,27 @@ def test_chunked_stream_equals_single_pass_and_models_average(cinematic_th, tmp_
     padded = torch.nn.functional.pad(short.samples, (left, 44100 - short.num_samples - left))
     with torch.no_grad():
         single_pass = load_model(str(cinematic_th)).float()(padded[None])[0, 2, :, left:left + short.num_samples]
-    stems = demixer.separate(short)
+    stems = demixer.separate(short, speech_gate_dbfs=None)
     assert torch.allclose(stems.streams["speech"], single_pass, atol=1e-5)
     long = _mix(seconds=3.1)
     demixer = load_demixer([cinematic_th], overlap=0.5)
     whole = demixer.separate(long, block_seconds=100)
     streamed = demixer.separate(long, block_seconds=0.37)
     assert all(torch.allclose(whole.streams[name], streamed.streams[name], atol=1e-6) for name in whole.streams)
+
+
+def test_the_speech_stem_is_gated_where_quiet_and_the_others_are_not(cinematic_th):
+    demixer = load_demixer(cinematic_th)
+    mix = _mix(seconds=1.3)
+    separated = demixer.separate(mix, speech_gate_dbfs=None)
+    speech_level = 10 * torch.log10(separated.streams["speech"].pow(2).mean())
+    above = demixer.separate(mix, speech_gate_dbfs=float(speech_level) + 30)  # the whole stem is "leakage"
+    assert above.streams["speech"].abs().max() == 0 and separated.streams["speech"].abs().max() > 0
+    assert all(torch.equal(above.streams[name], separated.streams[name]) for name in ("effects", "music"))
+    below = demixer.separate(mix, speech_gate_dbfs=float(speech_level) - 30)
+    opened = round(0.03 * 44100)  # after the level's first window and the ramp
+    assert torch.equal(below.streams["speech"][:, opened:], separated.streams["speech"][:, opened:])
+    assert torch.equal(demixer.separate(mix, speech_gate_dbfs=-200.0).streams["speech"], separated.streams["speech"])
 
 
 def test_mono_and_other_rates_are_accepted(cinematic_th):
@@ -124,7 +138,14 @@ def test_demix_cli_matches_library_and_leaves_nothing_on_failure(cinematic_th, w
     assert main(["demix", str(path), "--model", str(cinematic_th), "--out", str(out)]) == 0
     stems = load_demixer(cinematic_th).separate(load_audio(path))
     assert torch.allclose(load_audio(out / "speech.wav").samples, stems.streams["speech"], atol=1e-6)
-    assert json.loads((out / "report.json").read_text())["source_id"] == stems.source_id
+    report = json.loads((out / "report.json").read_text())
+    assert report["source_id"] == stems.source_id and report["speech_gate_dbfs"] == -45.0
+    ungated = tmp_path / "ungated"
+    assert main(["demix", str(path), "--model", str(cinematic_th), "--out", str(ungated), "--speech-gate-dbfs", "off"]) == 0
+    assert json.loads((ungated / "report.json").read_text())["speech_gate_dbfs"] is None
+    assert torch.allclose(load_audio(ungated / "speech.wav").samples,
+                          load_demixer(cinematic_th).separate(load_audio(path), speech_gate_dbfs=None).streams["speech"], atol=1e-6)
+    assert main(["demix", str(path), "--model", str(cinematic_th), "--out", str(tmp_path / "x"), "--speech-gate-dbfs", "6"]) == 1
     broken = tmp_path / "broken.wav"
     broken.write_bytes(path.read_bytes()[:2000])
     failed = tmp_path / "failed"

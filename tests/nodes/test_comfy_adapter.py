@@ -300,3 +300,18 @@ def test_mtv_decode_moves_the_bar_per_decoder_slice_and_stops_on_cancel(sampler_
     with pytest.raises(Cancelled):
         MTVDecode().decode(vae, latents, 0)
     assert StandInProgressBar.moves == [(0, 6, None), (1, 6, None), (2, 6, None)]
+
+
+def test_demix_stems_gates_the_speech_stem_before_the_first_line_unless_told_not_to():
+    from mtv_core.audio import load_audio
+    from mtv_core.checkpoints import load_demixer
+    from nodes.audio import MTVDemixStems
+
+    audio = comfy.to_comfy_audio(load_audio(demo.example_audio()))
+    demixer = load_demixer(demo.DEMIXER)
+    gated = comfy.from_comfy_audio(MTVDemixStems().demix(audio, demixer)[1])
+    kept = comfy.from_comfy_audio(MTVDemixStems().demix(audio, demixer, speech_gate_dbfs=-200.0)[1])
+    before_speech = slice(0, round(0.15 * gated.sample_rate))  # the example's first line starts at 0.2 s
+    assert gated.samples[:, before_speech].abs().max() == 0 < kept.samples[:, before_speech].abs().max()
+    in_speech = slice(round(0.35 * gated.sample_rate), round(0.45 * gated.sample_rate))
+    assert torch.equal(gated.samples[:, in_speech], kept.samples[:, in_speech])
