@@ -17,9 +17,9 @@ import torch
 from ..errors import ConfigError
 from ..fileio import FolderLock
 from ..spec import EFFECTS, MUSIC, SPEECH, SPEECH_GATE_DBFS, STEMS
-from .gate import SpeechGate
+from .gate import speech_gate
 from .io import Waveform, WavWriter, downmix_matrix, iter_audio_blocks, probe_audio, to_stereo, write_text_atomically
-from .levels import DEFAULT_SILENCE_DBFS, FLOOR_DBFS, LevelMeter
+from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
 from .resample import StreamResampler, resample
 from .stems import ContentHasher, Stems, content_hash
 
@@ -79,8 +79,7 @@ class Demixer:
                         speech_gate_dbfs: Optional[float] = SPEECH_GATE_DBFS) -> Iterator[dict]:
         """Demixes stereo blocks at `sample_rate` as they come; yields {track: [2, n]} blocks in order. The speech
         track is silenced where it stays below `speech_gate_dbfs` (`gate`); None or -200 dBFS keeps it as separated."""
-        gate_off = speech_gate_dbfs is None or speech_gate_dbfs <= FLOOR_DBFS
-        gate = None if gate_off else SpeechGate(self.sample_rate, speech_gate_dbfs)
+        gate = speech_gate(self.sample_rate, speech_gate_dbfs)
         for sources_block in self._overlap_add(blocks, expected_total, progress):
             tracks = self._to_tracks(sources_block)
             if gate is not None:

@@ -16,7 +16,16 @@ from ..errors import ConfigError
 WINDOW_SECONDS = 0.02  # the level is measured over the last 20 ms
 HOLD_SECONDS = 0.25  # the gate stays open this long after the level falls below the threshold
 RAMP_SECONDS = 0.01  # and opens and closes over 10 ms, without clicks
+OFF_DBFS = -200.0  # a gate this low passes everything: the stem stays as separated
 _NEVER = -(2**62)  # the sample index of a loud sample that never was
+
+
+def speech_gate(sample_rate: int, threshold_dbfs: float | None) -> "SpeechGate | None":
+    """The gate for a level, checked; None for no level or OFF_DBFS."""
+    if threshold_dbfs is None:
+        return None
+    gate = SpeechGate(sample_rate, threshold_dbfs)
+    return None if threshold_dbfs <= OFF_DBFS else gate
 
 
 class SpeechGate:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mtv_core.audio.gate import HOLD_SECONDS, RAMP_SECONDS, WINDOW_SECONDS, SpeechGate
+from mtv_core.audio.gate import HOLD_SECONDS, RAMP_SECONDS, WINDOW_SECONDS, SpeechGate, speech_gate
 from mtv_core.errors import ConfigError
 
 RATE = 16000
@@ -67,4 +67,9 @@ def test_a_lower_threshold_keeps_quieter_sound():
 @pytest.mark.parametrize("level", [6.0, -300.0, float("nan"), "-45"])
 def test_a_level_out_of_range_is_named(level):
     with pytest.raises(ConfigError, match=r"speech gate .* out of range; use a level in -200..0 dBFS"):
-        SpeechGate(RATE, level)
+        speech_gate(RATE, level)
+
+
+def test_no_level_or_the_lowest_turns_the_gate_off():
+    assert speech_gate(RATE, None) is None and speech_gate(RATE, -200.0) is None
+    assert isinstance(speech_gate(RATE, -199.0), SpeechGate)
