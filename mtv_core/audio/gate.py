@@ -18,6 +18,7 @@ HOLD_SECONDS = 0.25  # the gate stays open this long after the level falls below
 RAMP_SECONDS = 0.01  # and opens and closes over 10 ms, without clicks
 OFF_DBFS = -200.0  # a gate this low passes everything: the stem stays as separated
 _NEVER = -(2**62)  # the sample index of a loud sample that never was
+_SUM_CHUNK = 1 << 14
 
 
 def speech_gate(sample_rate: int, threshold_dbfs: float | None) -> "SpeechGate | None":
@@ -61,6 +62,12 @@ class SpeechGate:
 
 
 def _trailing_means(values: torch.Tensor, window: int) -> torch.Tensor:
-    """For a (window - 1) + n vector: the mean of each of the last n values with the window - 1 before it."""
-    sums = torch.cat([values.new_zeros(1), torch.cumsum(values, dim=0)])
-    return (sums[window:] - sums[:-window]) / window
+    """For a (window - 1) + n vector: the mean of each of the last n values with the window - 1 before it. The
+    running sums restart every `_SUM_CHUNK` values: one sum over minutes of loud sound would swallow a quiet window."""
+    count = values.shape[0] - (window - 1)
+    means = values.new_empty(count)
+    for start in range(0, count, _SUM_CHUNK):
+        piece = values[start:start + _SUM_CHUNK + window - 1]
+        sums = torch.cat([values.new_zeros(1), torch.cumsum(piece, dim=0)])
+        means[start:start + piece.shape[0] - window + 1] = (sums[window:] - sums[:-window]) / window
+    return means

@@ -73,3 +73,13 @@ def test_a_level_out_of_range_is_named(level):
 def test_no_level_or_the_lowest_turns_the_gate_off():
     assert speech_gate(RATE, None) is None and speech_gate(RATE, -200.0) is None
     assert isinstance(speech_gate(RATE, -199.0), SpeechGate)
+
+
+@pytest.mark.parametrize("block", [None, RATE])
+def test_a_faint_stretch_after_minutes_of_loud_sound_keeps_its_own_level(block):
+    loud, faint = _noise(120, -6, 7), _noise(1, -125, 8)
+    track = torch.cat([loud, faint], dim=1)
+    gate = SpeechGate(RATE, -130.0)  # the faint stretch is above it: the gate stays open
+    block = block or track.shape[1]
+    gated = torch.cat([gate(track[:, i:i + block]) for i in range(0, track.shape[1], block)], dim=1)
+    assert torch.equal(gated[:, loud.shape[1]:], faint)
