@@ -120,7 +120,7 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
         strengths = {SPEECH: speech_strength, EFFECTS: effects_strength, MUSIC: music_strength}
         scaled = features.scaled(stream_strengths(strengths, model.audio_streams))
         with node_errors("MST-ControlNet Apply", "guidance_until"):
-            until = GuidanceScales(until=parse_until(guidance_until)).until
+            until = parse_until(guidance_until)
         with node_errors("MST-ControlNet Apply", "text_guidance"):
             scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance,
                                     silent=None if silent_guidance < 0 else silent_guidance, until=until)

@@ -158,7 +158,7 @@ def build_job(args):
     demo_model = _use_demo_defaults(args)
     guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER),
                               silent=_silent_guidance(args, demo_model),
-                              until=None if args.guidance_until is None else parse_until(args.guidance_until))
+                              until=parse_until(args.guidance_until or ""))
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stream_files = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}

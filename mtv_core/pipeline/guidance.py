@@ -96,19 +96,22 @@ def _number_in(value, low: float, high: float) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
 
 
-def parse_until(text: str) -> float | dict | None:
-    """'0.6' (every condition), 'speech=0.6, text=0.6' (those conditions) or '' (every step) -> GuidanceScales.until."""
+def parse_until(text: str) -> dict | None:
+    """'0.6' (every condition), 'speech=0.6, text=0.6' (those conditions) or '' (every step) -> GuidanceScales.until,
+    checked."""
     text = text.strip()
     if not text:
         return None
     try:
         if "=" not in text:
-            return float(text)
-        pairs = [part.split("=") for part in text.split(",") if part.strip()]
-        return {name.strip(): float(value) for name, value in pairs}
+            parsed = float(text)
+        else:
+            pairs = [part.split("=") for part in text.split(",") if part.strip()]
+            parsed = {name.strip(): float(value) for name, value in pairs}
     except ValueError:
         raise ConfigError(f"guidance until {text!r} is not understood; write one fraction for every condition (0.6) "
                           f"or condition=fraction pairs ('speech=0.6, text=0.6'; conditions: {', '.join(GUIDANCE_ORDER)})") from None
+    return _checked_until(parsed)
 
 
 def _checked_until(until) -> dict | None:
