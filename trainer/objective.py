@@ -7,6 +7,11 @@ directly (no 1/(1 - a) blow-up near t = 0 in low precision).
 
 `motion_weight` (not official, default 0) weights each latent position by how much the clip moves there, so a
 mouth or a hopping object, a few latent pixels of a still frame, is not drowned by the static background.
+
+`temporal_weight` (not official, default 0) adds W x the mean squared change of the v error from one latent frame to
+the next. An error shared by neighbouring frames costs nothing there; one that jumps from frame to frame (flicker)
+costs up to twice its plain MSE again. The v error is the x0 error over sqrt(1 - a), so this is the official weighting
+applied to the frame-to-frame change of the x0 error.
 """
 
 from __future__ import annotations
@@ -104,10 +109,12 @@ def drop_conditioning(text: torch.Tensor, features: dict, dropout: ConditioningD
 
 class DiffusionObjective(nn.Module):
     """Wraps the transformer so that one `forward` is one loss: what DDP / DeepSpeed / FSDP wrap."""
-    def __init__(self, model: nn.Module, alphas_cumprod: torch.Tensor, motion_weight: float = 0.0):
+    def __init__(self, model: nn.Module, alphas_cumprod: torch.Tensor, motion_weight: float = 0.0,
+                 temporal_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.motion_weight = motion_weight
+        self.temporal_weight = temporal_weight
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
 
     def forward(self, latents, text, features, timesteps, clean_mask, noise):
@@ -118,11 +125,17 @@ class DiffusionObjective(nn.Module):
         target = alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
         tokens = self.model.project_audio(features)
         prediction = self.model(noisy, text, timesteps, audio_tokens=tokens, clean_mask=clean_mask)
-        error = (prediction.float() - target.float()) ** 2
+        residual = prediction.float() - target.float()
+        loss = self._weighted_mse(residual, latents)
+        if self.temporal_weight:
+            loss = loss + self.temporal_weight * residual.diff(dim=1).pow(2).mean()
+        return loss
+
+    def _weighted_mse(self, residual: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         if not self.motion_weight:
-            return error.mean()
+            return residual.pow(2).mean()
         weight = motion_weights(latents.float(), self.motion_weight)
-        return (error * weight).mean() / weight.mean()
+        return (residual.pow(2) * weight).mean() / weight.mean()
 
 
 def motion_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:

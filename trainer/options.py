@@ -46,6 +46,7 @@ class TrainOptions:
     gradient_checkpointing: bool = False
     official_interaction_timestep: bool = False  # row 0's timestep for every sample in the interaction blocks
     motion_weight: float = 0.0  # extra loss weight where the clip moves (see objective.motion_weights)
+    temporal_weight: float = 0.0  # weight of the frame-to-frame change of the error (see objective)
     save_every: int = 200
     keep: int = 3
     log_every: int = 20
@@ -101,6 +102,7 @@ class TrainOptions:
         _within("--grad-clip", self.grad_clip, 0, math.inf, low_open=True, fix="0.1 is the official value")
         _within("--warmup", self.warmup, 0, 1, fix="a fraction of the steps, e.g. 0.01")
         _within("--motion-weight", self.motion_weight, 0, 100, fix="0 (official loss) to 100 (2-8 is usual)")
+        _within("--temporal-weight", self.temporal_weight, 0, 100, fix="0 (official loss) to 100 (around 1 is usual)")
         for name in ("text", "audio", "per_stream", "clean_mask"):
             _within(f"{name} dropout", getattr(self.dropout, name), 0, 1)
         if self.ema is not None:

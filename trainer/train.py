@@ -134,7 +134,7 @@ def train_stage(options: TrainOptions, stage: str, init: Path | None, adapter: P
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=options.betas, eps=1e-8, weight_decay=options.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(options))
     sampler = EpochSampler(len(dataset), options.batch_size, options.seed, accelerator.process_index, accelerator.num_processes)
-    objective = DiffusionObjective(model, official_alphas_cumprod(), options.motion_weight)
+    objective = DiffusionObjective(model, official_alphas_cumprod(), options.motion_weight, options.temporal_weight)
     objective, optimizer = accelerator.prepare(objective, optimizer)
     ema = EMA(accelerator.unwrap_model(objective).model, names, options.ema) if options.ema else None
     step = 0

@@ -66,6 +66,21 @@ def test_motion_weighted_loss_counts_errors_where_the_clip_moves_more():
     assert losses[4.0, "moving"] > 20 * losses[4.0, "still"]
 
 
+def test_temporal_weight_charges_errors_that_change_between_latent_frames():
+    latents, noise = torch.zeros(1, 5, 16, 4, 6), torch.zeros(1, 5, 16, 4, 6)
+    alphas, timesteps, mask = official_alphas_cumprod(), torch.tensor([999]), torch.zeros(1, 5, dtype=torch.bool)
+    shared = torch.full_like(latents, 0.5)  # the same error in every frame
+    flicker = 0.5 * (-1.0) ** torch.arange(5.0).view(1, 5, 1, 1, 1).expand_as(latents)  # +0.5, -0.5, ...
+    losses = {}
+    for weight in (0.0, 1.0):
+        for name, prediction in (("shared", shared), ("flicker", flicker)):
+            objective = DiffusionObjective(_Constant(prediction), alphas, temporal_weight=weight)
+            losses[weight, name] = float(objective(latents, None, {}, timesteps, mask, noise))
+    assert losses[0.0, "shared"] == losses[0.0, "flicker"] == 0.25  # the plain MSE cannot tell them apart
+    assert losses[1.0, "shared"] == 0.25
+    assert abs(losses[1.0, "flicker"] - (0.25 + 1.0)) < 1e-6  # every step between frames changes the error by 1
+
+
 def test_schedule_is_the_samplers_zero_snr_schedule():
     alphas = official_alphas_cumprod()
     torch.testing.assert_close(alphas, make_scheduler("dpm").alphas_cumprod.double())

@@ -36,6 +36,7 @@ def test_defaults_are_valid_and_paths_become_paths():
     (dict(warmup=1.5), r"--warmup 1.5 is out of range; use a number in \[0, 1\]; a fraction of the steps"),
     (dict(grad_clip=0), r"--grad-clip 0 is out of range"),
     (dict(motion_weight=101), r"--motion-weight 101 is out of range; use a number in \[0, 100\]"),
+    (dict(temporal_weight=-1), r"--temporal-weight -1 is out of range; use a number in \[0, 100\]"),
     (dict(ema=1.0), r"--ema 1.0 is out of range; use a number in \(0, 1\); a decay such as 0.999"),
     (dict(lr_schedule="cosine"), "--lr-schedule 'cosine' is unknown; choose one of linear, constant"),
     (dict(train="some"), "--train 'some' is unknown"),

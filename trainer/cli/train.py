@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion-weight", type=float, default=0.0, metavar="W",
                         help="weight the loss by 1 + W x how much the clip moves at each latent position (small moving parts "
                              "such as mouths learn faster); 0 = the official plain loss")
+    parser.add_argument("--temporal-weight", type=float, default=0.0, metavar="W",
+                        help="add W x the error's change from one latent frame to the next, so errors that flicker "
+                             "cost more than errors shared by neighbouring frames; 0 = the official plain loss")
     parser.add_argument("--sample-every", type=int, default=0, metavar="K", help="write RUN/<stage>/samples/step-K.mp4 every K steps")
     parser.add_argument("--sample-vae", type=Path, help="the VAE the dataset's latents were made with (to decode samples)")
     parser.add_argument("--sample-steps", type=int, default=10, help="sampler steps for the sample videos")
@@ -89,7 +92,7 @@ def run(args) -> int:
         train=args.train, stage_data=args.stage_data, lora_rank=args.lora_rank, frozen_streams=tuple(args.freeze_streams),
         ema=args.ema, mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing, official_interaction_timestep=args.official_interaction_timestep,
-        motion_weight=args.motion_weight,
+        motion_weight=args.motion_weight, temporal_weight=args.temporal_weight,
         save_every=args.save_every, keep=args.keep,
         log_every=args.log_every, seed=args.seed, resume=args.resume, trust_checkpoint=args.trust_checkpoint, progress=not args.no_progress,
         sample_every=args.sample_every, sample_vae=args.sample_vae, sample_steps=args.sample_steps,
