@@ -4,6 +4,11 @@ The official MTV weights use the released CogVideoX VAE as it is; this is for ne
 the demo. Loss: pixel MSE + a small KL term, on random 9-frame windows (1 + 4k frames, as the causal VAE
 takes them). Pixels that change within a window weigh more: sound-driven motion (a mouth, a hopping object)
 covers a few pixels, and a plain MSE lets the still background drown it out.
+
+For a steadier picture, `--temporal-weight` adds the squared difference between the reconstruction's and the
+clip's frame-to-frame change (the decoder makes four frames of each latent frame, and a small one makes them
+flicker), and `--latent-noise` decodes latents with a little noise added, as a model's sampled latents are never
+exactly the encoder's.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ KL_WEIGHT = 1e-6
 MOTION_WEIGHT = 20.0  # extra loss weight per unit of a pixel's distance from its window's mean frame
 
 
-def read_clip(path: Path) -> torch.Tensor:
+def read_clip(path: Path, window: int = WINDOW_FRAMES) -> torch.Tensor:
     """All frames of a video: (3, N, H, W) in [-1, 1]."""
     with av.open(str(path)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    if len(frames) < WINDOW_FRAMES:
-        raise TrainerError(f"{path} has {len(frames)} frames; the VAE trains on {WINDOW_FRAMES}-frame windows")
+    if len(frames) < window:
+        raise TrainerError(f"{path} has {len(frames)} frames; the VAE trains on {window}-frame windows")
     return torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
 
 
@@ -42,12 +47,12 @@ def new_vae(widths) -> "torch.nn.Module":
                                   norm_num_groups=groups, scaling_factor=0.7)
 
 
-def random_batch(clips: list[torch.Tensor], size: int, rng: random.Random) -> torch.Tensor:
+def random_batch(clips: list[torch.Tensor], size: int, rng: random.Random, frames: int = WINDOW_FRAMES) -> torch.Tensor:
     windows = []
     for _ in range(size):
         clip = rng.choice(clips)
-        start = rng.randrange(clip.shape[1] - WINDOW_FRAMES + 1)
-        windows.append(clip[:, start:start + WINDOW_FRAMES])
+        start = rng.randrange(clip.shape[1] - frames + 1)
+        windows.append(clip[:, start:start + frames])
     return torch.stack(windows)
 
 
@@ -57,14 +62,19 @@ def motion_weights(batch: torch.Tensor) -> torch.Tensor:
     return 1 + MOTION_WEIGHT * motion
 
 
-def vae_loss(vae, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The motion-weighted reconstruction loss plus KL, and the plain MSE (for the log)."""
+def vae_loss(vae, batch: torch.Tensor, temporal_weight: float = 0.0, latent_noise: float = 0.0) -> tuple[torch.Tensor, float]:
+    """The motion-weighted reconstruction loss plus KL (and the temporal term), and the plain MSE (for the log)."""
     posterior = vae.encode(batch).latent_dist
-    reconstruction = vae.decode(posterior.sample()).sample
+    latents = posterior.sample()
+    if latent_noise:
+        latents = latents + latent_noise * latents.detach().std() * torch.randn_like(latents)
+    reconstruction = vae.decode(latents).sample
     squared = (reconstruction - batch) ** 2
     weights = motion_weights(batch)
-    weighted = (squared * weights).mean() / weights.mean()
-    return weighted + KL_WEIGHT * posterior.kl().mean(), squared.mean().item()
+    loss = (squared * weights).mean() / weights.mean() + KL_WEIGHT * posterior.kl().mean()
+    if temporal_weight:
+        loss = loss + temporal_weight * (reconstruction.diff(dim=2) - batch.diff(dim=2)).pow(2).mean()
+    return loss, squared.mean().item()
 
 
 def trained_parameters(vae, decoder_only: bool) -> list:
@@ -75,11 +85,21 @@ def trained_parameters(vae, decoder_only: bool) -> list:
     return [p for p in vae.parameters() if p.requires_grad]
 
 
+def check_settings(args) -> None:
+    frames = args.window_frames
+    if frames < 5 or (frames - 1) % 4:
+        raise TrainerError(f"--window-frames {frames} is not 1 + 4k frames (the causal VAE's unit); use 9, 17 or 33")
+    for name, value in (("--temporal-weight", args.temporal_weight), ("--latent-noise", args.latent_noise)):
+        if not 0 <= value <= 100:
+            raise TrainerError(f"{name} {value} is out of range; use a number in [0, 100] (0 = off)")
+
+
 def train_vae(args) -> float:
     refuse_existing(args.out, args.overwrite)
+    check_settings(args)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    clips = [read_clip(path) for path in find_videos(args.clips)]
+    clips = [read_clip(path, args.window_frames) for path in find_videos(args.clips)]
     if args.decoder_only and not args.init:
         raise TrainerError("--decoder-only fine-tunes an existing VAE's decoder; pass the VAE with --init FILE")
     vae = load_vae(args.init) if args.init else new_vae(args.widths)
@@ -88,7 +108,8 @@ def train_vae(args) -> float:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     mse = float("nan")
     for step in range(1, args.steps + 1):
-        loss, mse = vae_loss(vae, random_batch(clips, args.batch_size, rng))
+        batch = random_batch(clips, args.batch_size, rng, args.window_frames)
+        loss, mse = vae_loss(vae, batch, args.temporal_weight, args.latent_noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

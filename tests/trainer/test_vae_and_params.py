@@ -76,6 +76,60 @@ def test_decoder_only_keeps_the_latents_and_lowers_the_error(tmp_path):
     assert after < 0.7 * before
 
 
+def write_still_clip(path, frames=12, seed=0):
+    """A still picture: a square on a plain ground, nothing moves."""
+    from mtv_core.pipeline.video import write_mp4
+
+    colour = np.random.default_rng(seed).integers(40, 215, 3)
+    video = np.zeros((frames, 32, 48, 3), dtype=np.uint8)
+    video[:] = colour // 2
+    video[:, 8:24, 10:26] = colour
+    write_mp4(path, torch.from_numpy(video), 24.0)
+
+
+def test_temporal_weight_makes_the_decoded_change_follow_the_clips(tmp_path):
+    """--temporal-weight: given latents as noisy as a model's (--latent-noise), the decoder learns to keep a still clip
+    still from frame to frame, which a plain MSE does not teach it."""
+    from mtv_core.checkpoints import load_vae, save_vae
+    from trainer.vae import new_vae, random_batch, read_clip, train_vae
+
+    (tmp_path / "clips").mkdir()
+    for seed in range(2):
+        write_still_clip(tmp_path / "clips" / f"c{seed}.mp4", seed=seed)
+    torch.manual_seed(0)
+    save_vae(new_vae((8, 8, 8, 8)).eval(), tmp_path / "start.safetensors")
+    batch = random_batch([read_clip(p) for p in sorted((tmp_path / "clips").glob("*.mp4"))], 2, random.Random(1))
+    change_error = {}
+    for weight in ("0", "20"):
+        out = tmp_path / f"dec-{weight}.safetensors"
+        train_vae(vae_parser().parse_args(["--clips", str(tmp_path / "clips"), "--out", str(out), "--decoder-only",
+                                           "--init", str(tmp_path / "start.safetensors"), "--steps", "30",
+                                           "--batch-size", "2", "--lr", "3e-3", "--temporal-weight", weight,
+                                           "--latent-noise", "1"]))
+        vae = load_vae(out)
+        with torch.no_grad():
+            latents = vae.encode(batch).latent_dist.mode()
+            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(2))
+            decoded = vae.decode(latents + latents.std() * noise).sample
+        change_error[weight] = float((decoded.diff(dim=2) - batch.diff(dim=2)).pow(2).mean())
+    assert change_error["20"] < 0.7 * change_error["0"], change_error
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--window-frames", "8", r"--window-frames 8 is not 1 \+ 4k frames"),
+    ("--temporal-weight", "-1", r"--temporal-weight -1.0 is out of range"),
+    ("--latent-noise", "101", r"--latent-noise 101.0 is out of range"),
+])
+def test_vae_settings_are_checked_before_reading_clips(tmp_path, option, value, message):
+    from trainer.errors import TrainerError
+    from trainer.vae import train_vae
+
+    args = vae_parser().parse_args(["--clips", str(tmp_path / "no-clips"), "--out", str(tmp_path / "v.safetensors"),
+                                    option, value])
+    with pytest.raises(TrainerError, match=message):
+        train_vae(args)
+
+
 def test_vae_loss_weighs_moving_pixels_more():
     from trainer.vae import MOTION_WEIGHT, motion_weights
 

@@ -22,6 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-only", action="store_true",
                         help="train the decoder alone (needs --init): the latents stay as they were, so a model "
                              "trained on them keeps working and draws what the sharper decoder makes of them")
+    parser.add_argument("--window-frames", type=int, default=9, help="frames per training window (1 + 4k)")
+    parser.add_argument("--temporal-weight", type=float, default=0.0, metavar="W",
+                        help="add W x the squared difference between the reconstruction's and the clip's change from "
+                             "frame to frame (a steadier picture; 0 = off)")
+    parser.add_argument("--latent-noise", type=float, default=0.0, metavar="S",
+                        help="add noise of S x the latents' spread before decoding, so the decoder also draws "
+                             "imperfect latents (a model's) steadily; 0 = off")
 
 
 def run(args) -> int:
