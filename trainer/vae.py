@@ -88,7 +88,7 @@ def trained_parameters(vae, decoder_only: bool) -> list:
 def check_settings(args) -> None:
     frames = args.window_frames
     if frames < 5 or (frames - 1) % 4:
-        raise TrainerError(f"--window-frames {frames} is not 1 + 4k frames (the causal VAE's unit); use 9, 17 or 33")
+        raise TrainerError(f"--window-frames {frames} is not 1 + 4k frames with k at least 1 (the causal VAE's unit); use 9, 17 or 33")
     for name, value in (("--temporal-weight", args.temporal_weight), ("--latent-noise", args.latent_noise)):
         if not 0 <= value <= 100:
             raise TrainerError(f"{name} {value} is out of range; use a number in [0, 100] (0 = off)")
