@@ -34,7 +34,7 @@ from mtv_core.fileio import atomic_write, file_sha256
 from mtv_core.pipeline.captions import build_caption
 from mtv_core.pipeline.keyframes import resize_and_crop
 from mtv_core.pipeline.vae import encode_frames
-from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH2, STEMS
+from mtv_core.spec import EFFECTS, MUSIC, SPEECH, SPEECH2, SPEECH_GATE_DBFS, STEMS
 
 from .dataset import CLIP_FRAMES, MANIFEST, ClipRecord, read_manifest, save_tensors, text_cache_name, write_manifest
 from .errors import TrainerError
@@ -272,7 +272,7 @@ class Preparer:
         self.options = options
         self.out = Path(options.out)
         self.encoder = load_wav2vec2(options.wav2vec, device=options.device)
-        self._demixer = self._vae = self._t5 = None
+        self._demixer = self._vae = self._t5 = self._demixer_hash = None
 
     def clip_records(self, video: Path, info: ClipInfo, previous: list[ClipRecord]) -> tuple[list[ClipRecord], bool]:
         """The clip's windows, and whether they were reused from the previous run."""
@@ -281,16 +281,27 @@ class Preparer:
             # found on every run, so the cache key is the ranges used (costs a demix when the stems are not files)
             stems = self._stems(video)
             info = replace(info, speaker_ranges=found_speakers(video, stems))
-        second = second_speaker(video, info)
+        second, origin = second_speaker(video, info), self._stems_origin(video)
         reused = [r for r in previous if r.source == str(video) and r.source_hash == source_hash
                   and r.caption == info.caption and r.fields.get("second_speaker") == second
-                  and (self.out / r.features).is_file()]
-        records = reused or self._new_records(video, info, source_hash, second, stems)
+                  and r.fields.get("stems") == origin and (self.out / r.features).is_file()]
+        records = reused or self._new_records(video, info, source_hash, second, origin, stems)
         for record in records:
             self._encode_missing(video, record)
         return records, bool(reused)
 
-    def _new_records(self, video: Path, info: ClipInfo, source_hash: str, second: str, stems=None) -> list[ClipRecord]:
+    def _stems_origin(self, video: Path) -> str:
+        """Where the clip's stems come from: its stem files (by content), or the demixer (by content) and the speech
+        gate. A clip prepared from other stems, or before the gate (no origin in its record), is prepared again."""
+        files = self._stem_files(video)
+        if files:
+            return "files " + " ".join(f"{name}:{file_hash(path)}" for name, path in sorted(files.items()))
+        if self._demixer_hash is None:
+            self._demixer_hash = "+".join(file_hash(Path(path)) for path in self.options.demixer or ())
+        return f"demixer {self._demixer_hash} speech gate {SPEECH_GATE_DBFS:g} dBFS"
+
+    def _new_records(self, video: Path, info: ClipInfo, source_hash: str, second: str, origin: str,
+                     stems=None) -> list[ClipRecord]:
         try:
             scenes, fps, num_frames = detect_scenes(video, self.options.scene_threshold)
         except (av.FFmpegError, ValueError, OSError) as error:
@@ -312,15 +323,19 @@ class Preparer:
                 id=f"{video.stem}-{source_hash[:8]}-{start:06d}", source=str(video), source_hash=source_hash,
                 start_frame=start, fps=fps, caption=info.caption, persons=info.persons, subsets=subsets,
                 features=features_path, scene=scene, fields={**info.fields, "face_closeup": info.face_closeup, "frames": num_frames,
-                                                    "second_speaker": second},
+                                                    "second_speaker": second, "stems": origin},
             ))
         if not records:
             raise SkipClip("the audio is shorter than every window of the picture")
         return records
 
-    def _stems(self, video: Path):
+    @staticmethod
+    def _stem_files(video: Path) -> dict:
         separated = {name: video.with_name(video.stem + suffix) for name, suffix in STEM_SUFFIXES.items()}
-        separated = {name: path for name, path in separated.items() if path.is_file()}
+        return {name: path for name, path in separated.items() if path.is_file()}
+
+    def _stems(self, video: Path):
+        separated = self._stem_files(video)
         if separated:
             return stems_from_files(**separated)
         try:

@@ -4,7 +4,8 @@ import argparse
 import sys
 
 from ..demo import EXAMPLES
-from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, SPEECH2, STEMS, STREAMS
+from ..spec import GUIDANCE_ORDER, MAX_STRENGTH, OFFICIAL_GUIDANCE, SAMPLERS, SPEECH2, SPEECH_GATE_DBFS, STEMS, STREAMS
+from .demix import gate_level
 
 MODEL_ARGUMENTS = ("model", "vae", "t5", "wav2vec")
 
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for stem in STEMS:
         models.add_argument(f"--{stem}", help=f"pre-separated {stem} stem (with --demixer: used instead of its {stem})")
     models.add_argument(f"--{SPEECH2}", help="the second speaker's speech, for the two-speaker (multi) model")
+    models.add_argument("--speech-gate-dbfs", type=gate_level, default=SPEECH_GATE_DBFS,
+                        help=f"with --demixer: silence its speech stem where it stays quieter than this (default "
+                             f"{SPEECH_GATE_DBFS:g}: what it leaks there between lines moves mouths); 'off' keeps it as "
+                             "separated")
     models.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                         help="an MTV LoRA (python -m trainer --train lora) at a strength (default 1); repeat to stack")
     speakers = models.add_mutually_exclusive_group()
@@ -173,7 +178,7 @@ def build_job(args):
         start_image=args.start_image, mux=tuple(part.strip() for part in args.mux.split(",") if part.strip()),
         work_dir=args.work_dir, dtype=getattr(torch, dtype_name), keep_segments=args.keep_segments,
         speaker_ranges=args.speakers or args.speaker_ranges, strengths={name: getattr(args, f"{name}_strength") for name in STEMS},
-        parallel=args.parallel)
+        parallel=args.parallel, speech_gate_dbfs=args.speech_gate_dbfs)
 
 
 class TerminalProgress:

@@ -37,7 +37,8 @@ from ..pipeline.prompt_schedule import PromptSchedule
 from ..pipeline.session import RenderRequest, RenderSession
 from ..pipeline.streams import check_streams_fit, stream_strengths
 from ..pipeline.video import check_writable
-from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, STEMS, STREAMS
+from ..spec import MAX_STRENGTH, SPEECH, SPEECH2, SPEECH_GATE_DBFS, STEMS, STREAMS
+from .checks import check_range
 
 GIVE_SECOND = ("pass --speech2 FILE (a silent file if Person2 never speaks) or --speaker-ranges '0-2.5:1, 2.5-5:2' "
                "(or --speakers auto to find them)")
@@ -70,6 +71,7 @@ class GenerationJob:
     speaker_ranges: str = ""  # two speakers in one speech track: "0-2.5:1, 2.5-5:2" (seconds:speaker), or "auto": found
     strengths: dict = field(default_factory=dict)  # stream -> 0 (its null input) .. MAX_STRENGTH; the second speaker follows speech
     parallel: str = "auto"  # how processes started by torchrun share the work: auto or "ulysses=U,branches=B"
+    speech_gate_dbfs: float | None = SPEECH_GATE_DBFS  # the demixed speech stem is silenced below this; None: as separated
 
     @property
     def segment_folder(self) -> Path:
@@ -132,6 +134,7 @@ def validate_job(job: GenerationJob) -> tuple[dict, ParallelPlan]:
     for name, value in job.strengths.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_STRENGTH:
             raise ConfigError(f"{name} strength {value!r} is out of range; use a number in 0..{MAX_STRENGTH:g} (1 = as trained)")
+    check_range("--speech-gate-dbfs", job.speech_gate_dbfs, -200, 0, fix="or 'off' (the speech stem as separated)")
     given = STEMS + ((SPEECH2,) if SPEECH2 in files.streams or job.speaker_ranges else ())
     model_streams = STREAMS if model_config.get("multi_speaker") else STEMS
     check_streams_fit(given, model_streams, model_config.get("variant", "given"), GIVE_SECOND, DROP_SECOND)
@@ -172,24 +175,35 @@ def encode_text(job: GenerationJob) -> torch.Tensor:
 
 def separate(job: GenerationJob, work: Path) -> tuple[dict, dict]:
     """({stream: audio file}, {stream: why it is silence}): the demixer's stems (written once into the work folder
-    and reused by a rerun), then the stems given as files on top of them (a second speaker, or a track to use
-    instead of the demixer's)."""
+    and reused by a rerun with the same speech gate), then the stems given as files on top of them (a second speaker,
+    or a track to use instead of the demixer's)."""
     files, flags = {}, {}
     if job.files.demixer:
         folder = work / f"stems-{_digest(job.audio, *job.files.demixer)}"
-        if not (folder / "report.json").is_file():
+        report = _stems_report(folder)
+        if report is None or report.get("speech_gate_dbfs") != job.speech_gate_dbfs:
             demixer = load_demixer([str(p) for p in job.files.demixer], device=job.memory.device)
-            demix_to_files(job.audio, demixer, folder)
+            demix_to_files(job.audio, demixer, folder, speech_gate_dbfs=job.speech_gate_dbfs)
             flags.update(demixer.flags)
             del demixer
             release_cached_memory()
         else:
-            flags.update({name: stem["flag"] for name, stem in json.loads((folder / "report.json").read_text())["stems"].items() if stem.get("flag")})
+            flags.update({name: stem["flag"] for name, stem in report["stems"].items() if stem.get("flag")})
         files = {name: folder / file for name, file in STEM_FILES.items()}
     for name, path in job.files.streams.items():
         files[name] = Path(path)
         flags.pop(name, None)
     return files, flags
+
+
+def _stems_report(folder: Path) -> dict | None:
+    """The report of stems an earlier run wrote into the work folder, None when there are none (or it is unreadable:
+    they are made again). Stems from before the speech gate have no level in their report: as separated (None)."""
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and isinstance(report.get("stems"), dict) else None
 
 
 def with_found_speakers(job: GenerationJob, files: dict) -> GenerationJob:

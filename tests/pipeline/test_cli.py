@@ -104,6 +104,8 @@ def test_bad_values_fail_before_any_computation(files, tmp_path):
         _validate(_args(files, tmp_path / "no" / "o.mp4"))
     with pytest.raises(ConfigError, match="audio to mux 'drums'"):
         _validate(_args(files, out, "--mux", "drums"))
+    with pytest.raises(ConfigError, match="--speech-gate-dbfs 6.0 is out of range; use a number in -200..0; or 'off'"):
+        _validate(_args(files, out, "--speech-gate-dbfs", "6"))
 
 
 def test_streams_that_do_not_fit_the_model_are_refused_naming_the_flags(files, tmp_path):
@@ -190,6 +192,34 @@ def test_generate_with_the_demixer_and_a_chosen_stem_in_the_mp4(files, tmp_path)
     assert main(args) == 0
     frames, audio_seconds = _probe(tmp_path / "out.mp4")
     assert frames == 60 and abs(audio_seconds - 60 / 24) <= 1024 / 44100
+
+
+def test_the_speech_gate_is_chosen_per_job_and_stems_demixed_at_another_level_are_made_again(files, tmp_path):
+    """A work folder's stems are reused only at the gate level they were made with; stems from before the gate
+    existed (no level in their report: as separated) are made again for the gated default."""
+    pytest.importorskip("demucs")
+    from mtv_core.testing import save_tiny_demixer
+
+    demixer = save_tiny_demixer(tmp_path / "demixer.safetensors")
+    args = _args(files, tmp_path / "out.mp4", "--demixer", str(demixer), "--keep-segments", "--work-dir", str(tmp_path / "work"))
+    for stem in ("--speech", "--effects", "--music"):
+        del args[args.index(stem):args.index(stem) + 2]
+
+    def stems_after(*extra):
+        assert main([*args, *extra]) == 0
+        folder = next((tmp_path / "work").glob("stems-*"))
+        report = json.loads((folder / "report.json").read_text())
+        return report, (folder / "speech.wav").stat().st_mtime_ns
+
+    separated, made = stems_after("--speech-gate-dbfs", "off")
+    assert separated["speech_gate_dbfs"] is None and separated["stems"]["speech"]["peak_dbfs"] > -45
+    assert stems_after("--speech-gate-dbfs", "off")[1] == made  # reused
+    gated, remade = stems_after()
+    assert gated["speech_gate_dbfs"] == -45.0 and remade != made
+    folder = next((tmp_path / "work").glob("stems-*"))
+    del separated["speech_gate_dbfs"]  # as a run from before the gate wrote it
+    (folder / "report.json").write_text(json.dumps(separated))
+    assert stems_after()[0]["speech_gate_dbfs"] == -45.0
 
 
 def test_a_second_speaker_file_is_added_on_top_of_the_demixers_stems(files, tmp_path):

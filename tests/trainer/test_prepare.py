@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import wave
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 
 from mtv_core.audio import AudioFeatures
 from trainer import TrainerError
-from trainer.dataset import read_manifest
+from trainer.dataset import read_manifest, write_manifest
 from trainer.prepare import PrepareOptions, prepare_dataset
 
 FPS, RATE = 24, 16000
@@ -114,6 +115,39 @@ def test_prepare_builds_windows_subsets_and_report(clips, wav2vec_folder, tmp_pa
     assert sorted(again.reused) == ["cut.mp4", "talk.mp4"]
     assert (out / records["talk.mp4", 3].features).stat().st_mtime_ns == stamp
     assert sorted(r.id for r in read_manifest(out)) == sorted(r.id for r in records.values())
+
+
+def copied(clips, folder: Path, *names) -> Path:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(clips / name, folder / name)
+    return folder
+
+
+def test_a_clip_whose_stem_files_changed_is_prepared_again(clips, wav2vec_folder, tmp_path):
+    folder = copied(clips, tmp_path / "clips", "talk.mp4", "talk_speech.wav", "talk_effects.wav", "talk_music.wav")
+    options = PrepareOptions(clips=folder, out=tmp_path / "data", wav2vec=wav2vec_folder)
+    assert prepare_dataset(options).reused == []
+    assert prepare_dataset(options).reused == ["talk.mp4"]
+    write_wav(folder / "talk_music.wav", tone(70 / FPS, 330, 0.1))
+    assert prepare_dataset(options).reused == []
+
+
+def test_clips_demixed_before_the_speech_gate_are_demixed_again(clips, wav2vec_folder, tmp_path):
+    """A record without the stems' origin (prepared before the gate, from ungated stems) is not reused."""
+    pytest.importorskip("demucs")
+    from mtv_core.testing import save_tiny_demixer
+
+    options = PrepareOptions(clips=copied(clips, tmp_path / "clips", "talk.mp4"), out=tmp_path / "data", wav2vec=wav2vec_folder,
+                             demixer=[save_tiny_demixer(tmp_path / "demixer.safetensors")])
+    assert prepare_dataset(options).reused == []
+    assert prepare_dataset(options).reused == ["talk.mp4"]
+    records = read_manifest(options.out)
+    assert all(r.fields["stems"].startswith("demixer ") and r.fields["stems"].endswith(" speech gate -45 dBFS") for r in records)
+    for record in records:
+        del record.fields["stems"]
+    write_manifest(options.out, records)
+    assert prepare_dataset(options).reused == []
 
 
 def test_prepare_rejects_an_empty_folder_and_unmatched_captions(tmp_path, wav2vec_folder, clips):
