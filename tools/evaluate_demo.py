@@ -4,7 +4,7 @@ in turn) on a held-out world, plus the world's own videos and a static baseline.
     python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval [--model candidate.safetensors]
 
 `--variants demo no_effects` generates only those rows. Every variant samples with the demo's guidance scales
-(mtv_core.demo.GUIDANCE) unless --joint-guidance is given.
+(mtv_core.demo.GUIDANCE) unless --joint-guidance is given, at every step unless --guidance-until is given.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from mtv_core import demo
-    from mtv_core.pipeline.guidance import GuidanceScales
+    from mtv_core.pipeline.guidance import GuidanceScales, parse_until
     from mtv_core.pipeline.video import write_mp4
     from mtv_lab.evaluation.ablations import STREAM_ABLATIONS, generate_clip, load_model_set
     from mtv_lab.world.generate import world_clips
@@ -34,11 +35,14 @@ def main() -> None:
                                                                       "(default: the demo model)")
     parser.add_argument("--vae", type=Path, default=demo.VAE, help="a VAE for the demo's latents (default: the demo's)")
     parser.add_argument("--joint-guidance", type=float, help="one scale for every condition instead of the demo's")
+    parser.add_argument("--guidance-until", default="", help="stop conditions' guidance early, as generate's "
+                                                             "--guidance-until ('text=0.6,music=0.6'; default: every step)")
     parser.add_argument("--variants", nargs="+", choices=["demo", *STREAM_ABLATIONS], default=["demo", *STREAM_ABLATIONS],
                         help="which rows to generate (default: the demo and every ablation)")
     args = parser.parse_args()
     guidance = (GuidanceScales.joint(args.joint_guidance) if args.joint_guidance is not None
                 else GuidanceScales(**demo.GUIDANCE))
+    guidance = replace(guidance, until=parse_until(args.guidance_until))
 
     models = load_model_set(args.model, args.vae, demo.T5, demo.WAV2VEC)
     variants = {name: zeroed for name, zeroed in {"demo": (), **STREAM_ABLATIONS}.items() if name in args.variants}
