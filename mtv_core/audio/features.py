@@ -25,7 +25,7 @@ from ..fileio import publish, temp_file_beside
 from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STEMS, STREAMS
 from ..tensorfile import read_tensor_file, write_tensor_file
 from .io import Waveform, iter_audio_blocks, probe_audio, to_mono
-from .levels import DEFAULT_SILENCE_DBFS, LevelMeter
+from .levels import DEFAULT_SILENCE_DBFS, FLOOR_DBFS, FrameLevels, LevelMeter
 from .resample import StreamResampler
 from .speakers import speaker_two_gain
 from .stems import Stems
@@ -45,6 +45,7 @@ FORMAT = "mtv-audio-features"
 ALIGN_TOLERANCE_SECONDS = 0.05
 BLOCK_SECONDS = 10.0
 MAX_FPS = 120.0
+LEVEL_PREFIX = "level."  # a stream's per-frame level in a features file: "level.speech", (N_padded,) dBFS
 
 
 @dataclass
@@ -53,7 +54,8 @@ class AudioFeatures:
 
     `num_frames` = ceil(duration * fps) is the real length; N_padded = 1 + 48k >= num_frames.
     `flags` says which streams were encoded from silence and why (absent or silent stem). `strengths` scales a
-    stream's windows between its null input (0) and full (1), without copying the features.
+    stream's windows between its null input (0) and full (1), without copying the features. `levels` gives each
+    measured stream's RMS level per frame, (N_padded,) dBFS (empty for features made before levels were kept).
     """
     per_stream: dict
     num_frames: int
@@ -61,6 +63,7 @@ class AudioFeatures:
     source_id: str = ""
     flags: dict = field(default_factory=dict)
     strengths: dict = field(default_factory=dict)
+    levels: dict = field(default_factory=dict)
 
     @property
     def num_padded_frames(self) -> int:
@@ -90,13 +93,25 @@ class AudioFeatures:
         return {name: features[low:high][indices - low] * inside * self.strengths.get(name, 1.0)
                 for name, features in self.per_stream.items()}
 
+    def speech_levels(self, start: int, length: int) -> torch.Tensor | None:
+        """The louder speaker's level (dBFS) in frames start..start+length-1, the floor past the padded end; None
+        when these features have no speech levels."""
+        kept = [self.levels[name] for name in (SPEECH, SPEECH2) if name in self.levels]
+        if not kept:
+            return None
+        window = torch.full((length,), FLOOR_DBFS)
+        loudest = torch.stack(kept).amax(dim=0)[start:start + length]
+        window[:loudest.shape[0]] = loudest
+        return window
+
     def flat_window(self, start: int, length: int) -> dict:
         """`window` flattened per frame in (window, layer, channel) order: {stream: (length, 5*layers*width)}."""
         return {name: window.reshape(length, -1) for name, window in self.window(start, length).items()}
 
     def save(self, path) -> None:
-        with FeatureFile(path, {name: tuple(t.shape) for name, t in self.per_stream.items()}, self._metadata()) as out:
-            for name, tensor in self.per_stream.items():
+        tensors = {**self.per_stream, **{LEVEL_PREFIX + name: level for name, level in self.levels.items()}}
+        with FeatureFile(path, {name: tuple(t.shape) for name, t in tensors.items()}, self._metadata()) as out:
+            for name, tensor in tensors.items():
                 out.write(name, 0, tensor * self.strengths.get(name, 1.0))
 
     def _metadata(self) -> dict:
@@ -110,10 +125,13 @@ class AudioFeatures:
         fix = "run `python -m mtv_core features` again"
         if file.metadata.get("format") != FORMAT:
             raise ModelFileError(f"{path}: not an MTV audio-features file (format {file.metadata.get('format')!r}); {fix}.")
-        shapes = {entry.shape for entry in file.tensors.values()}
-        if not file.tensors or any(e.dtype != "F32" or len(e.shape) != 3 for e in file.tensors.values()) or len({s[0] for s in shapes}) > 1:
-            raise ModelFileError(f"{path}: its streams are not float32 (frames, layers, width) of one length; {fix}.")
-        unknown = sorted(set(file.tensors) - set(STREAMS))
+        streams, levels = split_levels(file.tensors)
+        if not streams or any(e.dtype != "F32" or len(e.shape) != 3 for e in streams.values()) or \
+                any(e.dtype != "F32" or len(e.shape) != 1 for e in levels.values()) or \
+                len({e.shape[0] for e in file.tensors.values()}) > 1:
+            raise ModelFileError(f"{path}: its streams are not float32 (frames, layers, width) and levels float32 "
+                                 f"(frames,), all of one length; {fix}.")
+        unknown = sorted((set(streams) | set(levels)) - set(STREAMS))
         if unknown:
             raise ModelFileError(f"{path}: unknown streams {unknown}; {fix}.")
         try:
@@ -123,9 +141,17 @@ class AudioFeatures:
             raise ModelFileError(f"{path}: its frame count, fps or flags are missing or malformed ({error}); {fix}.") from None
         data_start = 8 + struct.unpack("<Q", Path(path).open("rb").read(8))[0]
         # Copy-on-write maps: tensors whose pages are read from the file only when a window touches them.
-        per_stream = {name: torch.from_numpy(np.memmap(path, dtype="<f4", mode="c", offset=data_start + entry.start,
-                                                       shape=entry.shape)) for name, entry in file.tensors.items()}
-        return cls(per_stream, num_frames, fps, file.metadata.get("source_id", ""), flags if isinstance(flags, dict) else {})
+        mapped = {name: torch.from_numpy(np.memmap(path, dtype="<f4", mode="c", offset=data_start + entry.start,
+                                                   shape=entry.shape)) for name, entry in file.tensors.items()}
+        per_stream, levels = split_levels(mapped)
+        return cls(per_stream, num_frames, fps, file.metadata.get("source_id", ""), flags if isinstance(flags, dict) else {},
+                   levels=levels)
+
+
+def split_levels(tensors: dict) -> tuple[dict, dict]:
+    """A features file's tensors as ({stream: features}, {stream: levels})."""
+    levels = {name[len(LEVEL_PREFIX):]: value for name, value in tensors.items() if name.startswith(LEVEL_PREFIX)}
+    return {name: value for name, value in tensors.items() if not name.startswith(LEVEL_PREFIX)}, levels
 
 
 class FeatureFile:
@@ -216,20 +242,23 @@ class _Measured:
     samples: int
     stats: SignalStats
     silent: bool
+    levels: FrameLevels
 
 
-def _measure(source: StemSource, limit: Optional[int], silence_dbfs: float) -> _Measured:
-    """The stream's length, and the level and mean/variance of its first `limit` samples (all without a limit);
-    the part of `limit` past its end counts as zeros, as alignment pads it."""
+def _measure(source: StemSource, limit: Optional[int], silence_dbfs: float, fps: float) -> _Measured:
+    """The stream's length, and the level (whole and per frame) and mean/variance of its first `limit` samples (all
+    without a limit); the part of `limit` past its end counts as zeros, as alignment pads it."""
     stats, meter, count = SignalStats(), LevelMeter(WAV2VEC_SAMPLE_RATE, silence_dbfs), 0
+    levels = FrameLevels(WAV2VEC_SAMPLE_RATE, fps)
     for block in source.blocks():
         kept = block if limit is None else block[:max(0, limit - count)]
         stats.update(kept)
         meter.update(kept[None])
+        levels.update(kept)
         count += block.numel()
     if limit is not None and count < limit:
         stats.count += limit - count
-    return _Measured(count, stats, meter.report().silent)
+    return _Measured(count, stats, meter.report().silent, levels)
 
 
 def _aligned_blocks(source: StemSource, length: int, normalize):
@@ -263,24 +292,28 @@ def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = FPS, cl
     if not present:
         raise AudioInputError("no audio streams to encode; give at least one of speech, effects, music.")
     reference = SPEECH if SPEECH in present else present[0]
-    measured = {reference: _measure(sources[reference], None, silence_dbfs)}
+    measured = {reference: _measure(sources[reference], None, silence_dbfs, fps)}
     length = measured[reference].samples
     if length < WAV2VEC_SAMPLE_RATE / fps:
         raise AudioInputError(f"the audio lasts {length / WAV2VEC_SAMPLE_RATE:.3f}s, shorter than one video frame "
                               f"(1/{fps:g}s); give at least one frame of sound")
     for name in present:
         if name != reference:
-            measured[name] = _measure(sources[name], length, silence_dbfs)
+            measured[name] = _measure(sources[name], length, silence_dbfs, fps)
             _check_aligned(name, sources[name], measured[name].samples, reference, sources[reference], length)
         if encode_silent_as_silence and measured[name].silent:
             flags[name] = f"below {silence_dbfs} dBFS"
     flags = {name: f"encoded from silence: {why}" for name, why in flags.items()}
     num_frames = frame_count(length, fps)
     shape = (padded_frame_count(num_frames, clip_length), encoder.num_layers, encoder.hidden_size)
+    levels = {LEVEL_PREFIX + name: measured[name].levels.levels(shape[0]) for name in present}
     metadata = {"format": FORMAT, "num_frames": str(num_frames), "fps": repr(float(fps)), "source_id": source_id,
                 "flags": json.dumps(flags)}
     settings = {"fps": float(fps), "clip": clip_length, "pass": max_pass_seconds, "context": context_seconds, "v": 2}
-    with _Sink(out, {name: shape for name in names}, metadata, cache_dir, encoder, settings) as sink:
+    shapes = {**{name: shape for name in names}, **{name: tuple(level.shape) for name, level in levels.items()}}
+    with _Sink(out, shapes, metadata, cache_dir, encoder, settings) as sink:
+        for name, level in levels.items():
+            sink.writer(name)(0, level)
         for index, name in enumerate(names):
             blocks = (_zeros(length) if name in flags else
                       _aligned_blocks(sources[name], length, measured[name].stats.normalizer()))
@@ -290,7 +323,8 @@ def encode_sources(sources: dict, encoder: Wav2Vec2Encoder, fps: float = FPS, cl
                 progress(index + 1, len(names))
     if out is not None:
         return AudioFeatures.load(out)
-    return AudioFeatures(sink.tensors, num_frames, fps, source_id, flags)
+    per_stream, levels = split_levels(sink.tensors)
+    return AudioFeatures(per_stream, num_frames, fps, source_id, flags, levels=levels)
 
 
 def _zeros(length: int):

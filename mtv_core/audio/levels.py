@@ -105,3 +105,37 @@ def normalize_loudness(samples: torch.Tensor, target_dbfs: float = -20.0, mode: 
         return samples
     gain_db = min(target_dbfs - current, peak_limit_dbfs - peak_dbfs(samples))
     return samples * (10 ** (gain_db / 20))
+
+
+class FrameLevels:
+    """RMS level of each video frame's stretch of a track, accumulated block by block: frame n covers the samples
+    from n x rate / fps up to (n + 1) x rate / fps. What the sampler reads to tell where somebody speaks."""
+
+    def __init__(self, sample_rate: int, fps: float):
+        self.sample_rate, self.fps = sample_rate, fps
+        self.energy = torch.zeros(0, dtype=torch.float64)
+        self.counts = torch.zeros(0, dtype=torch.float64)
+        self.position = 0
+
+    def update(self, mono: torch.Tensor) -> None:
+        samples = mono.reshape(-1).double()
+        if not samples.numel():
+            return
+        index = torch.arange(self.position, self.position + samples.numel(), dtype=torch.float64)
+        frames = torch.floor(index * self.fps / self.sample_rate).long()
+        self.position += samples.numel()
+        size = int(frames[-1]) + 1
+        if size > self.energy.numel():
+            grow = size - self.energy.numel()
+            self.energy = torch.cat([self.energy, torch.zeros(grow, dtype=torch.float64)])
+            self.counts = torch.cat([self.counts, torch.zeros(grow, dtype=torch.float64)])
+        self.energy.index_add_(0, frames, samples.pow(2))
+        self.counts.index_add_(0, frames, torch.ones_like(samples))
+
+    def levels(self, count: int) -> torch.Tensor:
+        """(count,) float32 dBFS; a frame with no samples (past the track's end) is at the floor."""
+        energy, counts = torch.zeros(count, dtype=torch.float64), torch.zeros(count, dtype=torch.float64)
+        kept = min(count, self.energy.numel())
+        energy[:kept], counts[:kept] = self.energy[:kept], self.counts[:kept]
+        power = torch.where(counts > 0, energy / counts.clamp_min(1), torch.zeros_like(energy))
+        return (10.0 * torch.log10(power.clamp_min(10 ** (FLOOR_DBFS / 10)))).float()

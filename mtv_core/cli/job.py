@@ -220,7 +220,9 @@ def with_found_speakers(job: GenerationJob, files: dict) -> GenerationJob:
 
 def audio_features(job: GenerationJob, files: dict, flags: dict, work: Path):
     """wav2vec2 features of the stem files, streamed into a file in the work folder (reused by a rerun)."""
-    path = work / f"features-{_digest(job.files.wav2vec, *files.values(), job.speaker_ranges, *sorted(flags))}.safetensors"
+    # "levels": files from before the per-frame levels were kept are not reused
+    digest = _digest(job.files.wav2vec, *files.values(), job.speaker_ranges, *sorted(flags), "levels")
+    path = work / f"features-{digest}.safetensors"
     if path.is_file():
         return AudioFeatures.load(path)
     encoder = load_wav2vec2(job.files.wav2vec, device=job.memory.device)

@@ -16,6 +16,7 @@ from ..spec import MAX_SEED, MAX_STEPS, MIN_STEPS, SAMPLERS, SEGMENT_FRAMES
 from .guidance import GuidanceScales, GuidedModel
 from .memory import BlockSwap, on_device, resolve_device
 from .parallel import DenoiseJob, ParallelRun
+from .pauses import pause_latent_frames
 from .sampling import interruptible, sample
 from .segments import Segment, SegmentPlan, fingerprint
 from .speed import StepCache, check_compile, compile_blocks, step_cache
@@ -114,6 +115,7 @@ class SegmentInputs:
     features: dict  # stream -> (1, 49, feature_dim)
     prefix_pixels: torch.Tensor | None  # (3, P, H, W) in [-1, 1]
     silent: frozenset = frozenset()  # streams encoded from silence (AudioFeatures.flags)
+    speech_levels: torch.Tensor | None = None  # (49,) dBFS, the louder speaker per frame; for speech_in_pauses
 
 
 class SegmentGenerator:
@@ -182,7 +184,13 @@ class SegmentGenerator:
         if prefix is not None:
             clean_mask[:, :prefix.shape[1]] = True
         return DenoiseJob(inputs.text, tokens, null_tokens, clean_mask, noise, prefix, generator.get_state(),
-                          inputs.silent)
+                          inputs.silent, self.pauses(inputs))
+
+    def pauses(self, inputs: SegmentInputs) -> torch.Tensor | None:
+        """The latent frames where nobody speaks, when the guidance treats them apart and the levels are known."""
+        if self.config.guidance.speech_in_pauses is None or inputs.speech_levels is None:
+            return None
+        return pause_latent_frames(inputs.speech_levels, self.latent_shape()[1], self.model.config.temporal_compression_ratio)
 
     def _progress(self, offset: int, total: int | None):
         if self.progress is None:
@@ -204,7 +212,7 @@ def denoise(model, job: DenoiseJob, config: GenerationConfig, memory: MemoryOpti
     with on_device(model, memory.device, memory.offload_components, exclude), lora.applied(model, config.loras), \
             interruptible(model.transformer_blocks, interrupt), step_cache(model, config.cache):
         guided = GuidedModel(model, job.text, job.tokens, job.null_tokens, config.guidance, job.clean_mask, parallel,
-                             job.silent)
+                             job.silent, job.pauses)
         return sample(config.sampler, guided, job.noise, config.steps, generator=generator, prefix=job.prefix,
                       progress=progress, interrupt=interrupt, preview=preview)
 
@@ -215,11 +223,18 @@ def segment_features(features, segment: Segment) -> dict:
                                                                                    SEGMENT_FRAMES).items()}
 
 
+def segment_speech_levels(features, segment: Segment) -> torch.Tensor | None:
+    """The louder speaker's level per frame (49,) dBFS for one segment; None when the features have no levels."""
+    return features.speech_levels(segment.start_frame, SEGMENT_FRAMES)
+
+
 def render_fingerprint(model, config: GenerationConfig, memory: MemoryOptions, text_embeddings, schedule,
                        features, plan: SegmentPlan, start_image, *extra) -> str:
     """Identifies a render's pixels; `extra` adds what the caller knows (e.g. the model file's name and size)."""
     windows = [segment_features(features, s) for s in plan.segments]
     tensors = [w[name] for w in windows for name in sorted(w)]
+    if config.guidance.speech_in_pauses is not None:
+        tensors += [levels for s in plan.segments if (levels := segment_speech_levels(features, s)) is not None]
     return fingerprint(dict(model.config), config.as_dict(), memory.fp8, memory.vae_tile_latents,
                        [vars(e) for e in schedule.entries], plan.total_frames, text_embeddings,
                        start_image if start_image is not None else "no start image", *extra, *tensors)

@@ -14,6 +14,10 @@ A stream encoded from silence (a silent or absent stem) is guided at the `silent
 (which keeps the joint CFG at two forwards): the step from its null input to wav2vec(silence) carries no timing, and
 a large scale only amplifies that difference into every token, pulling the picture towards whatever the training
 clips showed when that stem was silent. README ("Official weights") gives what this did on the demo.
+`speech_in_pauses` guides speech at another scale in the latent frames where nobody speaks (pipeline/pauses.py), from
+the same branch outputs: the weights become per latent frame, so a step costs no more forwards. On the demo the
+speech push in pauses moved the whole picture (the wall's colour) towards the training clips without a speaker;
+README ("Long clips") gives what a lower scale there did to the drift, the lip sync and the resting mouths.
 "null audio" is the projection of zero wav2vec features (what the official code feeds), not zero tokens.
 Guidance is applied to the v-prediction; the coefficients sum to 1, so this equals guiding x0 or eps.
 
@@ -49,9 +53,10 @@ class GuidanceScales:
     # The part of the noise schedule each condition is guided in, {condition: fraction} (one number: every
     # condition); a condition left out, or at 1, is guided at every step. None: every condition (official).
     until: dict | None = None
+    speech_in_pauses: float | None = None  # speech's scale in latent frames where nobody speaks; None: speech's
 
     def __post_init__(self):
-        given = (*GUIDANCE_ORDER, "silent") if self.silent is not None else GUIDANCE_ORDER
+        given = (*GUIDANCE_ORDER, *(name for name in ("silent", "speech_in_pauses") if getattr(self, name) is not None))
         for name in given:
             value = getattr(self, name)
             if not _number_in(value, 0.0, MAX_GUIDANCE):
@@ -74,7 +79,8 @@ class GuidanceScales:
 
     def without(self, stopped) -> "GuidanceScales":
         """These scales with the `stopped` conditions at 1 (conditioned, not guided)."""
-        return replace(self, **dict.fromkeys(stopped, 1.0), until=None)
+        pauses = None if SPEECH in stopped else self.speech_in_pauses
+        return replace(self, **dict.fromkeys(stopped, 1.0), until=None, speech_in_pauses=pauses)
 
     def for_silent(self, silent, streams=()) -> "GuidanceScales":
         """These scales with each stream in `silent` at the silent scale. Speech and the second speaker (speech2,
@@ -83,7 +89,14 @@ class GuidanceScales:
         if SPEECH2 in streams and SPEECH2 not in silent:
             muted.discard(SPEECH)
         scale = self.text if self.silent is None else self.silent
-        return replace(self, **{name: scale for name in muted})
+        pauses = None if SPEECH in muted else self.speech_in_pauses
+        return replace(self, **{name: scale for name in muted}, speech_in_pauses=pauses)
+
+    def in_pauses(self) -> "GuidanceScales":
+        """These scales where nobody speaks."""
+        if self.speech_in_pauses is None:
+            return self
+        return replace(self, speech=self.speech_in_pauses, speech_in_pauses=None)
 
     def branch_weights(self) -> dict[int, float]:
         """Branch level -> coefficient, leaving out zero coefficients."""
@@ -138,13 +151,15 @@ def branch_inputs(level: int, text: torch.Tensor, tokens: dict, null_tokens: dic
 
 class GuidedModel:
     """model_fn(x, t) for the samplers: runs every needed branch in one batched forward and combines them, with the
-    conditions whose guidance has stopped at t at scale 1. In a parallel run (`parallel`: pipeline.parallel.ParallelRun)
-    this process runs its share of the branches and the weighted parts are summed across processes."""
+    conditions whose guidance has stopped at t at scale 1, and speech at its pause scale in the latent frames `pauses`
+    ((T,) bool) marks. In a parallel run (`parallel`: pipeline.parallel.ParallelRun) this process runs its share of the
+    branches and the weighted parts are summed across processes."""
 
     def __init__(self, model, text: torch.Tensor, tokens: dict | None, null_tokens: dict | None,
-                 scales: GuidanceScales, clean_mask: torch.Tensor | None = None, parallel=None, silent=frozenset()):
+                 scales: GuidanceScales, clean_mask: torch.Tensor | None = None, parallel=None, silent=frozenset(),
+                 pauses: torch.Tensor | None = None):
         self.model, self.clean_mask, self.parallel, self.scales = model, clean_mask, parallel, scales
-        weights = {stopped: _level_weights(scales.without(stopped).for_silent(silent, tokens or {}), tokens)
+        weights = {stopped: _phase_weights(scales.without(stopped).for_silent(silent, tokens or {}), tokens, pauses)
                    for stopped in scales.phases()}
         if parallel is not None:  # the processes were split for the branches of the scales as given
             planned = set(_level_weights(scales.without(()), tokens)).union(*weights.values())
@@ -177,7 +192,24 @@ class _Branches:
         tokens = None if self.tokens is None else {k: v.to(param.device, param.dtype) for k, v in self.tokens.items()}
         v = model(batch, self.text.to(param.device, param.dtype), timestep, audio_tokens=tokens, clean_mask=mask)
         parts = v.float().to(x.device).chunk(count)
-        return sum(weight * part for weight, part in zip(self.weights.values(), parts))
+        return sum(_on(weight, part.device) * part for weight, part in zip(self.weights.values(), parts))
+
+
+def _on(weight, device):
+    """A branch weight, a number or one per latent frame, where the branch's output is."""
+    return weight.to(device) if isinstance(weight, torch.Tensor) else weight
+
+
+def _phase_weights(scales: GuidanceScales, tokens, pauses: torch.Tensor | None) -> dict:
+    """Branch level -> coefficient of one phase: a number, or (1, T, 1, 1, 1) per latent frame where speech's scale
+    differs in the pauses."""
+    spoken = _level_weights(scales, tokens)
+    paused = _level_weights(scales.in_pauses(), tokens)
+    if pauses is None or not bool(pauses.any()) or paused == spoken:
+        return spoken
+    in_pause = pauses.view(1, -1, 1, 1, 1)
+    return {level: torch.where(in_pause, paused.get(level, 0.0), spoken.get(level, 0.0))
+            for level in sorted(set(spoken) | set(paused))}
 
 
 def _level_weights(scales: GuidanceScales, tokens) -> dict[int, float]:

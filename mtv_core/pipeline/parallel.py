@@ -110,12 +110,13 @@ class DenoiseJob:
     prefix: torch.Tensor | None
     generator_state: torch.Tensor
     silent: frozenset = frozenset()  # streams encoded from silence (no push of their own, see guidance.py)
+    pauses: torch.Tensor | None = None  # (T,) bool: latent frames where nobody speaks (see pauses.py)
 
     def to_cpu(self) -> "DenoiseJob":
         move = lambda x: None if x is None else x.cpu()  # noqa: E731
         return DenoiseJob(move(self.text), {k: move(v) for k, v in self.tokens.items()},
                           {k: move(v) for k, v in self.null_tokens.items()}, move(self.clean_mask), move(self.noise),
-                          move(self.prefix), self.generator_state, self.silent)
+                          move(self.prefix), self.generator_state, self.silent, move(self.pauses))
 
 
 class ParallelRun:

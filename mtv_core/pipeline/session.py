@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GenerationError
-from ..spec import FPS, PREFIX_FRAMES
+from ..spec import FPS, PREFIX_FRAMES, SPEECH
 from .generate import (
     GenerationConfig,
     MemoryOptions,
@@ -20,6 +20,7 @@ from .generate import (
     SegmentInputs,
     render_fingerprint,
     segment_features,
+    segment_speech_levels,
 )
 from .keyframes import fit_start_image
 from .prompt_schedule import PromptSchedule
@@ -113,11 +114,22 @@ class RenderSession:
             pixels = match_colour(pixels, prefix)
         return to_uint8(pixels[:, segment.keep_from:]), pixels[:, -PREFIX_FRAMES:].clone()
 
-    @staticmethod
-    def _inputs(request: RenderRequest, segment: Segment, prefix) -> SegmentInputs:
+    def _inputs(self, request: RenderRequest, segment: Segment, prefix) -> SegmentInputs:
         text = request.schedule.embedding_at(request.text, segment.centre_time(FPS))
-        return SegmentInputs(text, segment_features(request.features, segment), prefix,
-                             frozenset(request.features.flags))
+        features = request.features
+        return SegmentInputs(text, segment_features(features, segment), prefix, frozenset(features.flags),
+                             self._speech_levels(features, segment))
+
+    def _speech_levels(self, features, segment: Segment):
+        """The segment's speech levels when the guidance treats pauses apart (it needs them)."""
+        if self.config.guidance.speech_in_pauses is None:
+            return None
+        levels = segment_speech_levels(features, segment)
+        if levels is None and SPEECH not in features.flags:
+            raise GenerationError("speech guidance in pauses needs the speech stem's level per frame, which these audio "
+                                  "features do not have (encoded by an older version); encode the audio again, or "
+                                  "leave speech guidance in pauses unset")
+        return levels
 
     def work_folder(self, request: RenderRequest, folder) -> SegmentStore:
         """The store of this render's segments in a work folder (one subfolder per render, locked while open)."""

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,10 +8,12 @@ import torch.nn.functional as F
 from audio_signals import clicks, tiny_wav2vec2_config, tone
 
 from mtv_core.audio import AudioFeatures, Stems, encode_stems, frame_count, padded_frame_count
+from mtv_core.audio.levels import FLOOR_DBFS
 from mtv_core.audio.wav2vec import encode_waveform, normalize_waveform, pad_for_clips
 from mtv_core.checkpoints import load_wav2vec2
 from mtv_core.cli import main
 from mtv_core.errors import ConfigError, ModelFileError
+from mtv_core.tensorfile import write_tensor_file
 
 FPS = 24
 
@@ -95,6 +98,42 @@ def test_encode_stems_uses_silence_for_quiet_and_absent_tracks(tiny_encoder, tmp
     loaded = AudioFeatures.load(path)
     assert loaded.num_frames == 36 and loaded.fps == FPS and loaded.flags == features.flags
     assert all(torch.equal(loaded.per_stream[k], features.per_stream[k]) for k in features.per_stream)
+
+
+def test_features_keep_each_streams_level_per_frame_and_files_from_before_still_load(tiny_encoder, tmp_path):
+    stems = _stems()  # 1.5 s: 36 frames, padded to 49; speech a 0.3 sine (-13.47 dBFS), effects 84 dB below it
+    features = encode_stems(stems, tiny_encoder, fps=FPS)
+    speech = features.levels["speech"]
+    assert speech.shape == (49,) and set(features.levels) == {"speech", "effects", "music"}
+    assert torch.allclose(speech[:36], torch.full((36,), -13.468), atol=0.02) and (speech[36:] == FLOOR_DBFS).all()
+    assert torch.allclose(features.levels["effects"][:36], speech[:36] - 80.0, atol=0.02)
+    window = features.speech_levels(30, 49)
+    assert torch.equal(window[:6], speech[30:36]) and (window[6:] == FLOOR_DBFS).all()
+
+    path = tmp_path / "f.safetensors"
+    features.save(path)
+    loaded = AudioFeatures.load(path)
+    assert set(loaded.per_stream) == set(features.per_stream)
+    assert all(torch.equal(loaded.levels[k], features.levels[k]) for k in features.levels)
+    older = replace(features, levels={})  # a file written before the levels were kept
+    older.save(path)
+    assert AudioFeatures.load(path).levels == {} and AudioFeatures.load(path).speech_levels(0, 49) is None
+
+
+@pytest.mark.parametrize("name, level, problem", [("level.speech", torch.zeros(49, 2), "levels float32 \\(frames,\\)"),
+                                                   ("level.speech", torch.zeros(48), "all of one length"),
+                                                   ("level.voice", torch.zeros(49), "unknown streams \\['voice'\\]")])
+def test_a_features_file_with_bad_levels_is_refused(tmp_path, name, level, problem):
+    metadata = {"format": "mtv-audio-features", "num_frames": "40", "fps": "24.0", "flags": "{}"}
+    path = write_tensor_file(tmp_path / "f.safetensors", {"speech": torch.zeros(49, 3, 4), name: level}, metadata)
+    with pytest.raises(ModelFileError, match=problem):
+        AudioFeatures.load(path)
+
+
+def test_the_louder_speaker_decides_the_speech_level():
+    levels = {"speech": torch.tensor([-10.0, -60.0, -200.0]), "speech2": torch.tensor([-70.0, -20.0, -200.0])}
+    features = AudioFeatures({"speech": torch.zeros(3, 1, 1)}, 3, FPS, levels=levels)
+    assert features.speech_levels(0, 4).tolist() == [-10.0, -20.0, -200.0, FLOOR_DBFS]
 
 
 def test_feature_cache_hits_on_same_content(tiny_encoder, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from mtv_core.audio import (
     resample,
     windowed_rms_dbfs,
 )
+from mtv_core.audio.levels import FLOOR_DBFS, FrameLevels
 
 
 @pytest.mark.parametrize("orig, new", [(44100, 16000), (8000, 44100), (96000, 48000), (48000, 44100)])
@@ -71,6 +72,23 @@ def test_level_meter_blocks_equal_whole():
     blockwise, whole = meter.report(), measure(signal, rate)
     assert blockwise.peak_dbfs == pytest.approx(whole.peak_dbfs) and blockwise.rms_dbfs == pytest.approx(whole.rms_dbfs, abs=1e-6)
     assert blockwise.max_window_rms_dbfs == pytest.approx(whole.max_window_rms_dbfs, abs=1e-6)
+
+
+def test_frame_levels_give_each_video_frame_its_own_rms_whatever_the_blocks():
+    """A 0.5-amplitude square wave for frames 0-9 at 24 fps (16 kHz: 666.67 samples a frame), then silence: -6.02
+    dBFS in those frames, the floor after; frame 10 starts at sample 6667, so it holds no tone."""
+    rate, fps = 16000, 24.0
+    signal = torch.zeros(rate)
+    signal[:6667] = 0.5 * torch.sign(torch.sin(torch.arange(6667) * 0.3) + 1e-9)
+    whole, blockwise = FrameLevels(rate, fps), FrameLevels(rate, fps)
+    whole.update(signal)
+    for start in range(0, rate, 999):
+        blockwise.update(signal[start:start + 999])
+    levels = whole.levels(30)
+    assert torch.allclose(levels[:10], torch.full((10,), -6.0206), atol=1e-3)
+    assert (levels[10:] == FLOOR_DBFS).all()  # frames 24..29 lie past the second of audio: no samples, the floor
+    assert torch.equal(blockwise.levels(30), levels)
+    assert whole.levels(5).shape == (5,)
 
 
 def test_loudness_normalisation():

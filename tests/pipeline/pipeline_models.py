@@ -6,12 +6,22 @@ from mtv_core import testing
 
 
 class WindowedFeatures:
-    """Per-stream flat features (N, dim) with the `flat_window` and `flags` contract of mtv_core.audio.AudioFeatures."""
+    """Per-stream flat features (N, dim) with the `flat_window`, `speech_levels` and `flags` contract of
+    mtv_core.audio.AudioFeatures; `speech_levels`: (N,) dBFS, or None for features without levels."""
 
-    def __init__(self, per_stream: dict, fps: float = 24.0, flags: dict | None = None):
+    def __init__(self, per_stream: dict, fps: float = 24.0, flags: dict | None = None, speech_levels=None):
         self.per_stream = per_stream
         self.fps = fps
         self.flags = flags or {}
+        self.levels = speech_levels
+
+    def speech_levels(self, start: int, length: int):
+        if self.levels is None:
+            return None
+        window = torch.full((length,), -200.0)
+        piece = self.levels[start:start + length]
+        window[:piece.shape[0]] = piece
+        return window
 
     @property
     def num_frames(self) -> int:

@@ -106,6 +106,8 @@ def test_bad_values_fail_before_any_computation(files, tmp_path):
         _validate(_args(files, out, "--mux", "drums"))
     with pytest.raises(ConfigError, match="--speech-gate-dbfs 6.0 is out of range; use a number in -200..0; or 'off'"):
         _validate(_args(files, out, "--speech-gate-dbfs", "6"))
+    with pytest.raises(ConfigError, match="speech_in_pauses guidance scale 40.0 is out of range"):
+        _validate(_args(files, out, "--speech-in-pauses", "40"))
 
 
 def test_streams_that_do_not_fit_the_model_are_refused_naming_the_flags(files, tmp_path):
@@ -128,19 +130,19 @@ def test_guidance_defaults_official_for_given_models_and_the_demo_scales_for_the
 
     out = str(tmp_path / "o.mp4")
     assert scales(*_args(files, out)) == {**dict.fromkeys(("text", "speech", "effects", "music"), OFFICIAL_GUIDANCE),
-                                          "silent": None, "until": None}
+                                          "silent": None, "until": None, "speech_in_pauses": None}
     assert scales(*_args(files, out, "--guidance", "5", "--effects-guidance", "7", "--silent-guidance", "1",
-                         "--guidance-until", "0.8")) == {
+                         "--guidance-until", "0.8", "--speech-in-pauses", "2")) == {
         "text": 5.0, "speech": 5.0, "effects": 7.0, "music": 5.0, "silent": 1.0,
-        "until": dict.fromkeys(("text", "speech", "effects", "music"), 0.8)}
-    assert scales("generate", "--example", "--out", out) == {**demo.GUIDANCE, "until": None}
+        "until": dict.fromkeys(("text", "speech", "effects", "music"), 0.8), "speech_in_pauses": 2.0}
+    assert scales("generate", "--example", "--out", out) == {**demo.GUIDANCE, "until": None, "speech_in_pauses": None}
     assert demo.GUIDANCE["speech"] != OFFICIAL_GUIDANCE and demo.GUIDANCE["silent"] != OFFICIAL_GUIDANCE
     assert scales("generate", "--example", "--out", out, "--guidance-until", "speech=0.5, music=0") == {
-        **demo.GUIDANCE, "until": {"speech": 0.5, "music": 0.0}}
+        **demo.GUIDANCE, "until": {"speech": 0.5, "music": 0.0}, "speech_in_pauses": None}
     with pytest.raises(ConfigError, match="guidance until 'speech:0.5' is not understood"):
         scales("generate", "--example", "--out", out, "--guidance-until", "speech:0.5")
-    assert scales("generate", "--example", "--out", out, "--speech-guidance", "2") == {**demo.GUIDANCE, "speech": 2.0,
-                                                                                       "until": None}
+    assert scales("generate", "--example", "--out", out, "--speech-guidance", "2") == {
+        **demo.GUIDANCE, "speech": 2.0, "until": None, "speech_in_pauses": None}
     assert scales("generate", "--example", "--out", out, "--guidance", "3.5") == vars(GuidanceScales.joint(3.5))
 
 
@@ -179,6 +181,37 @@ def test_start_image_of_another_size_is_resized_and_centre_cropped(tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(ConfigError, match="cannot be read"):
         load_start_image(tmp_path / "bad.png", 48, 32)
+
+
+def test_speech_guidance_in_pauses_changes_the_frames_where_nobody_speaks(files, tmp_path):
+    """Speech for the first second only: a pause scale other than the speech scale changes the video (through attention,
+    every frame; which latent frames get it is tested in test_guidance.py); at the speech scale it is the plain render.
+    The work folder's features carry the speech level per frame."""
+    from mtv_core.audio import AudioFeatures
+    from mtv_core.spec import OFFICIAL_GUIDANCE
+
+    rate = 16000
+    t = np.arange(int(rate * 2.5)) / rate
+    speech = _write_wav(tmp_path / "speech.wav", (0.4 * np.sin(2 * np.pi * 220 * t) * (t < 1.0)).astype(np.float32), rate)
+
+    def render(name, *extra):
+        args = _args(files, tmp_path / f"{name}.mp4", "--work-dir", str(tmp_path / "work"), "--keep-segments", *extra)
+        args[args.index("--speech") + 1] = str(speech)
+        assert main(args) == 0
+        return _decoded(tmp_path / f"{name}.mp4")
+
+    plain, same, paused = render("plain"), render("same", "--speech-in-pauses", str(OFFICIAL_GUIDANCE)), \
+        render("paused", "--speech-in-pauses", "1")
+    assert np.array_equal(plain, same)
+    assert np.abs(plain.astype(float) - paused.astype(float)).mean() > 1.0
+    levels = AudioFeatures.load(next((tmp_path / "work").glob("features-*.safetensors"))).levels["speech"]
+    # a 0.4 sine: -10.97 dBFS; frame 24 starts at 1.0 s
+    assert (levels[:23] + 10.97).abs().max() < 0.1 and levels[25:60].max() < -100
+
+
+def _decoded(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
 def test_generate_with_the_demixer_and_a_chosen_stem_in_the_mp4(files, tmp_path):

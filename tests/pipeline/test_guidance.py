@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -136,6 +138,45 @@ def test_each_condition_stops_being_guided_at_its_own_point(tiny_model, inputs):
     assert scales.stopped_at(300) == {"text", "speech", "music"} and len(scales.phases()) == 3
     out = GuidedModel(tiny_model, text, tokens, null, scales, mask)(x, 300)
     torch.testing.assert_close(out, e4 + 2.0 * (e3 - e2), atol=1e-4, rtol=1e-4)
+
+
+def test_speech_in_pauses_guides_speech_at_its_own_scale_in_those_latent_frames_alone(tiny_model, inputs):
+    """Latent frames 3..7 are a pause: speech at 1 there, 5 elsewhere, from the same five branches in one forward."""
+    x, text, tokens, null, mask = inputs
+    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
+                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
+                           ("text", "speech", "effects", "music")))
+    pauses = torch.zeros(13, dtype=torch.bool)
+    pauses[3:8] = True
+    scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=1.0)
+    sizes, handle = _batch_sizes(tiny_model)
+    out = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=pauses)(x, 500)
+    handle.remove()
+    assert sizes == [5]
+    spoken = e0 + 2.0 * (e1 - e0) + 5.0 * (e2 - e1) + 3.0 * (e3 - e2) + 1.5 * (e4 - e3)
+    paused = e0 + 2.0 * (e1 - e0) + 1.0 * (e2 - e1) + 3.0 * (e3 - e2) + 1.5 * (e4 - e3)
+    torch.testing.assert_close(out[:, pauses], paused[:, pauses], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[:, ~pauses], spoken[:, ~pauses], atol=1e-4, rtol=1e-4)
+    assert (spoken - paused)[:, pauses].abs().max() > 1e-3  # the pause scale changed those frames
+
+    nowhere = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=torch.zeros(13, dtype=torch.bool))
+    torch.testing.assert_close(nowhere(x, 500), spoken, atol=1e-4, rtol=1e-4)
+    unset = GuidedModel(tiny_model, text, tokens, null, GuidanceScales(2.0, 5.0, 3.0, 1.5), mask, pauses=pauses)
+    torch.testing.assert_close(unset(x, 500), spoken, atol=1e-4, rtol=1e-4)
+
+
+def test_speech_in_pauses_yields_to_stopped_and_silent_speech(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=0.0, until={"speech": 0.6})
+    assert scales.without({"speech"}).in_pauses() == scales.without({"speech"})  # stopped: 1 in pauses too
+    assert scales.without({"text"}).in_pauses().speech == 0.0
+    assert scales.for_silent({"speech"}).in_pauses() == scales.for_silent({"speech"})  # silent: the silent scale
+    pauses = torch.ones(13, dtype=torch.bool)
+    stopped = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=pauses)(x, 300)
+    plain = GuidedModel(tiny_model, text, tokens, null, replace(scales, speech_in_pauses=None), mask)(x, 300)
+    torch.testing.assert_close(stopped, plain, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="speech_in_pauses guidance scale -1 is out of range"):
+        GuidanceScales(speech_in_pauses=-1)
 
 
 @pytest.mark.parametrize("until, problem", [(-0.1, "out of range"), (1.5, "out of range"), ("0.6", "out of range"),
