@@ -172,8 +172,9 @@ def test_the_demo_workflow_samples_with_the_demos_guidance_and_older_graphs_keep
     first = run_workflow(graph)
     assert first["9"][0].guidance == GuidanceScales(**demo.GUIDANCE) and first["9"][0].guidance.silent == 1.0
     assert first["9"][0].guidance.until is None  # every step, as the official sampler
-    for name in ("silent_guidance", "guidance_until"):  # an API graph saved before the inputs existed
+    assert first["9"][0].guidance.speech_in_pauses is None  # speech guided alike in pauses
+    for name in ("silent_guidance", "guidance_until", "speech_guidance_in_pauses"):  # saved before these existed
         del graph["9"]["inputs"][name]
     loaded = {node_id: outputs for node_id, outputs in first.items() if node_id != "9"}
     older = run_workflow(graph, loaded)["9"][0].guidance
-    assert older.silent is None and older.until is None
+    assert older.silent is None and older.until is None and older.speech_in_pauses is None
