@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "-45 dBFS a quarter second around; default: the speech scale everywhere). On the demo "
                                "a lower scale there held the colours still and the small figures' lips followed "
                                "better, but mouths moved more in the pauses (README, Long clips)")
+    sampling.add_argument("--speech-pause-keep", type=float,
+                          help="with --speech-in-pauses: the share of each pause frame's positions (0..1) that keep "
+                               "the speech scale, where speech pushes hardest (on the demo: the mouths, held still)")
     for name in STEMS:
         sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
@@ -168,7 +171,8 @@ def build_job(args):
     demo_model = _use_demo_defaults(args)
     guidance = GuidanceScales(*(_guidance_scale(args, name, demo_model) for name in GUIDANCE_ORDER),
                               silent=_silent_guidance(args, demo_model),
-                              until=parse_until(args.guidance_until or ""), speech_in_pauses=args.speech_in_pauses)
+                              until=parse_until(args.guidance_until or ""), speech_in_pauses=args.speech_in_pauses,
+                              speech_pause_keep=args.speech_pause_keep)
     device = resolve_device(args.device)
     dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     stream_files = {name: getattr(args, name) for name in STREAMS if getattr(args, name)}

@@ -165,6 +165,33 @@ def test_speech_in_pauses_guides_speech_at_its_own_scale_in_those_latent_frames_
     torch.testing.assert_close(unset(x, 500), spoken, atol=1e-4, rtol=1e-4)
 
 
+def test_speech_pause_keep_gives_speech_its_own_scale_back_where_it_pushes_hardest_in_each_pause_frame(tiny_model, inputs):
+    x, text, tokens, null, mask = inputs
+    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
+                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
+                           ("text", "speech", "effects", "music")))
+    pauses = torch.zeros(13, dtype=torch.bool)
+    pauses[3:8] = True
+    scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=1.0, speech_pause_keep=0.25)  # 6 of 4 x 6 positions
+    out = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=pauses)(x, 500)
+    spoken = e0 + 2.0 * (e1 - e0) + 5.0 * (e2 - e1) + 3.0 * (e3 - e2) + 1.5 * (e4 - e3)
+    paused = spoken - 4.0 * (e2 - e1)
+    strength = (e2 - e1).norm(dim=2)[0]  # (13, 4, 6)
+    for frame in range(13):
+        if not pauses[frame]:
+            torch.testing.assert_close(out[0, frame], spoken[0, frame], atol=1e-4, rtol=1e-4)
+            continue
+        hardest = torch.zeros(24, dtype=torch.bool)
+        hardest[strength[frame].flatten().topk(6).indices] = True
+        hardest = hardest.view(4, 6)
+        torch.testing.assert_close(out[0, frame][:, hardest], spoken[0, frame][:, hardest], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out[0, frame][:, ~hardest], paused[0, frame][:, ~hardest], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ConfigError, match="speech pause keep 1.5 is out of range"):
+        GuidanceScales(speech_in_pauses=1.0, speech_pause_keep=1.5)
+    with pytest.raises(ConfigError, match="set without a speech scale in pauses"):
+        GuidanceScales(speech_pause_keep=0.1)
+
+
 def test_speech_in_pauses_yields_to_stopped_and_silent_speech(tiny_model, inputs):
     x, text, tokens, null, mask = inputs
     scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=0.0, until={"speech": 0.6})

@@ -5,6 +5,7 @@ import glob
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -63,21 +64,25 @@ def _inputs(model):
     return latents, text, tokens, null_tokens, clean_mask
 
 
-def _guided_prediction(parallel=None, until=None, timestep=600) -> torch.Tensor:
+FIVE_BRANCHES = GuidanceScales(text=5.0, speech=4.0, effects=3.0, music=2.0)
+
+
+def _guided_prediction(parallel=None, until=None, timestep=600, scales=FIVE_BRANCHES, pauses=None) -> torch.Tensor:
     model = testing.tiny_mtv_model(sample_height=6, sample_width=6).eval()
     latents, text, tokens, null_tokens, clean_mask = _inputs(model)
     if parallel is not None:
         parallel.install(model)
-    scales = GuidanceScales(text=5.0, speech=4.0, effects=3.0, music=2.0, until=until)  # 5 branches
+    scales = replace(scales, until=until)
     with torch.no_grad():
-        return GuidedModel(model, text, tokens, null_tokens, scales, clean_mask, parallel)(latents, timestep)
+        return GuidedModel(model, text, tokens, null_tokens, scales, clean_mask, parallel, pauses=pauses)(latents, timestep)
 
 
-def _process(rank: int, plan: ParallelPlan, init_file: str, out: str, until=None, timestep=600) -> None:
+def _process(rank: int, plan: ParallelPlan, init_file: str, out: str, until=None, timestep=600, scales=FIVE_BRANCHES,
+             pauses=None) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=plan.size)
     try:
-        torch.save(_guided_prediction(ParallelRun(plan, "cpu"), until, timestep), f"{out}.{rank}")
+        torch.save(_guided_prediction(ParallelRun(plan, "cpu"), until, timestep, scales, pauses), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -98,6 +103,21 @@ def test_an_unguided_step_split_over_branch_groups_predicts_what_one_process_doe
                        nprocs=plan.size, start_method="spawn")
     alone = _guided_prediction(None, until, timestep)
     assert (alone - _guided_prediction(None, None, timestep)).abs().max() > 1e-3
+    for rank in range(plan.size):
+        torch.testing.assert_close(torch.load(tmp_path / f"out.{rank}"), alone, atol=2e-5, rtol=1e-5)
+
+
+def test_speech_kept_in_part_of_the_pauses_predicts_what_one_process_does_with_its_step_split(tmp_path):
+    """Speech 3 = effects = music: e2 runs only for the pauses (speech 1 there), in the other branch group than e1,
+    so speech's step e2 - e1, which picks the kept positions, is summed across the processes."""
+    plan = ParallelPlan(ulysses=1, branches=2)
+    scales = GuidanceScales(text=5.0, speech=3.0, effects=3.0, music=3.0, speech_in_pauses=1.0, speech_pause_keep=0.25)
+    pauses = torch.arange(13) >= 6
+    mp.start_processes(_process, args=(plan, str(tmp_path / "init"), str(tmp_path / "out"), None, 600, scales, pauses),
+                       nprocs=plan.size, start_method="spawn")
+    alone = _guided_prediction(None, None, 600, scales, pauses)
+    uniform = _guided_prediction(None, None, 600, replace(scales, speech_pause_keep=None), pauses)
+    assert (alone - uniform).abs().max() > 1e-3  # the kept share changed the prediction
     for rank in range(plan.size):
         torch.testing.assert_close(torch.load(tmp_path / f"out.{rank}"), alone, atol=2e-5, rtol=1e-5)
 
