@@ -108,11 +108,14 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
             "Speech guidance where nobody speaks: in the latent frames whose speech stem stays below -45 dBFS a "
             "quarter second around (-1: the speech guidance everywhere, official). On the demo model 1 there held "
             "the colours still and the small figures' lips followed better, but mouths moved more in the pauses.")}),
+        "speech_pause_keep": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
+            "With speech_guidance_in_pauses: the share of each pause frame that keeps the speech guidance, where "
+            "speech pushes hardest (on the demo model: the mouths, held still). 0: none.")}),
     }
 
     def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,
               text_guidance, speech_guidance, effects_guidance, music_guidance, silent_guidance=-1.0,
-              guidance_until="", speech_guidance_in_pauses=-1.0):
+              guidance_until="", speech_guidance_in_pauses=-1.0, speech_pause_keep=0.0):
         check_text_width(mtv_model.model, text.embeddings)
         features, model = audio_features.features, mtv_model.model
         try:
@@ -125,10 +128,12 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
         scaled = features.scaled(stream_strengths(strengths, model.audio_streams))
         with node_errors("MST-ControlNet Apply", "guidance_until"):
             until = parse_until(guidance_until)
-        with node_errors("MST-ControlNet Apply", "text_guidance"):
+        keep_alone = speech_pause_keep and speech_guidance_in_pauses < 0
+        with node_errors("MST-ControlNet Apply", "speech_pause_keep" if keep_alone else "text_guidance"):
             scales = GuidanceScales(text_guidance, speech_guidance, effects_guidance, music_guidance,
                                     silent=None if silent_guidance < 0 else silent_guidance, until=until,
-                                    speech_in_pauses=None if speech_guidance_in_pauses < 0 else speech_guidance_in_pauses)
+                                    speech_in_pauses=None if speech_guidance_in_pauses < 0 else speech_guidance_in_pauses,
+                                    speech_pause_keep=speech_pause_keep or None)
         return (MTVConditioning(text, type(audio_features)(scaled, audio_features.duration), scales),)
 
 

@@ -72,13 +72,13 @@ G = OFFICIAL_GUIDANCE
 
 
 def apply(text_node: str, speech=1.0, effects=1.0, music=1.0, guidance=(G, G, G, G), silent=-1.0, until="",
-          pauses=-1.0) -> dict:
+          pauses=-1.0, pause_keep=0.0) -> dict:
     return {"9": ("MTVApply", {"mtv_model": ["1", 0], "text": [text_node, 0], "audio_features": ["7", 0],
                                "speech_strength": speech, "effects_strength": effects, "music_strength": music,
                                "text_guidance": guidance[0], "speech_guidance": guidance[1],
                                "effects_guidance": guidance[2], "music_guidance": guidance[3],
                                "silent_guidance": silent, "guidance_until": until,
-                               "speech_guidance_in_pauses": pauses})}
+                               "speech_guidance_in_pauses": pauses, "speech_pause_keep": pause_keep})}
 
 
 def chain_and_save(name: str, steps: int = 30, model: str = "1") -> dict:

@@ -271,3 +271,19 @@ def test_apply_names_a_guidance_until_it_cannot_use(comfy_env, until, problem):
         MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 3.5, 3.5, 3.5, guidance_until=until)
     (conditioning,) = MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 3.5, 3.5, 3.5, guidance_until="speech=0.6")
     assert conditioning.guidance.until == {"speech": 0.6}
+
+
+def test_apply_passes_the_speech_guidance_in_pauses_and_names_a_keep_without_it(comfy_env):
+    results = run_workflow({node: spec for node, spec in demo_graph().items() if node in {"1", "3", "6", "7", "20", "21", "22"}})
+    handle, features = results["1"][0], results["7"][0]
+    from nodes.payloads import TextConditioning
+
+    text = TextConditioning(types.SimpleNamespace(entries=()), torch.zeros(1, 226, 32))
+    assert features.features.levels["speech"].shape == (features.features.num_padded_frames,)  # encoded with levels
+    (conditioning,) = MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 8.0, 3.5, 3.5,
+                                       speech_guidance_in_pauses=1.0, speech_pause_keep=0.1)
+    assert (conditioning.guidance.speech_in_pauses, conditioning.guidance.speech_pause_keep) == (1.0, 0.1)
+    (plain,) = MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 8.0, 3.5, 3.5)
+    assert plain.guidance.speech_in_pauses is None and plain.guidance.speech_pause_keep is None
+    with pytest.raises(MTVError, match="input 'speech_pause_keep'.*without a speech scale in pauses"):
+        MTVApply().apply(handle, text, features, 1, 1, 1, 3.5, 8.0, 3.5, 3.5, speech_pause_keep=0.1)

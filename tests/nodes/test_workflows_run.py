@@ -173,7 +173,7 @@ def test_the_demo_workflow_samples_with_the_demos_guidance_and_older_graphs_keep
     assert first["9"][0].guidance == GuidanceScales(**demo.GUIDANCE) and first["9"][0].guidance.silent == 1.0
     assert first["9"][0].guidance.until is None  # every step, as the official sampler
     assert first["9"][0].guidance.speech_in_pauses is None  # speech guided alike in pauses
-    for name in ("silent_guidance", "guidance_until", "speech_guidance_in_pauses"):  # saved before these existed
+    for name in ("silent_guidance", "guidance_until", "speech_guidance_in_pauses", "speech_pause_keep"):  # saved before
         del graph["9"]["inputs"][name]
     loaded = {node_id: outputs for node_id, outputs in first.items() if node_id != "9"}
     older = run_workflow(graph, loaded)["9"][0].guidance
