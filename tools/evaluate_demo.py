@@ -4,7 +4,8 @@ in turn) on a held-out world, plus the world's own videos and a static baseline.
     python tools/evaluate_demo.py --world /tmp/demo-build/heldout --out /tmp/demo-eval [--model candidate.safetensors]
 
 `--variants demo no_effects` generates only those rows. Every variant samples with the demo's guidance scales
-(mtv_core.demo.GUIDANCE) unless --joint-guidance is given, at every step unless --guidance-until is given.
+(mtv_core.demo.GUIDANCE) unless --joint-guidance is given, at every step unless --guidance-until is given, speech
+alike in pauses unless --speech-in-pauses is given.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ def main() -> None:
     parser.add_argument("--joint-guidance", type=float, help="one scale for every condition instead of the demo's")
     parser.add_argument("--guidance-until", default="", help="stop conditions' guidance early, as generate's "
                                                              "--guidance-until ('text=0.6,music=0.6'; default: every step)")
+    parser.add_argument("--speech-in-pauses", type=float, help="speech's scale where nobody speaks, as generate's")
+    parser.add_argument("--speech-pause-keep", type=float, help="the share of a pause that keeps speech's scale, as "
+                                                                "generate's")
     parser.add_argument("--variants", nargs="+", choices=["demo", *STREAM_ABLATIONS], default=["demo", *STREAM_ABLATIONS],
                         help="which rows to generate (default: the demo and every ablation)")
     args = parser.parse_args()
     guidance = (GuidanceScales.joint(args.joint_guidance) if args.joint_guidance is not None
                 else GuidanceScales(**demo.GUIDANCE))
-    guidance = replace(guidance, until=parse_until(args.guidance_until))
+    guidance = replace(guidance, until=parse_until(args.guidance_until), speech_in_pauses=args.speech_in_pauses,
+                       speech_pause_keep=args.speech_pause_keep)
 
     models = load_model_set(args.model, args.vae, demo.T5, demo.WAV2VEC)
     variants = {name: zeroed for name, zeroed in {"demo": (), **STREAM_ABLATIONS}.items() if name in args.variants}
