@@ -106,11 +106,13 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
             "speech=0.6, text=0.6, music=0.6 flickered less; on its small figures it lost the lip sync.")}),
         "speech_guidance_in_pauses": ("FLOAT", {"default": -1.0, "min": -1.0, "max": MAX_GUIDANCE, "step": 0.1, "tooltip": (
             "Speech guidance where nobody speaks: in the latent frames whose speech stem stays below -45 dBFS a "
-            "quarter second around (-1: the speech guidance everywhere, official). On the demo model 1 there held "
-            "the colours still and the small figures' lips followed better, but mouths moved more in the pauses.")}),
+            "quarter second around (-1: the speech guidance everywhere, official). On the demo model's two-minute "
+            "close-up 1 held the wall's colour where the default drifted, with the same lip sync; small figures' "
+            "mouths moved more in the pauses.")}),
         "speech_pause_keep": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
             "With speech_guidance_in_pauses: the share of each pause frame that keeps the speech guidance, where "
-            "speech pushes hardest (on the demo model: the mouths, held still). 0: none.")}),
+            "speech pushes hardest (on the demo model the mouths: 0.1 kept resting mouths as still as the default and "
+            "halved the drift). 0: none.")}),
     }
 
     def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,
