@@ -28,6 +28,14 @@ def _branch(model, x, text, tokens, null, mask, conditions, t=500):
         return model(x, text_input, torch.tensor([t]), audio_tokens=audio, clean_mask=mask)
 
 
+NESTED = ((), ("text",), ("text", "speech"), ("text", "speech", "effects"), ("text", "speech", "effects", "music"))
+
+
+def _every_branch(model, inputs, t=500) -> list:
+    """e0 .. e4, each from a forward of its own."""
+    return [_branch(model, *inputs, set(conditions), t=t) for conditions in NESTED]
+
+
 def _batch_sizes(model):
     sizes = []
     handle = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
@@ -78,9 +86,7 @@ def test_text_scale_one_drops_the_unconditional_branch(tiny_model, inputs):
 def test_a_silent_stream_is_guided_at_the_text_scale(tiny_model, inputs):
     """Effects encoded from silence: no effects push of its own (e3 - e2 at the text scale, one branch fewer)."""
     x, text, tokens, null, mask = inputs
-    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
-                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
-                           ("text", "speech", "effects", "music")))
+    e0, e1, e2, e3, e4 = _every_branch(tiny_model, inputs)
     scales = GuidanceScales(3.5, 8.0, 12.0, 3.5)
     sizes, handle = _batch_sizes(tiny_model)
     out = GuidedModel(tiny_model, text, tokens, null, scales, mask, silent=frozenset({"effects"}))(x, 500)
@@ -97,9 +103,7 @@ def test_a_silent_stream_is_guided_at_the_text_scale(tiny_model, inputs):
 def test_a_silent_scale_of_zero_takes_the_silent_streams_push_out(tiny_model, inputs):
     """silent=0: wav2vec(silence) still conditions the later branches, but its step from the null input adds nothing."""
     x, text, tokens, null, mask = inputs
-    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
-                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
-                           ("text", "speech", "effects", "music")))
+    e0, e1, e2, e3, e4 = _every_branch(tiny_model, inputs)
     scales = GuidanceScales(3.5, 8.0, 3.0, 3.5, silent=0.0)
     out = GuidedModel(tiny_model, text, tokens, null, scales, mask, silent=frozenset({"effects"}))(x, 500)
     expected = e0 + 3.5 * (e1 - e0) + 8.0 * (e2 - e1) + 3.5 * (e4 - e3)
@@ -130,9 +134,7 @@ def test_guidance_until_runs_the_fully_conditioned_branch_alone_below_the_guided
 def test_each_condition_stops_being_guided_at_its_own_point(tiny_model, inputs):
     """Speech stops at 0.6 (timestep 400), text and music at 0.2 (800); effects is guided throughout."""
     x, text, tokens, null, mask = inputs
-    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions), t=300) for conditions in
-                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
-                           ("text", "speech", "effects", "music")))
+    e0, e1, e2, e3, e4 = _every_branch(tiny_model, inputs, 300)
     scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, until={"speech": 0.6, "text": 0.2, "music": 0.2})
     assert scales.stopped_at(999) == frozenset() and scales.stopped_at(500) == {"text", "music"}
     assert scales.stopped_at(300) == {"text", "speech", "music"} and len(scales.phases()) == 3
@@ -143,11 +145,8 @@ def test_each_condition_stops_being_guided_at_its_own_point(tiny_model, inputs):
 def test_speech_in_pauses_guides_speech_at_its_own_scale_in_those_latent_frames_alone(tiny_model, inputs):
     """Latent frames 3..7 are a pause: speech at 1 there, 5 elsewhere, from the same five branches in one forward."""
     x, text, tokens, null, mask = inputs
-    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
-                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
-                           ("text", "speech", "effects", "music")))
-    pauses = torch.zeros(13, dtype=torch.bool)
-    pauses[3:8] = True
+    e0, e1, e2, e3, e4 = _every_branch(tiny_model, inputs)
+    pauses = torch.arange(13).ge(3) & torch.arange(13).lt(8)  # latent frames 3..7
     scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=1.0)
     sizes, handle = _batch_sizes(tiny_model)
     out = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=pauses)(x, 500)
@@ -167,11 +166,8 @@ def test_speech_in_pauses_guides_speech_at_its_own_scale_in_those_latent_frames_
 
 def test_speech_pause_keep_gives_speech_its_own_scale_back_where_it_pushes_hardest_in_each_pause_frame(tiny_model, inputs):
     x, text, tokens, null, mask = inputs
-    e0, e1, e2, e3, e4 = (_branch(tiny_model, *inputs, set(conditions)) for conditions in
-                          ((), ("text",), ("text", "speech"), ("text", "speech", "effects"),
-                           ("text", "speech", "effects", "music")))
-    pauses = torch.zeros(13, dtype=torch.bool)
-    pauses[3:8] = True
+    e0, e1, e2, e3, e4 = _every_branch(tiny_model, inputs)
+    pauses = torch.arange(13).ge(3) & torch.arange(13).lt(8)  # latent frames 3..7
     scales = GuidanceScales(2.0, 5.0, 3.0, 1.5, speech_in_pauses=1.0, speech_pause_keep=0.25)  # 6 of 4 x 6 positions
     out = GuidedModel(tiny_model, text, tokens, null, scales, mask, pauses=pauses)(x, 500)
     spoken = e0 + 2.0 * (e1 - e0) + 5.0 * (e2 - e1) + 3.0 * (e3 - e2) + 1.5 * (e4 - e3)
