@@ -111,8 +111,8 @@ class MTVApply(Node, menu="conditioning", function="apply", outputs={"conditioni
             "mouths moved more in the pauses.")}),
         "speech_pause_keep": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
             "With speech_guidance_in_pauses: the share of each pause frame that keeps the speech guidance, where "
-            "speech pushes hardest (on the demo model the mouths: 0.1 kept resting mouths as still as the default and "
-            "halved the drift). 0: none.")}),
+            "speech pushes hardest (on the demo model the mouths: 0.1 kept resting mouths nearly as still as the default "
+            "and halved the drift). 0: none.")}),
     }
 
     def apply(self, mtv_model, text, audio_features, speech_strength, effects_strength, music_strength,

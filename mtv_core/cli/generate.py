@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--speech-pause-keep", type=float,
                           help="with --speech-in-pauses: the share of each pause frame's positions (0..1) that keep "
                                "the speech scale, where speech pushes hardest (on the demo the mouths: 0.1 kept resting "
-                               "mouths as still as the default and halved the drift)")
+                               "mouths nearly as still as the default and halved the drift)")
     for name in STEMS:
         sampling.add_argument(f"--{name}-strength", type=float, default=1.0,
                               help=f"how strongly {name} drives the video: 0 (its null input) .. {MAX_STRENGTH:g} (1 = as trained)")
