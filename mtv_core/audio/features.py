@@ -1,9 +1,10 @@
 """`AudioFeatures` (per-stream wav2vec2 features at the video frame rate) and the encoders that make them.
 
-Each stem is read twice, block by block: once for its length, level and mean/variance (wav2vec2 normalises a whole
-file), once to encode it pass by pass. Features go to a file as they are made (`encode_stem_files`) or to memory
-(`encode_stems`, for stems already in memory), so encoding a long soundtrack to a file takes memory that does not
-grow with its length; a features file is read back memory-mapped.
+Each stem is read twice, block by block: once for its length, level (whole and per frame) and mean/variance (wav2vec2
+normalises a whole file), once to encode it pass by pass. Features go to a file as they are made (`encode_stem_files`)
+or to memory (`encode_stems`, for stems already in memory), so encoding a long soundtrack to a file takes memory that
+does not grow with its length; a features file is read back memory-mapped. Where a stream's audio comes from is
+sources.py's.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ import os
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from ..errors import AudioInputError, ConfigError, ModelFileError
 from ..fileio import publish, temp_file_beside
-from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STEMS, STREAMS
+from ..spec import FEATURE_WINDOW_RADIUS, FPS, SEGMENT_FRAMES, SPEECH, SPEECH2, STREAMS
 from ..tensorfile import read_tensor_file, write_tensor_file
-from .io import Waveform, iter_audio_blocks, probe_audio, to_mono
 from .levels import DEFAULT_SILENCE_DBFS, FLOOR_DBFS, FrameLevels, LevelMeter
-from .resample import StreamResampler
-from .speakers import speaker_two_gain
+from .sources import BLOCK_SECONDS, StemSource, file_sources
 from .stems import Stems
 from .wav2vec import (
     CONTEXT_SECONDS,
@@ -43,7 +42,6 @@ from .wav2vec import (
 WINDOW_RADIUS = FEATURE_WINDOW_RADIUS
 FORMAT = "mtv-audio-features"
 ALIGN_TOLERANCE_SECONDS = 0.05
-BLOCK_SECONDS = 10.0
 MAX_FPS = 120.0
 LEVEL_PREFIX = "level."  # a stream's per-frame level in a features file: "level.speech", (N_padded,) dBFS
 
@@ -192,49 +190,6 @@ class FeatureFile:
                 publish(self.temp, self.path)
         finally:
             Path(self.temp).unlink(missing_ok=True)
-
-
-# -- where a stream's audio comes from --------------------------------------------------------------------------
-@dataclass
-class StemSource:
-    """A stream's audio: a file decoded block by block, or a track in memory; optionally gated in time (the second
-    speaker's ranges). `blocks()` yields mono 16 kHz float32 blocks, the same whichever the source."""
-    path: Optional[Path] = None
-    samples: Optional[torch.Tensor] = None  # [C, T] when in memory
-    sample_rate: int = 0
-    gain: Optional[Callable[[int, int], torch.Tensor]] = None  # (first sample, count) at 16 kHz -> gains
-
-    @classmethod
-    def file(cls, path, gain=None) -> "StemSource":
-        return cls(path=Path(path), gain=gain)
-
-    @classmethod
-    def tensor(cls, samples: torch.Tensor, sample_rate: int, gain=None) -> "StemSource":
-        return cls(samples=samples, sample_rate=int(sample_rate), gain=gain)
-
-    def blocks(self):
-        rate, names, raw = self._native_blocks()
-        resampler, position = StreamResampler(rate, WAV2VEC_SAMPLE_RATE), 0
-        for block in raw:
-            mono = resampler.push(to_mono(Waveform(block, rate, names)).samples)
-            yield from self._gated(mono, position)
-            position += mono.shape[-1]
-        yield from self._gated(resampler.flush().reshape(1, -1), position)
-
-    def _native_blocks(self):
-        if self.samples is not None:
-            step = max(1, int(BLOCK_SECONDS * self.sample_rate))
-            return self.sample_rate, None, (self.samples[:, i:i + step] for i in range(0, self.samples.shape[-1], step))
-        info = probe_audio(self.path)
-        return info.sample_rate, info.channel_names, iter_audio_blocks(self.path, block_seconds=BLOCK_SECONDS)
-
-    def _gated(self, mono: torch.Tensor, position: int):
-        if mono.numel():
-            block = mono.reshape(-1).float()
-            yield block if self.gain is None else block * self.gain(position, block.numel())
-
-    def describe(self) -> str:
-        return str(self.path) if self.path is not None else "audio in memory"
 
 
 @dataclass
@@ -400,22 +355,6 @@ def encode_stems(stems: Stems, encoder: Wav2Vec2Encoder, fps: float = FPS, clip_
     sources = {name: StemSource.tensor(track, stems.sample_rate) for name, track in stems.streams.items()}
     return encode_sources(sources, encoder, fps, clip_length, silence_dbfs, encode_silent_as_silence, out,
                           flags=stems.flags, source_id=stems.source_id, **options)
-
-
-def file_sources(files: dict, flags: Optional[dict] = None, speaker_ranges: str = "") -> tuple[dict, dict]:
-    """({stream: StemSource}, {stream: why it is silence}) for stem files ({stream: path}): `speaker_ranges`
-    ("0-2.5:1, 2.5-5:2") moves the second speaker's share of the speech file to speech2, and a stem not given
-    becomes flagged silence."""
-    flags = dict(flags or {})
-    sources = {name: StemSource.file(path) for name, path in files.items()}
-    if speaker_ranges:
-        share = speaker_two_gain(speaker_ranges, WAV2VEC_SAMPLE_RATE)
-        sources[SPEECH2] = StemSource.file(files[SPEECH], gain=share)
-        sources[SPEECH] = StemSource.file(files[SPEECH], gain=lambda first, count: 1 - share(first, count))
-    for name in STEMS:
-        if name not in sources:
-            sources[name], flags[name] = next(iter(sources.values())), "not given"
-    return sources, flags
 
 
 def encode_stem_files(files: dict, encoder: Wav2Vec2Encoder, out, fps: float = FPS, speaker_ranges: str = "",

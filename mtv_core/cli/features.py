@@ -34,7 +34,8 @@ def run(args) -> int:
     import time
 
     from ..audio.diarize import require_speaker_models
-    from ..audio.features import StemSource, encode_sources, file_sources
+    from ..audio.features import encode_sources
+    from ..audio.sources import StemSource, file_sources
     from ..audio.speakers import is_auto
     from ..checkpoints import load_wav2vec2
     from ..errors import ConfigError

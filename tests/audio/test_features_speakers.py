@@ -9,7 +9,7 @@ import torch
 from test_diarize import DATA, INSTALL, MAX_DER, TRUTH, needs_models
 
 from mtv_core.audio import AudioFeatures, diarize_file, parse_speaker_ranges
-from mtv_core.audio.features import file_sources
+from mtv_core.audio.sources import file_sources
 from mtv_core.cli import main
 from mtv_lab.evaluation.diarization import diarization_error
 

@@ -130,19 +130,19 @@ def test_guidance_defaults_official_for_given_models_and_the_demo_scales_for_the
 
     out = str(tmp_path / "o.mp4")
     assert scales(*_args(files, out)) == {**dict.fromkeys(("text", "speech", "effects", "music"), OFFICIAL_GUIDANCE),
-                                          "silent": None, "until": None, "speech_in_pauses": None}
+                                          "silent": None, "until": None, "speech_in_pauses": None, "speech_pause_keep": None}
     assert scales(*_args(files, out, "--guidance", "5", "--effects-guidance", "7", "--silent-guidance", "1",
                          "--guidance-until", "0.8", "--speech-in-pauses", "2")) == {
         "text": 5.0, "speech": 5.0, "effects": 7.0, "music": 5.0, "silent": 1.0,
-        "until": dict.fromkeys(("text", "speech", "effects", "music"), 0.8), "speech_in_pauses": 2.0}
-    assert scales("generate", "--example", "--out", out) == {**demo.GUIDANCE, "until": None, "speech_in_pauses": None}
+        "until": dict.fromkeys(("text", "speech", "effects", "music"), 0.8), "speech_in_pauses": 2.0, "speech_pause_keep": None}
+    assert scales("generate", "--example", "--out", out) == {**demo.GUIDANCE, "until": None, "speech_in_pauses": None, "speech_pause_keep": None}
     assert demo.GUIDANCE["speech"] != OFFICIAL_GUIDANCE and demo.GUIDANCE["silent"] != OFFICIAL_GUIDANCE
     assert scales("generate", "--example", "--out", out, "--guidance-until", "speech=0.5, music=0") == {
-        **demo.GUIDANCE, "until": {"speech": 0.5, "music": 0.0}, "speech_in_pauses": None}
+        **demo.GUIDANCE, "until": {"speech": 0.5, "music": 0.0}, "speech_in_pauses": None, "speech_pause_keep": None}
     with pytest.raises(ConfigError, match="guidance until 'speech:0.5' is not understood"):
         scales("generate", "--example", "--out", out, "--guidance-until", "speech:0.5")
     assert scales("generate", "--example", "--out", out, "--speech-guidance", "2") == {
-        **demo.GUIDANCE, "speech": 2.0, "until": None, "speech_in_pauses": None}
+        **demo.GUIDANCE, "speech": 2.0, "until": None, "speech_in_pauses": None, "speech_pause_keep": None}
     assert scales("generate", "--example", "--out", out, "--guidance", "3.5") == vars(GuidanceScales.joint(3.5))
 
 
